@@ -1,0 +1,24 @@
+.DEFAULT_GOAL := help
+GO ?= go
+
+.PHONY: help
+help: ## Show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+.PHONY: test
+test: ## Run every test with the race detector (needs the local PostgreSQL and NATS)
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+.PHONY: lint
+lint: ## gofmt, go vet and golangci-lint
+	@test -z "$$(gofmt -l .)" || (gofmt -l . && exit 1)
+	$(GO) vet ./...
+	golangci-lint run ./...
+
+.PHONY: bench
+bench: ## Go benchmarks of the outbox engine (see docs/BENCHMARKS.md)
+	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./... | tee bench.out
+
+.PHONY: tidy
+tidy: ## go mod tidy and fail if it changed anything
+	$(GO) mod tidy && git diff --exit-code go.mod go.sum

@@ -1,0 +1,68 @@
+package outbox
+
+import (
+	"math/rand/v2"
+	"time"
+)
+
+// RetryPolicy decides how often and how fast a failing event is retried.
+type RetryPolicy struct {
+	Base        time.Duration // delay after the first failure; default 1s
+	Cap         time.Duration // longest delay; default 5m
+	MaxAttempts int           // attempts before dead-lettering; default 10
+}
+
+func (p RetryPolicy) withDefaults() RetryPolicy {
+	if p.Base <= 0 {
+		p.Base = time.Second
+	}
+	if p.Cap <= 0 {
+		p.Cap = 5 * time.Minute
+	}
+	if p.Cap < p.Base {
+		p.Cap = p.Base
+	}
+	if p.MaxAttempts <= 0 {
+		p.MaxAttempts = 10
+	}
+	return p
+}
+
+// Delay returns the wait before attempt number attempts+1, given that
+// attempts have failed so far: exponential growth capped at Cap, with "equal
+// jitter" (half fixed, half random) so that a burst of failures spreads out
+// without ever retrying immediately.
+func (p RetryPolicy) Delay(attempts int) time.Duration {
+	p = p.withDefaults()
+	d := p.Cap
+	if shift := attempts - 1; shift < 62 {
+		if exp := p.Base << max(shift, 0); exp > 0 && exp < p.Cap {
+			d = exp
+		}
+	}
+	half := d / 2
+	return half + rand.N(half+1) //nolint:gosec // jitter needs no cryptographic randomness
+}
+
+// outcome turns one publish result into the verdict stored for the event.
+// attempts counts the attempts before this one.
+func (p RetryPolicy) outcome(err error, attempts int) Outcome {
+	p = p.withDefaults()
+	switch {
+	case err == nil:
+		return Outcome{Kind: OutcomePublished}
+	case IsPermanent(err) || attempts+1 >= p.MaxAttempts:
+		return Outcome{Kind: OutcomeDeadLetter, Error: truncate(err.Error())}
+	default:
+		return Outcome{Kind: OutcomeRetry, Error: truncate(err.Error()), Delay: p.Delay(attempts + 1)}
+	}
+}
+
+// truncate bounds a stored error message.
+func truncate(s string) string {
+	const maxLen = 2000
+	if len(s) > maxLen {
+		return s[:maxLen]
+	}
+	return s
+}

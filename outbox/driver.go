@@ -1,0 +1,159 @@
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Driver is the storage contract the engine runs on, implemented by the
+// pgstore and sqlitestore packages. It is exported so that drivers can live in
+// packages of their own; applications use Client and Relay, not Driver.
+// Every driver passes the suite in package storetest.
+//
+// TTx is the driver's transaction type (pgx.Tx, *sql.Tx): the caller's own
+// transaction goes straight to InsertTx, with no wrapping or type switch.
+type Driver[TTx any] interface {
+	Store
+
+	// InsertTx writes events in tx, giving each the next sequence of its
+	// aggregate. The sequence counter is row-locked until tx ends, so writers
+	// of one aggregate commit in sequence order and a rollback leaves no gap.
+	// It returns ErrDuplicate when an id or idempotency key is already stored.
+	InsertTx(ctx context.Context, tx TTx, events []Event) ([]Enqueued, error)
+
+	// WithTx runs fn in a new transaction and commits it when fn returns nil.
+	WithTx(ctx context.Context, fn func(tx TTx) error) error
+}
+
+// Store is the part of a Driver that the relay and the operator tools need.
+type Store interface {
+	// Claim takes up to p.Limit events that are due and are the oldest
+	// unpublished event of their aggregate (its head), so at most one event
+	// per aggregate is ever in flight. Events claimed by another Batch are
+	// invisible until that batch ends. An empty batch is not an error.
+	Claim(ctx context.Context, p ClaimParams) (Batch, error)
+
+	// Listen blocks until ctx is done, calling wake whenever events may have
+	// been committed. It returns early with an error if it loses its
+	// connection; the relay then polls and calls Listen again.
+	Listen(ctx context.Context, wake func()) error
+
+	ListDeadLetters(ctx context.Context, f DeadLetterFilter) ([]DeadLetter, error)
+	// GetDeadLetter returns ErrNotFound for an unknown id.
+	GetDeadLetter(ctx context.Context, id int64) (DeadLetter, error)
+	// ReplayDeadLetter puts the event back in the outbox with its original
+	// id and sequence and marks the dead letter reprocessed, in one
+	// transaction. Returns ErrNotFound or ErrAlreadyResolved.
+	ReplayDeadLetter(ctx context.Context, id int64) error
+	// ReplayDeadLetters replays every open dead letter matching f and
+	// returns how many it replayed.
+	ReplayDeadLetters(ctx context.Context, f DeadLetterFilter) (int, error)
+	// DiscardDeadLetter resolves a dead letter without publishing it; the row
+	// stays as an audit record. Returns ErrNotFound or ErrAlreadyResolved.
+	DiscardDeadLetter(ctx context.Context, id int64, reason string) error
+
+	Stats(ctx context.Context) (Stats, error)
+}
+
+// ClaimParams select what Claim takes.
+type ClaimParams struct {
+	Limit int
+	// MoveOnPastDeadLetters lets an aggregate's later events flow while one
+	// of its events sits in the dead-letter queue. By default they stay
+	// parked until the dead letter is replayed or discarded.
+	MoveOnPastDeadLetters bool
+}
+
+// Batch is a set of claimed events. Exactly one of Finish or Release must be
+// called. If the process dies first, the claim lapses and the events are
+// claimed again later (so they may be published twice, with the same id).
+type Batch interface {
+	Records() []Record
+	// Finish applies outcomes[i] to Records()[i] atomically: published events
+	// are deleted, failed ones scheduled again, exhausted ones moved to the
+	// dead-letter queue.
+	Finish(ctx context.Context, outcomes []Outcome) error
+	// Release gives the events back untouched.
+	Release(ctx context.Context) error
+}
+
+// OutcomeKind is what became of one claimed event.
+type OutcomeKind int
+
+const (
+	OutcomePublished  OutcomeKind = iota + 1 // the broker acknowledged it
+	OutcomeRetry                             // try again after Outcome.Delay
+	OutcomeDeadLetter                        // move it to the dead-letter queue
+)
+
+// Outcome is the relay's verdict on one claimed event.
+type Outcome struct {
+	Kind  OutcomeKind
+	Error string        // for OutcomeRetry and OutcomeDeadLetter
+	Delay time.Duration // for OutcomeRetry: measured from the database's clock
+}
+
+// DeadLetterState filters dead letters by what an operator did with them.
+type DeadLetterState string
+
+const (
+	DeadLetterOpen      DeadLetterState = "open"      // waiting for an operator
+	DeadLetterReplayed  DeadLetterState = "replayed"  // back in the outbox
+	DeadLetterDiscarded DeadLetterState = "discarded" // resolved without publishing
+)
+
+// DeadLetter is an event that exhausted its attempts or failed permanently.
+type DeadLetter struct {
+	ID             int64
+	EventID        uuid.UUID
+	AggregateType  string
+	AggregateID    string
+	EventType      string
+	Payload        json.RawMessage
+	Headers        map[string]string
+	Sequence       int64
+	IdempotencyKey string
+	Error          string
+	Attempts       int
+	CreatedAt      time.Time // when the event was first enqueued
+	FirstFailedAt  time.Time
+	MovedAt        time.Time
+	Reprocessed    bool
+	ReprocessedAt  *time.Time
+	DiscardedAt    *time.Time
+	DiscardReason  string
+}
+
+// State derives the dead letter's state from its timestamps.
+func (d *DeadLetter) State() DeadLetterState {
+	switch {
+	case d.Reprocessed:
+		return DeadLetterReplayed
+	case d.DiscardedAt != nil:
+		return DeadLetterDiscarded
+	default:
+		return DeadLetterOpen
+	}
+}
+
+// DeadLetterFilter narrows ListDeadLetters and ReplayDeadLetters. Zero
+// fields match everything; results are ordered by id.
+type DeadLetterFilter struct {
+	State         DeadLetterState // "" matches all states
+	AggregateType string
+	AggregateID   string
+	EventType     string
+	AfterID       int64 // cursor: only ids greater than this
+	Limit         int   // 0 means 100 for List and no limit for Replay
+}
+
+// Stats describes the outbox backlog.
+type Stats struct {
+	Pending       int64     // events waiting in the outbox
+	Retrying      int64     // of those, events that failed at least once
+	OldestPending time.Time // created time of the oldest pending event; zero when none
+	DeadLetters   int64     // open dead letters
+}

@@ -1,0 +1,85 @@
+package outbox
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Limits on the fields of an Event. They keep one bad caller from filling the
+// outbox with rows the relay cannot publish.
+const (
+	MaxNameLen    = 255     // aggregate type, aggregate id, event type, idempotency key
+	MaxPayloadLen = 1 << 20 // bytes of JSON payload
+)
+
+// Event is what a caller enqueues: one fact about one aggregate.
+type Event struct {
+	// ID identifies the event everywhere (outbox row, broker message id,
+	// CloudEvents id). Left zero, Enqueue assigns a UUIDv7.
+	ID            uuid.UUID
+	AggregateType string
+	AggregateID   string
+	Type          string
+	// Payload is the event's JSON data; it must be a valid JSON value.
+	Payload json.RawMessage
+	// Headers carry context such as the W3C traceparent. Optional.
+	Headers map[string]string
+	// IdempotencyKey, when set, is unique across the outbox: a second event
+	// with the same key is refused with ErrDuplicate.
+	IdempotencyKey string
+}
+
+// Validate reports why e cannot be enqueued, wrapping ErrInvalidEvent.
+func (e *Event) Validate() error {
+	check := func(field, v string, required bool) error {
+		if required && v == "" {
+			return fmt.Errorf("%w: %s is required", ErrInvalidEvent, field)
+		}
+		if len(v) > MaxNameLen {
+			return fmt.Errorf("%w: %s is longer than %d bytes", ErrInvalidEvent, field, MaxNameLen)
+		}
+		return nil
+	}
+	for _, c := range []struct {
+		field, v string
+		required bool
+	}{
+		{"aggregate type", e.AggregateType, true},
+		{"aggregate id", e.AggregateID, true},
+		{"event type", e.Type, true},
+		{"idempotency key", e.IdempotencyKey, false},
+	} {
+		if err := check(c.field, c.v, c.required); err != nil {
+			return err
+		}
+	}
+	if len(e.Payload) > MaxPayloadLen {
+		return fmt.Errorf("%w: payload is larger than %d bytes", ErrInvalidEvent, MaxPayloadLen)
+	}
+	if !json.Valid(e.Payload) {
+		return fmt.Errorf("%w: payload is not valid JSON", ErrInvalidEvent)
+	}
+	return nil
+}
+
+// Record is an event as it sits in the outbox, with the bookkeeping the
+// relay keeps on it.
+type Record struct {
+	Event
+	// Sequence is the event's position within its aggregate: 1, 2, 3… in
+	// commit order, without gaps among committed events.
+	Sequence      int64
+	Attempts      int
+	LastError     string
+	CreatedAt     time.Time
+	FirstFailedAt time.Time // zero until the first failed attempt
+}
+
+// Enqueued tells the caller what the outbox assigned to an event.
+type Enqueued struct {
+	ID       uuid.UUID
+	Sequence int64
+}

@@ -1,0 +1,239 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// RelayConfig tunes a Relay. The zero value is usable.
+type RelayConfig struct {
+	BatchSize      int           // events claimed per batch; default 500
+	Workers        int           // concurrent claim/publish loops; default 1
+	PollInterval   time.Duration // fallback poll when no wake-up arrives; default 1s
+	PollOnly       bool          // don't LISTEN (for poolers that break it); poll only
+	PublishTimeout time.Duration // longest wait for a batch's acks; default 30s
+	Retry          RetryPolicy
+	// MoveOnPastDeadLetters lets an aggregate's later events flow while an
+	// earlier one is dead-lettered, instead of parking them (SPEC G7).
+	MoveOnPastDeadLetters bool
+	Source                string // CloudEvents source; default DefaultSource
+	Logger                *slog.Logger
+}
+
+func (c RelayConfig) withDefaults() RelayConfig {
+	if c.BatchSize <= 0 {
+		c.BatchSize = 500
+	}
+	if c.Workers <= 0 {
+		c.Workers = 1
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = time.Second
+	}
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = 30 * time.Second
+	}
+	if c.Source == "" {
+		c.Source = DefaultSource
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	c.Retry = c.Retry.withDefaults()
+	return c
+}
+
+// RelayCounters count what a relay did since it started.
+type RelayCounters struct {
+	Published    uint64
+	Retried      uint64
+	DeadLettered uint64
+	Batches      uint64
+}
+
+// Relay moves events from the outbox to a Publisher. Several relays, in one
+// process or many, may run against one database: each claims distinct
+// aggregates' head events, so per-aggregate order holds (see docs/DESIGN.md).
+type Relay struct {
+	store Store
+	pub   Publisher
+	cfg   RelayConfig
+
+	mu    sync.Mutex
+	wakes []chan struct{}
+
+	published, retried, deadLettered, batches atomic.Uint64
+}
+
+// NewRelay returns a relay that publishes from store to pub.
+func NewRelay(store Store, pub Publisher, cfg RelayConfig) *Relay {
+	return &Relay{store: store, pub: pub, cfg: cfg.withDefaults()}
+}
+
+// Counters returns what the relay has done so far.
+func (r *Relay) Counters() RelayCounters {
+	return RelayCounters{
+		Published:    r.published.Load(),
+		Retried:      r.retried.Load(),
+		DeadLettered: r.deadLettered.Load(),
+		Batches:      r.batches.Load(),
+	}
+}
+
+// Wake makes idle workers look for events now. Enqueuers in the same process
+// need not call it when the driver delivers wake-ups itself (both drivers do).
+func (r *Relay) Wake() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, w := range r.wakes {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Run relays events until ctx is done. A batch in flight when ctx ends is
+// finished (its acks awaited and recorded) before Run returns, so a graceful
+// stop neither loses nor duplicates events. Run returns nil after a graceful
+// stop.
+func (r *Relay) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	if !r.cfg.PollOnly {
+		wg.Go(func() { r.listen(ctx) })
+	}
+	for i := range r.cfg.Workers {
+		wake := make(chan struct{}, 1)
+		r.mu.Lock()
+		r.wakes = append(r.wakes, wake)
+		r.mu.Unlock()
+		wg.Go(func() { r.work(ctx, i, wake) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// listen keeps a wake-up subscription open, reconnecting after failures.
+func (r *Relay) listen(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := r.store.Listen(ctx, r.Wake)
+		if ctx.Err() != nil {
+			return
+		}
+		r.cfg.Logger.Warn("relay: wake-up listener failed; polling until it reconnects", "err", err)
+		sleep(ctx, r.cfg.PollInterval)
+	}
+}
+
+func (r *Relay) work(ctx context.Context, worker int, wake <-chan struct{}) {
+	log := r.cfg.Logger.With("worker", worker)
+	failures := 0
+	for ctx.Err() == nil {
+		n, err := r.relayBatch(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			failures++
+			delay := r.cfg.Retry.Delay(failures)
+			log.Error("relay: batch failed", "err", err, "retry_in", delay)
+			sleep(ctx, min(delay, 10*r.cfg.PollInterval))
+		case err != nil:
+			return
+		case n > 0:
+			failures = 0 // more may be waiting: claim again at once
+		default:
+			failures = 0
+			timer := time.NewTimer(r.cfg.PollInterval)
+			select {
+			case <-ctx.Done():
+			case <-wake:
+			case <-timer.C:
+			}
+			timer.Stop()
+		}
+	}
+}
+
+// relayBatch claims one batch, publishes it and records the outcomes. It
+// returns how many events it claimed.
+func (r *Relay) relayBatch(ctx context.Context) (int, error) {
+	batch, err := r.store.Claim(ctx, ClaimParams{
+		Limit:                 r.cfg.BatchSize,
+		MoveOnPastDeadLetters: r.cfg.MoveOnPastDeadLetters,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("claim: %w", err)
+	}
+	// From here on the batch is finished even if ctx ends: stopping must not
+	// abandon acks that the broker has already given.
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*r.cfg.PublishTimeout)
+	defer cancel()
+
+	records := batch.Records()
+	if len(records) == 0 {
+		return 0, batch.Release(bctx)
+	}
+	outcomes := r.publish(bctx, records)
+	if err := batch.Finish(bctx, outcomes); err != nil {
+		releaseErr := batch.Release(bctx)
+		return 0, errors.Join(fmt.Errorf("finish: %w", err), releaseErr)
+	}
+	r.count(outcomes)
+	return len(records), nil
+}
+
+func (r *Relay) publish(ctx context.Context, records []Record) []Outcome {
+	outcomes := make([]Outcome, len(records))
+	msgs := make([]Message, 0, len(records))
+	index := make([]int, 0, len(records)) // msgs[j] is records[index[j]]
+	for i := range records {
+		body, err := EncodeCloudEvent(&records[i], r.cfg.Source)
+		if err != nil {
+			outcomes[i] = r.cfg.Retry.outcome(Permanent(err), records[i].Attempts)
+			continue
+		}
+		msgs = append(msgs, Message{Record: records[i], Body: body})
+		index = append(index, i)
+	}
+	pctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
+	defer cancel()
+	errs := r.pub.Publish(pctx, msgs)
+	for j, i := range index {
+		var err error
+		if j < len(errs) {
+			err = errs[j]
+		} else if errs != nil {
+			err = errors.New("publisher returned no result for this message")
+		}
+		outcomes[i] = r.cfg.Retry.outcome(err, records[i].Attempts)
+	}
+	return outcomes
+}
+
+func (r *Relay) count(outcomes []Outcome) {
+	r.batches.Add(1)
+	for _, o := range outcomes {
+		switch o.Kind {
+		case OutcomePublished:
+			r.published.Add(1)
+		case OutcomeRetry:
+			r.retried.Add(1)
+		case OutcomeDeadLetter:
+			r.deadLettered.Add(1)
+		}
+	}
+}
+
+// sleep waits for d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
