@@ -11,8 +11,10 @@ import (
 // Limits on the fields of an Event. They keep one bad caller from filling the
 // outbox with rows the relay cannot publish.
 const (
-	MaxNameLen    = 255     // aggregate type, aggregate id, event type, idempotency key
-	MaxPayloadLen = 1 << 20 // bytes of JSON payload
+	MaxNameLen = 255 // aggregate type, aggregate id, event type, idempotency key
+	// MaxPayloadLen leaves room for the CloudEvents envelope and headers
+	// under the 1 MiB message limit that brokers commonly default to.
+	MaxPayloadLen = 1<<20 - 16<<10
 )
 
 // Event is what a caller enqueues: one fact about one aggregate.

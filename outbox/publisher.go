@@ -6,12 +6,14 @@ import "context"
 // subpackages and all pass the suite in package publishertest.
 type Publisher interface {
 	// Publish sends msgs and waits until the broker has acknowledged each
-	// one or failed it. It returns one error per message, nil where the
-	// broker acknowledged it; wrap with Permanent an error no retry can fix.
-	// Messages of one call belong to distinct aggregates, so they may be
-	// sent concurrently.
+	// one or failed it. It returns exactly one error per message, nil where
+	// the broker acknowledged it (a short slice counts the missing ones as
+	// failed). Wrap with Permanent an error no retry can fix; an error caused
+	// by ctx wraps ctx.Err() and is never Permanent. Messages of one call
+	// belong to distinct aggregates, so they may be sent concurrently.
 	Publish(ctx context.Context, msgs []Message) []error
-	// Close releases the connection.
+	// Close waits for Publish calls in flight and releases the connection.
+	// It is safe to call twice.
 	Close() error
 }
 

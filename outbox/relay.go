@@ -203,11 +203,11 @@ func (r *Relay) publish(ctx context.Context, records []Record) []Outcome {
 	defer cancel()
 	errs := r.pub.Publish(pctx, msgs)
 	for j, i := range index {
-		var err error
+		// A publisher that reports fewer results than messages has not
+		// confirmed the rest: count them as failed, never as published.
+		err := errNoResult
 		if j < len(errs) {
 			err = errs[j]
-		} else if errs != nil {
-			err = errors.New("publisher returned no result for this message")
 		}
 		outcomes[i] = r.cfg.Retry.outcome(err, records[i].Attempts)
 	}
@@ -227,6 +227,8 @@ func (r *Relay) count(outcomes []Outcome) {
 		}
 	}
 }
+
+var errNoResult = errors.New("publisher returned no result for this message")
 
 // sleep waits for d or until ctx is done.
 func sleep(ctx context.Context, d time.Duration) {

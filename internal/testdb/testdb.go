@@ -38,7 +38,7 @@ func PostgresSchema(t testing.TB) (url, schema string) {
 	if err != nil {
 		t.Fatalf("testdb: connect to PostgreSQL: %v", err)
 	}
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }()
 	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
 		t.Fatalf("testdb: create schema: %v", err)
 	}
@@ -50,7 +50,7 @@ func PostgresSchema(t testing.TB) (url, schema string) {
 			t.Errorf("testdb: connect for cleanup: %v", err)
 			return
 		}
-		defer conn.Close(ctx)
+		defer func() { _ = conn.Close(ctx) }()
 		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
 			t.Errorf("testdb: drop schema %s: %v", schema, err)
 		}

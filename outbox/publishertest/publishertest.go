@@ -1,0 +1,483 @@
+// Package publishertest is the conformance suite every outbox.Publisher
+// runs. A broker adapter's test calls Run with a Harness that starts its
+// publisher on a namespace of its own (stream, topic, writer) and, when the
+// broker can be read back, a consumer of that namespace:
+//
+//	func TestConformance(t *testing.T) {
+//		publishertest.Run(t, publishertest.Harness{
+//			New: func(t *testing.T) publishertest.Instance {
+//				p := ... // publisher on a fresh stream, removed by t.Cleanup
+//				return publishertest.Instance{
+//					Publisher: p,
+//					Consume:   func(t *testing.T) <-chan publishertest.Received { ... },
+//				}
+//			},
+//			Features: publishertest.Features{Dedup: true, Persistent: true},
+//		})
+//	}
+//
+// The suite's tests run in parallel, each on an Instance of its own.
+package publishertest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/heraldhq/herald/outbox"
+)
+
+// Harness tells the suite how to run one publisher.
+type Harness struct {
+	// New starts a publisher on a broker namespace no other Instance uses,
+	// and releases the namespace with t.Cleanup. The suite closes the
+	// publisher (perhaps twice); New's cleanups run after that.
+	New func(t *testing.T) Instance
+	// Features declares the guarantees the broker gives beyond the
+	// Publisher contract; the suite checks each declared one.
+	Features Features
+	// Timeout bounds each wait for the broker (a Publish call, the
+	// consumer receiving a batch); default 30s.
+	Timeout time.Duration
+}
+
+// Features are guarantees a broker may or may not give.
+type Features struct {
+	// Dedup: the broker drops a message whose event id it already stored
+	// (JetStream's Nats-Msg-Id within the duplicate window), so publishing
+	// one event twice yields one delivery.
+	Dedup bool
+	// Persistent: the broker stores what it acknowledged, so a consumer
+	// started after a Publish still receives it.
+	Persistent bool
+}
+
+// Instance is one publisher under test and the means to read back what it
+// published.
+type Instance struct {
+	Publisher outbox.Publisher
+	// Consume starts a consumer of the Instance's namespace and returns the
+	// channel it delivers to, in the order the broker delivers; the
+	// consumer is stopped by t.Cleanup. Consume is called at most once per
+	// Instance. With Features.Persistent the consumer also receives what
+	// was published before Consume was called; otherwise it receives what
+	// is published after Consume returns. Nil when the broker cannot be
+	// read back: the suite then checks only the publisher's results.
+	Consume func(t *testing.T) <-chan Received
+}
+
+// Received is one message as the broker delivered it.
+type Received struct {
+	Body []byte // the CloudEvents document, as published
+	// MsgID is the broker's own message id (Nats-Msg-Id, AMQP message-id)
+	// if it has one; it must then be the event id. Empty otherwise.
+	MsgID string
+}
+
+// Run runs the conformance suite against h.
+func Run(t *testing.T, h Harness) {
+	t.Helper()
+	if h.New == nil {
+		t.Fatal("publishertest: Harness.New is nil")
+	}
+	if h.Timeout <= 0 {
+		h.Timeout = 30 * time.Second
+	}
+	s := &suite{h: h}
+	tests := []struct {
+		name string
+		fn   func(t *testing.T)
+	}{
+		{"BatchAcked", s.testBatchAcked},
+		{"ResultLength", s.testResultLength},
+		{"PerAggregateOrder", s.testPerAggregateOrder},
+		{"ConcurrentPublish", s.testConcurrentPublish},
+		{"Dedup", s.testDedup},
+		{"Persistent", s.testPersistent},
+		{"ContextCancelled", s.testContextCancelled},
+		{"ContextExpired", s.testContextExpired},
+		{"Close", s.testClose},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t)
+		})
+	}
+}
+
+// NewRecord returns a valid outbox record of aggregate ("order",
+// aggregateID) at sequence seq, with a fresh UUIDv7 id and a JSON payload
+// naming both.
+func NewRecord(aggregateID string, seq int64) outbox.Record {
+	payload, _ := json.Marshal(map[string]any{"order_id": aggregateID, "seq": seq, "note": "héllo \"wörld\" <&>"})
+	return outbox.Record{
+		Event: outbox.Event{
+			ID:            uuid.Must(uuid.NewV7()),
+			AggregateType: "order",
+			AggregateID:   aggregateID,
+			Type:          "order.status_changed",
+			Payload:       payload,
+			Headers:       map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+		},
+		Sequence:  seq,
+		CreatedAt: time.Now().UTC().Truncate(time.Microsecond),
+	}
+}
+
+// NewMessage encodes r the way the relay does.
+func NewMessage(tb testing.TB, r outbox.Record) outbox.Message {
+	tb.Helper()
+	body, err := outbox.EncodeCloudEvent(&r, outbox.DefaultSource)
+	if err != nil {
+		tb.Fatalf("publishertest: encode %s: %v", r.ID, err)
+	}
+	return outbox.Message{Record: r, Body: body}
+}
+
+// Batch returns n messages of n distinct aggregates (prefix-0, prefix-1…),
+// each at sequence seq.
+func Batch(tb testing.TB, prefix string, n int, seq int64) []outbox.Message {
+	tb.Helper()
+	msgs := make([]outbox.Message, n)
+	for i := range msgs {
+		msgs[i] = NewMessage(tb, NewRecord(fmt.Sprintf("%s-%d", prefix, i), seq))
+	}
+	return msgs
+}
+
+type suite struct{ h Harness }
+
+// start returns a fresh instance whose publisher is closed at cleanup.
+func (s *suite) start(t *testing.T) Instance {
+	t.Helper()
+	in := s.h.New(t)
+	if in.Publisher == nil {
+		t.Fatal("publishertest: Harness.New returned no Publisher")
+	}
+	t.Cleanup(func() { _ = in.Publisher.Close() })
+	return in
+}
+
+func (s *suite) ctx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), s.h.Timeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// publishOK publishes msgs and fails t unless every message was acked.
+func (s *suite) publishOK(t *testing.T, p outbox.Publisher, msgs []outbox.Message) {
+	t.Helper()
+	errs := p.Publish(s.ctx(t), msgs)
+	if len(errs) != len(msgs) {
+		t.Fatalf("Publish of %d messages returned %d results", len(msgs), len(errs))
+	}
+	failed := 0
+	for i, err := range errs {
+		if err != nil {
+			if failed < 5 {
+				t.Errorf("message %d (%s): %v", i, msgs[i].ID, err)
+			}
+			failed++
+		}
+	}
+	if failed > 0 {
+		t.Fatalf("%d of %d messages were not acked", failed, len(msgs))
+	}
+}
+
+// receive reads from ch until every message in want has arrived (want ids
+// may repeat: each occurrence must arrive), then for a short grace period
+// to catch extra deliveries. It returns everything received, and fails t on
+// a timeout, an unexpected event, or a body that differs from the one
+// published.
+func (s *suite) receive(t *testing.T, ch <-chan Received, want []outbox.Message) []outbox.CloudEvent {
+	t.Helper()
+	byID := make(map[string][]byte, len(want))
+	missing := make(map[string]int, len(want))
+	for _, m := range want {
+		byID[m.ID.String()] = m.Body
+		missing[m.ID.String()]++
+	}
+	outstanding := len(want)
+	var got []outbox.CloudEvent
+	timeout := time.NewTimer(s.h.Timeout)
+	defer timeout.Stop()
+	var grace <-chan time.Time
+	if outstanding == 0 {
+		grace = time.After(300 * time.Millisecond)
+	}
+	for {
+		select {
+		case r, ok := <-ch:
+			if !ok {
+				t.Fatalf("consumer channel closed with %d of %d messages outstanding", outstanding, len(want))
+			}
+			ce, err := outbox.ParseCloudEvent(r.Body)
+			if err != nil {
+				t.Fatalf("received a body that is no CloudEvent: %v: %q", err, r.Body)
+			}
+			if r.MsgID != "" && r.MsgID != ce.ID {
+				t.Fatalf("broker message id %q, want the event id %q", r.MsgID, ce.ID)
+			}
+			body, known := byID[ce.ID]
+			switch {
+			case !known:
+				t.Errorf("received event %s (aggregate %s, sequence %d) that was not published here", ce.ID, ce.Subject, ce.Sequence)
+			case string(body) != string(r.Body):
+				t.Errorf("event %s: body changed in transit:\n got %s\nwant %s", ce.ID, r.Body, body)
+			case missing[ce.ID] == 0:
+				t.Errorf("event %s (aggregate %s, sequence %d) delivered more often than published", ce.ID, ce.Subject, ce.Sequence)
+			default:
+				missing[ce.ID]--
+				outstanding--
+			}
+			got = append(got, ce)
+			if outstanding == 0 && grace == nil {
+				grace = time.After(300 * time.Millisecond)
+			}
+		case <-grace:
+			return got
+		case <-timeout.C:
+			t.Fatalf("received %d of %d messages within %s", len(want)-outstanding, len(want), s.h.Timeout)
+		}
+	}
+}
+
+// testBatchAcked: a large batch of distinct aggregates is acked message by
+// message and arrives complete and intact.
+func (s *suite) testBatchAcked(t *testing.T) {
+	in := s.start(t)
+	var ch <-chan Received
+	if in.Consume != nil {
+		ch = in.Consume(t)
+	}
+	const n = 1000
+	msgs := Batch(t, "batch", n, 1)
+	s.publishOK(t, in.Publisher, msgs)
+	if ch == nil {
+		return
+	}
+	got := s.receive(t, ch, msgs)
+	if len(got) != n {
+		t.Fatalf("received %d messages, want %d", len(got), n)
+	}
+	sent := make(map[string]outbox.Message, n)
+	for _, m := range msgs {
+		sent[m.ID.String()] = m
+	}
+	for _, ce := range got {
+		m := sent[ce.ID]
+		if ce.Subject != m.AggregateID || ce.Sequence != 1 || ce.Type != m.Type || ce.AggregateType != "order" {
+			t.Fatalf("event %s arrived as aggregate %q seq %d type %q, want %q seq 1 type %q",
+				ce.ID, ce.Subject, ce.Sequence, ce.Type, m.AggregateID, m.Type)
+		}
+	}
+}
+
+// testResultLength: one result per message, whatever the batch size and
+// outcome; an empty batch returns an empty result.
+func (s *suite) testResultLength(t *testing.T) {
+	in := s.start(t)
+	ctx := s.ctx(t)
+	if errs := in.Publisher.Publish(ctx, nil); len(errs) != 0 {
+		t.Fatalf("Publish(nil) returned %d results, want 0", len(errs))
+	}
+	if errs := in.Publisher.Publish(ctx, []outbox.Message{}); len(errs) != 0 {
+		t.Fatalf("Publish(empty) returned %d results, want 0", len(errs))
+	}
+	for _, n := range []int{1, 2, 7, 64} {
+		msgs := Batch(t, fmt.Sprintf("len%d", n), n, 1)
+		errs := in.Publisher.Publish(ctx, msgs)
+		if len(errs) != n {
+			t.Fatalf("Publish of %d messages returned %d results", n, len(errs))
+		}
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("batch of %d: message %d: %v", n, i, err)
+			}
+		}
+	}
+}
+
+// testPerAggregateOrder: each aggregate's events, published one per call
+// in sequence order, arrive in that order.
+func (s *suite) testPerAggregateOrder(t *testing.T) {
+	in := s.start(t)
+	if in.Consume == nil {
+		t.Skip("the broker cannot be read back")
+	}
+	ch := in.Consume(t)
+	const aggregates, calls = 5, 30
+	var all []outbox.Message
+	for seq := int64(1); seq <= calls; seq++ {
+		batch := make([]outbox.Message, 0, aggregates)
+		// Vary the position of each aggregate within the call.
+		for j := range aggregates {
+			a := (j + int(seq)) % aggregates
+			batch = append(batch, NewMessage(t, NewRecord(fmt.Sprintf("ord-%d", a), seq)))
+		}
+		s.publishOK(t, in.Publisher, batch)
+		all = append(all, batch...)
+	}
+	got := s.receive(t, ch, all)
+	next := map[string]int64{}
+	for _, ce := range got {
+		want := next[ce.Subject] + 1
+		if ce.Sequence != want {
+			t.Fatalf("aggregate %s: received sequence %d, want %d (events of one aggregate out of order)", ce.Subject, ce.Sequence, want)
+		}
+		next[ce.Subject] = want
+	}
+	for a := range aggregates {
+		if id := fmt.Sprintf("ord-%d", a); next[id] != calls {
+			t.Fatalf("aggregate %s: received up to sequence %d, want %d", id, next[id], calls)
+		}
+	}
+}
+
+// testConcurrentPublish: Publish is safe for concurrent calls (the relay's
+// workers share one publisher), and every message of every call arrives.
+func (s *suite) testConcurrentPublish(t *testing.T) {
+	in := s.start(t)
+	var ch <-chan Received
+	if in.Consume != nil {
+		ch = in.Consume(t)
+	}
+	const workers, perWorker = 4, 100
+	batches := make([][]outbox.Message, workers)
+	results := make([][]error, workers)
+	for w := range batches {
+		batches[w] = Batch(t, fmt.Sprintf("w%d", w), perWorker, 1)
+	}
+	ctx := s.ctx(t)
+	done := make(chan int)
+	for w := range workers {
+		go func() {
+			results[w] = in.Publisher.Publish(ctx, batches[w])
+			done <- w
+		}()
+	}
+	for range workers {
+		<-done
+	}
+	var all []outbox.Message
+	for w := range workers {
+		if len(results[w]) != perWorker {
+			t.Fatalf("worker %d: %d results for %d messages", w, len(results[w]), perWorker)
+		}
+		for i, err := range results[w] {
+			if err != nil {
+				t.Fatalf("worker %d message %d: %v", w, i, err)
+			}
+		}
+		all = append(all, batches[w]...)
+	}
+	if ch != nil {
+		if got := s.receive(t, ch, all); len(got) != workers*perWorker {
+			t.Fatalf("received %d messages, want %d", len(got), workers*perWorker)
+		}
+	}
+}
+
+// testDedup: publishing one event twice (a relay crash between the ack and
+// recording it) yields one delivery.
+func (s *suite) testDedup(t *testing.T) {
+	if !s.h.Features.Dedup {
+		t.Skip("the broker does not drop duplicates")
+	}
+	in := s.start(t)
+	if in.Consume == nil {
+		t.Fatal("Features.Dedup needs Instance.Consume to check it")
+	}
+	ch := in.Consume(t)
+	first := Batch(t, "dup", 3, 1)
+	s.publishOK(t, in.Publisher, first)
+	// The same events again, in a later call and another order, plus one new.
+	again := []outbox.Message{first[2], first[0], NewMessage(t, NewRecord("dup-new", 1)), first[1]}
+	s.publishOK(t, in.Publisher, again)
+
+	got := s.receive(t, ch, append(first, again[2]))
+	if len(got) != 4 {
+		t.Fatalf("received %d messages, want 4 (3 events once each plus 1 new)", len(got))
+	}
+}
+
+// testPersistent: a consumer started after the ack still gets the messages.
+func (s *suite) testPersistent(t *testing.T) {
+	if !s.h.Features.Persistent {
+		t.Skip("the broker does not keep messages for later consumers")
+	}
+	in := s.start(t)
+	if in.Consume == nil {
+		t.Fatal("Features.Persistent needs Instance.Consume to check it")
+	}
+	msgs := Batch(t, "kept", 20, 1)
+	s.publishOK(t, in.Publisher, msgs)
+	if got := s.receive(t, in.Consume(t), msgs); len(got) != len(msgs) {
+		t.Fatalf("late consumer received %d messages, want %d", len(got), len(msgs))
+	}
+}
+
+// checkFailedRetryable checks that every message failed, with an error
+// wrapping want that is not Permanent (a stopping relay must not
+// dead-letter events).
+func checkFailedRetryable(t *testing.T, what string, msgs []outbox.Message, errs []error, want error) {
+	t.Helper()
+	if len(errs) != len(msgs) {
+		t.Fatalf("%s: %d results for %d messages", what, len(errs), len(msgs))
+	}
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			t.Fatalf("%s: message %d reported as acked", what, i)
+		case outbox.IsPermanent(err):
+			t.Fatalf("%s: message %d failed permanently (%v); it must stay retryable", what, i, err)
+		case want != nil && !errors.Is(err, want):
+			t.Fatalf("%s: message %d: error %q does not wrap %v", what, i, err, want)
+		}
+	}
+}
+
+// testContextCancelled: a cancelled context fails every message without
+// panicking, and leaves the publisher usable.
+func (s *suite) testContextCancelled(t *testing.T) {
+	in := s.start(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	msgs := Batch(t, "cancel", 50, 1)
+	checkFailedRetryable(t, "cancelled context", msgs, in.Publisher.Publish(ctx, msgs), context.Canceled)
+	s.publishOK(t, in.Publisher, Batch(t, "after-cancel", 5, 1))
+}
+
+// testContextExpired: the same with a deadline in the past.
+func (s *suite) testContextExpired(t *testing.T) {
+	in := s.start(t)
+	ctx, cancel := context.WithDeadline(t.Context(), time.Now().Add(-time.Second))
+	defer cancel()
+	msgs := Batch(t, "expired", 50, 1)
+	checkFailedRetryable(t, "expired context", msgs, in.Publisher.Publish(ctx, msgs), context.DeadlineExceeded)
+	s.publishOK(t, in.Publisher, Batch(t, "after-expired", 5, 1))
+}
+
+// testClose: Publish after Close fails every message, Close twice is safe.
+func (s *suite) testClose(t *testing.T) {
+	in := s.start(t)
+	s.publishOK(t, in.Publisher, Batch(t, "before-close", 3, 1))
+	if err := in.Publisher.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	msgs := Batch(t, "after-close", 10, 1)
+	checkFailedRetryable(t, "Publish after Close", msgs, in.Publisher.Publish(s.ctx(t), msgs), nil)
+	if errs := in.Publisher.Publish(s.ctx(t), nil); len(errs) != 0 {
+		t.Fatalf("Publish(nil) after Close returned %d results, want 0", len(errs))
+	}
+	if err := in.Publisher.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
