@@ -2,7 +2,9 @@ package outbox
 
 import (
 	"math/rand/v2"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // RetryPolicy decides how often and how fast a failing event is retried.
@@ -58,11 +60,17 @@ func (p RetryPolicy) outcome(err error, attempts int) Outcome {
 	}
 }
 
-// truncate bounds a stored error message.
+// truncate bounds a stored error message without splitting a character,
+// and makes it valid UTF-8 so every database accepts it.
 func truncate(s string) string {
 	const maxLen = 2000
-	if len(s) > maxLen {
-		return s[:maxLen]
+	s = strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", ""), "\uFFFD")
+	if len(s) <= maxLen {
+		return s
 	}
-	return s
+	cut := maxLen
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
 }

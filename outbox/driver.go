@@ -34,6 +34,8 @@ type Store interface {
 	// unpublished event of their aggregate (its head), so at most one event
 	// per aggregate is ever in flight. Events claimed by another Batch are
 	// invisible until that batch ends. An empty batch is not an error.
+	// The batch outlives ctx: it can still be finished after ctx ends, which
+	// a graceful stop relies on.
 	Claim(ctx context.Context, p ClaimParams) (Batch, error)
 
 	// Listen blocks until ctx is done, calling wake whenever events may have
@@ -60,7 +62,7 @@ type Store interface {
 
 // ClaimParams select what Claim takes.
 type ClaimParams struct {
-	Limit int
+	Limit int // at least 1; the relay passes its BatchSize
 	// MoveOnPastDeadLetters lets an aggregate's later events flow while one
 	// of its events sits in the dead-letter queue. By default they stay
 	// parked until the dead letter is replayed or discarded.
@@ -128,7 +130,7 @@ type DeadLetter struct {
 }
 
 // State derives the dead letter's state from its timestamps.
-func (d *DeadLetter) State() DeadLetterState {
+func (d DeadLetter) State() DeadLetterState {
 	switch {
 	case d.Reprocessed:
 		return DeadLetterReplayed

@@ -1,9 +1,12 @@
 package outbox
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -43,6 +46,9 @@ func (e *Event) Validate() error {
 		if len(v) > MaxNameLen {
 			return fmt.Errorf("%w: %s is longer than %d bytes", ErrInvalidEvent, field, MaxNameLen)
 		}
+		if !utf8.ValidString(v) || strings.ContainsRune(v, 0) {
+			return fmt.Errorf("%w: %s must be valid UTF-8 without NUL characters", ErrInvalidEvent, field)
+		}
 		return nil
 	}
 	for _, c := range []struct {
@@ -63,6 +69,16 @@ func (e *Event) Validate() error {
 	}
 	if !json.Valid(e.Payload) {
 		return fmt.Errorf("%w: payload is not valid JSON", ErrInvalidEvent)
+	}
+	// PostgreSQL's jsonb refuses the NUL character; refuse it everywhere so
+	// both drivers accept the same events.
+	if bytes.Contains(e.Payload, []byte(`\u0000`)) {
+		return fmt.Errorf("%w: payload contains a NUL character (\\u0000)", ErrInvalidEvent)
+	}
+	for k, v := range e.Headers {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) || strings.ContainsRune(k+v, 0) {
+			return fmt.Errorf("%w: header %q must be valid UTF-8 without NUL characters", ErrInvalidEvent, k)
+		}
 	}
 	return nil
 }

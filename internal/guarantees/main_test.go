@@ -1,0 +1,94 @@
+package guarantees_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/goleak"
+
+	"github.com/heraldhq/herald/broker/natsjs"
+	"github.com/heraldhq/herald/outbox"
+	"github.com/heraldhq/herald/outbox/pgstore"
+	"github.com/heraldhq/herald/outbox/sqlitestore"
+)
+
+// The child relay: the test binary re-executed with these variables set runs
+// a relay until it is killed.
+const (
+	childDriver = "HERALD_GUARANTEES_CHILD_DRIVER" // postgres or sqlite
+	childDB     = "HERALD_GUARANTEES_CHILD_DB"
+	childNATS   = "HERALD_GUARANTEES_CHILD_NATS"
+	childStream = "HERALD_GUARANTEES_CHILD_STREAM"
+	childPrefix = "HERALD_GUARANTEES_CHILD_PREFIX"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childDriver) != "" {
+		if err := runChildRelay(); err != nil {
+			fmt.Fprintln(os.Stderr, "child relay:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	goleak.VerifyTestMain(m)
+}
+
+func runChildRelay() error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var store outbox.Store
+	switch os.Getenv(childDriver) {
+	case "postgres":
+		pool, err := pgxpool.New(ctx, os.Getenv(childDB))
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		store = pgstore.New(pool, pgstore.Config{})
+	case "sqlite":
+		d, err := sqlitestore.Open(os.Getenv(childDB))
+		if err != nil {
+			return err
+		}
+		defer func() { _ = d.Close() }()
+		store = d
+	default:
+		return fmt.Errorf("unknown driver %q", os.Getenv(childDriver))
+	}
+	pub, err := natsjs.Connect(ctx, os.Getenv(childNATS), natsjs.Config{
+		Stream: os.Getenv(childStream), SubjectPrefix: os.Getenv(childPrefix),
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = pub.Close() }()
+	relay := outbox.NewRelay(store, pub, outbox.RelayConfig{
+		BatchSize: 20, Workers: 2, PollInterval: 20 * time.Millisecond,
+	})
+	return relay.Run(ctx)
+}
+
+// startChild starts a relay process on b's database and br's stream.
+func startChild(t *testing.T, b *backend, br *broker) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(),
+		childDriver+"="+b.name,
+		childDB+"="+b.url,
+		childNATS+"="+br.url,
+		childStream+"="+br.cfg.Stream,
+		childPrefix+"="+br.cfg.SubjectPrefix,
+	)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}

@@ -1,0 +1,352 @@
+package pgstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/goleak"
+
+	"github.com/heraldhq/herald/internal/testdb"
+	"github.com/heraldhq/herald/outbox"
+	"github.com/heraldhq/herald/outbox/pgstore"
+	"github.com/heraldhq/herald/outbox/storetest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// newDriver returns a migrated driver on a fresh schema. Its connections
+// carry the schema's name as application_name, and so does its channel
+// unless cfg names one: NOTIFY is database-wide, and parallel tests must not
+// wake each other.
+func newDriver(t testing.TB, cfg pgstore.Config) *pgstore.Driver {
+	t.Helper()
+	url, schema := testdb.PostgresSchema(t)
+	pcfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcfg.MaxConns = benchClients + 2
+	pcfg.ConnConfig.RuntimeParams["application_name"] = schema
+	if cfg.Channel == "" {
+		cfg.Channel = schema
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	d := pgstore.New(pool, cfg)
+	if err := d.Migrate(context.Background()); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	return d
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, storetest.Harness[pgx.Tx]{
+		New: func(t *testing.T) outbox.Driver[pgx.Tx] {
+			return newDriver(t, pgstore.Config{})
+		},
+		ConcurrentWriters: true,
+	})
+}
+
+func TestMigrate(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	url, schema := testdb.PostgresSchema(t)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	d := pgstore.New(pool, pgstore.Config{})
+
+	status, err := d.MigrationStatus(ctx)
+	if err != nil {
+		t.Fatalf("MigrationStatus: %v", err)
+	}
+	if len(status) == 0 || status.Pending() != len(status) || status[0].Name != "00001_outbox.sql" {
+		t.Fatalf("before Migrate: %v", status)
+	}
+	// Concurrent migrators take turns.
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range errs {
+		wg.Go(func() { errs[i] = d.Migrate(ctx) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent Migrate: %v", err)
+		}
+	}
+	if err := d.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate again: %v", err)
+	}
+	status, err = d.MigrationStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status.Pending() != 0 || !status[0].Applied() || !strings.Contains(status.String(), "00001_outbox.sql") {
+		t.Fatalf("after Migrate: %v", status)
+	}
+	// The tables and the version table are in the pool's schema.
+	var tables []string
+	rows, _ := pool.Query(ctx, `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1`, schema)
+	tables, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "herald_outbox_migrations order_outbox order_outbox_dlq order_outbox_sequences"
+	if got := strings.Join(tables, " "); got != want {
+		t.Fatalf("tables %q, want %q", got, want)
+	}
+}
+
+// TestSchemaRules checks the constraints that hold rules, with writes that
+// bypass the driver.
+func TestSchemaRules(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	d := newDriver(t, pgstore.Config{})
+	pool := d.Pool()
+	client := outbox.NewClient[pgx.Tx](d)
+	if _, err := client.Enqueue(ctx, outbox.Event{AggregateType: "order", AggregateID: "A", Type: "t", Payload: json.RawMessage(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := d.Claim(ctx, outbox.ClaimParams{Limit: 1})
+	if err != nil || len(b.Records()) != 1 {
+		t.Fatalf("Claim: %v", err)
+	}
+	releaseAtCleanup(t, b)
+	if err := b.Finish(ctx, []outbox.Outcome{{Kind: outbox.OutcomeDeadLetter, Error: "x"}}); err != nil {
+		t.Fatal(err)
+	}
+	var dlID int64
+	if err := pool.QueryRow(ctx, "SELECT id FROM order_outbox_dlq").Scan(&dlID); err != nil {
+		t.Fatal(err)
+	}
+	for name, stmt := range map[string]string{
+		"sequence 0": `INSERT INTO order_outbox (id, aggregate_type, aggregate_id, event_type, payload, sequence)
+			VALUES (gen_random_uuid(), 'order', 'B', 't', '{}', 0)`,
+		"empty aggregate id": `INSERT INTO order_outbox (id, aggregate_type, aggregate_id, event_type, payload, sequence)
+			VALUES (gen_random_uuid(), 'order', '', 't', '{}', 1)`,
+		"header not a string": `INSERT INTO order_outbox (id, aggregate_type, aggregate_id, event_type, payload, headers, sequence)
+			VALUES (gen_random_uuid(), 'order', 'B', 't', '{}', '{"a": 1}', 1)`,
+		"headers not an object": `INSERT INTO order_outbox (id, aggregate_type, aggregate_id, event_type, payload, headers, sequence)
+			VALUES (gen_random_uuid(), 'order', 'B', 't', '{}', '[]', 1)`,
+		"failed without first failure": `INSERT INTO order_outbox (id, aggregate_type, aggregate_id, event_type, payload, sequence, attempts)
+			VALUES (gen_random_uuid(), 'order', 'B', 't', '{}', 1, 1)`,
+		"replayed and discarded": fmt.Sprintf(`UPDATE order_outbox_dlq SET reprocessed = true, reprocessed_at = now(),
+			discarded_at = now(), discard_reason = 'x' WHERE id = %d`, dlID),
+		"replayed without time":    fmt.Sprintf(`UPDATE order_outbox_dlq SET reprocessed = true WHERE id = %d`, dlID),
+		"discarded without reason": fmt.Sprintf(`UPDATE order_outbox_dlq SET discarded_at = now() WHERE id = %d`, dlID),
+		"second open dead letter of an event": `INSERT INTO order_outbox_dlq (event_id, aggregate_type, aggregate_id,
+			event_type, payload, sequence, error_message, retry_count, created_at, first_failed_at)
+			SELECT event_id, aggregate_type, aggregate_id, event_type, payload, sequence, 'y', 1, now(), now() FROM order_outbox_dlq`,
+	} {
+		// Refused by a rule (a check or a unique index), not by a mistake.
+		_, err := pool.Exec(ctx, stmt)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || (pgErr.Code != "23514" && pgErr.Code != "23505") {
+			t.Errorf("%s: %v, want a check or unique violation", name, err)
+		}
+	}
+}
+
+// TestInvalidForPostgres: values Event.Validate lets through but PostgreSQL
+// cannot store are refused as invalid, with nothing written.
+func TestInvalidForPostgres(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	d := newDriver(t, pgstore.Config{})
+	client := outbox.NewClient[pgx.Tx](d)
+	for name, e := range map[string]outbox.Event{
+		"NUL in aggregate id": {AggregateType: "order", AggregateID: "a\x00b", Type: "t", Payload: json.RawMessage(`{}`)},
+		"invalid UTF-8":       {AggregateType: "order", AggregateID: "a\xffb", Type: "t", Payload: json.RawMessage(`{}`)},
+		"NUL in JSON":         {AggregateType: "order", AggregateID: "A", Type: "t", Payload: json.RawMessage(`"\u0000"`)},
+	} {
+		_, err := client.Enqueue(ctx, outbox.Event{AggregateType: "order", AggregateID: "A", Type: "t", Payload: json.RawMessage(`1`)}, e)
+		if !errors.Is(err, outbox.ErrInvalidEvent) {
+			t.Errorf("%s: %v, want ErrInvalidEvent", name, err)
+		}
+	}
+	st, err := d.Stats(ctx)
+	if err != nil || st.Pending != 0 {
+		t.Fatalf("Stats = %+v, %v; want nothing pending", st, err)
+	}
+}
+
+// TestClaimLapsesWhenRelayDies: a relay killed mid-batch loses its
+// connection; PostgreSQL rolls the claim back and the events reappear.
+func TestClaimLapsesWhenRelayDies(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	d := newDriver(t, pgstore.Config{})
+	client := outbox.NewClient[pgx.Tx](d)
+	if _, err := client.Enqueue(ctx, outbox.Event{AggregateType: "order", AggregateID: "A", Type: "t", Payload: json.RawMessage(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := d.Claim(ctx, outbox.ClaimParams{Limit: 10})
+	if err != nil || len(b.Records()) != 1 {
+		t.Fatalf("Claim: %v", err)
+	}
+	releaseAtCleanup(t, b)
+	// Kill the claiming backend, as if the relay's host died.
+	var killed int
+	err = d.Pool().QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE application_name = current_setting('application_name') AND pid <> pg_backend_pid()
+		AND state = 'idle in transaction' AND query LIKE '%DELETE FROM order_outbox%'`).Scan(&killed)
+	if err != nil || killed != 1 {
+		t.Fatalf("terminated %d backends, %v", killed, err)
+	}
+	b2 := claimWithin(t, d, 10*time.Second)
+	if got := b2.Records()[0]; got.ID != b.Records()[0].ID || got.Attempts != 0 {
+		t.Fatalf("reclaimed %+v, want %+v", got, b.Records()[0])
+	}
+	if err := b.Finish(ctx, []outbox.Outcome{{Kind: outbox.OutcomePublished}}); err == nil {
+		t.Fatal("Finish on a dead claim succeeded")
+	}
+	if err := b2.Finish(ctx, []outbox.Outcome{{Kind: outbox.OutcomePublished}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestClaimTimeout: a hung relay's claim lapses after ClaimTimeout.
+func TestClaimTimeout(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	d := newDriver(t, pgstore.Config{ClaimTimeout: time.Second})
+	client := outbox.NewClient[pgx.Tx](d)
+	if _, err := client.Enqueue(ctx, outbox.Event{AggregateType: "order", AggregateID: "A", Type: "t", Payload: json.RawMessage(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := d.Claim(ctx, outbox.ClaimParams{Limit: 10})
+	if err != nil || len(b.Records()) != 1 {
+		t.Fatalf("Claim: %v", err)
+	}
+	releaseAtCleanup(t, b)
+	b2, err := d.Claim(ctx, outbox.ClaimParams{Limit: 10})
+	if err != nil || len(b2.Records()) != 0 {
+		t.Fatalf("second Claim while the first is fresh: %d records, %v", len(b2.Records()), err)
+	}
+	b2 = claimWithin(t, d, 10*time.Second)
+	if b2.Records()[0].ID != b.Records()[0].ID {
+		t.Fatal("reclaimed another event")
+	}
+	if err := b.Finish(ctx, []outbox.Outcome{{Kind: outbox.OutcomePublished}}); err == nil {
+		t.Fatal("Finish on a lapsed claim succeeded")
+	}
+	if err := b.Release(ctx); err != nil {
+		t.Fatalf("Release after a failed Finish: %v", err)
+	}
+	if err := b2.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// claimWithin claims until it gets events. Claims that fail are retried: on
+// a loaded machine a claim with a short ClaimTimeout may itself time out.
+func claimWithin(t *testing.T, d *pgstore.Driver, within time.Duration) outbox.Batch {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		b, err := d.Claim(t.Context(), outbox.ClaimParams{Limit: 10})
+		if err == nil && len(b.Records()) > 0 {
+			releaseAtCleanup(t, b)
+			return b
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing claimable within %v (last error: %v)", within, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestListenReportsLostConnection: Listen returns an error, not nil, when
+// its connection dies while ctx is live.
+func TestListenReportsLostConnection(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	d := newDriver(t, pgstore.Config{})
+	woke := make(chan struct{}, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- d.Listen(ctx, func() {
+			select {
+			case woke <- struct{}{}:
+			default:
+			}
+		})
+	}()
+	select {
+	case <-woke: // Listen wakes once when it starts listening
+	case <-time.After(10 * time.Second):
+		t.Fatal("Listen did not start")
+	}
+	var killed int
+	if err := d.Pool().QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE application_name = current_setting('application_name') AND query LIKE 'LISTEN %'`).Scan(&killed); err != nil || killed != 1 {
+		t.Fatalf("terminated %d listeners, %v", killed, err)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Listen returned nil after losing its connection")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Listen did not notice its connection died")
+	}
+}
+
+// TestDisableNotify: no notification is sent, and Listen just waits.
+func TestDisableNotify(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	d := newDriver(t, pgstore.Config{DisableNotify: true, Channel: "herald_disabled_test"})
+	listener := newDriver(t, pgstore.Config{Channel: "herald_disabled_test"})
+	woke := make(chan struct{}, 8)
+	done := make(chan error, 2)
+	go func() { done <- listener.Listen(ctx, func() { woke <- struct{}{} }) }()
+	go func() { done <- d.Listen(ctx, func() { t.Error("Listen with DisableNotify called wake") }) }()
+	<-woke // the listener is listening
+	client := outbox.NewClient[pgx.Tx](d)
+	if _, err := client.Enqueue(ctx, outbox.Event{AggregateType: "order", AggregateID: "A", Type: "t", Payload: json.RawMessage(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-woke:
+		t.Fatal("an enqueue with DisableNotify sent a notification")
+	case <-time.After(500 * time.Millisecond):
+	}
+	cancel()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatalf("Listen: %v", err)
+		}
+	}
+}
+
+// releaseAtCleanup releases b when the test ends, so that a failed test does
+// not leave the pool waiting for the batch's connection. Release is a no-op
+// on a batch that has ended.
+func releaseAtCleanup(t *testing.T, b outbox.Batch) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = b.Release(ctx)
+	})
+}

@@ -1,0 +1,320 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/heraldhq/herald/outbox"
+)
+
+// Limits of ListDeadLetters.
+const (
+	DefaultListLimit = 100
+	MaxListLimit     = 1000
+)
+
+const (
+	deadLetterColumns = `id, event_id, aggregate_type, aggregate_id, event_type, payload, headers, sequence,
+idempotency_key, error_message, retry_count, created_at, first_failed_at, moved_to_dlq_at,
+reprocessed, reprocessed_at, discarded_at, discard_reason`
+
+	openDeadLetter = `reprocessed = 0 AND discarded_at IS NULL`
+
+	// replaySQL puts dead letters (ids in a JSON array) back in the outbox
+	// with their original id, sequence, payload, headers and created time,
+	// and a fresh attempt count. The idempotency key goes back with them
+	// unless a newer pending event has taken it meanwhile; the key only
+	// guards enqueueing, and the event keeps its id.
+	//
+	// A replayed event is the head when no pending event of its aggregate
+	// has a lower sequence; replayHeadsSQL then takes the flag from heads
+	// that the replayed events now precede.
+	replaySQL = `INSERT INTO order_outbox
+(id, aggregate_type, aggregate_id, event_type, payload, headers, sequence, attempts, next_attempt_at, created_at,
+ idempotency_key, head)
+SELECT d.event_id, d.aggregate_type, d.aggregate_id, d.event_type, d.payload, d.headers, d.sequence, 0, ?2, d.created_at,
+       CASE WHEN d.idempotency_key IS NULL
+                 OR EXISTS (SELECT 1 FROM order_outbox AS o WHERE o.idempotency_key = d.idempotency_key)
+            THEN NULL ELSE d.idempotency_key END,
+       NOT EXISTS (SELECT 1 FROM order_outbox AS o
+                   WHERE o.aggregate_type = d.aggregate_type AND o.aggregate_id = d.aggregate_id
+                     AND o.sequence < d.sequence)
+FROM order_outbox_dlq AS d
+WHERE d.id IN (SELECT value FROM json_each(?1)) AND d.reprocessed = 0 AND d.discarded_at IS NULL
+ORDER BY d.id`
+
+	replayHeadsSQL = `UPDATE order_outbox AS o SET head = 0
+WHERE o.head = 1
+  AND (o.aggregate_type, o.aggregate_id) IN (SELECT aggregate_type, aggregate_id FROM order_outbox_dlq
+                                             WHERE id IN (SELECT value FROM json_each(?1)))
+  AND EXISTS (SELECT 1 FROM order_outbox AS p
+              WHERE p.aggregate_type = o.aggregate_type AND p.aggregate_id = o.aggregate_id
+                AND p.sequence < o.sequence)`
+
+	markReplayedSQL = `UPDATE order_outbox_dlq SET reprocessed = 1, reprocessed_at = ?2
+WHERE id IN (SELECT value FROM json_each(?1)) AND ` + openDeadLetter
+
+	discardSQL = `UPDATE order_outbox_dlq SET discarded_at = ?2, discard_reason = ?3
+WHERE id = ?1 AND ` + openDeadLetter
+
+	statsSQL = `SELECT
+  (SELECT count(*) FROM order_outbox),
+  (SELECT count(*) FROM order_outbox WHERE attempts > 0),
+  (SELECT min(created_at) FROM order_outbox),
+  (SELECT count(*) FROM order_outbox_dlq WHERE ` + openDeadLetter + `)`
+)
+
+// ListDeadLetters lists dead letters matching f in id order: at most f.Limit
+// of them (DefaultListLimit when zero, at most MaxListLimit).
+func (d *Driver) ListDeadLetters(ctx context.Context, f outbox.DeadLetterFilter) ([]outbox.DeadLetter, error) {
+	where, args, err := deadLetterWhere(f)
+	if err != nil {
+		return nil, err
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	limit = min(limit, MaxListLimit)
+	args = append(args, limit)
+	//nolint:gosec // where is built from constant fragments; values are bound
+	query := `SELECT ` + deadLetterColumns + ` FROM order_outbox_dlq WHERE ` + where + ` ORDER BY id LIMIT ?`
+	rows, err := d.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: list dead letters: %w", err)
+	}
+	defer func() { _ = rows.Close() }()
+	out := []outbox.DeadLetter{}
+	for rows.Next() {
+		dl, err := scanDeadLetter(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlitestore: list dead letters: %w", err)
+		}
+		out = append(out, dl)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlitestore: list dead letters: %w", err)
+	}
+	return out, nil
+}
+
+// GetDeadLetter returns one dead letter, or an error wrapping
+// outbox.ErrNotFound.
+func (d *Driver) GetDeadLetter(ctx context.Context, id int64) (outbox.DeadLetter, error) {
+	row := d.db.QueryRowContext(ctx, `SELECT `+deadLetterColumns+` FROM order_outbox_dlq WHERE id = ?1`, id)
+	dl, err := scanDeadLetter(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return outbox.DeadLetter{}, fmt.Errorf("%w: dead letter %d", outbox.ErrNotFound, id)
+	}
+	if err != nil {
+		return outbox.DeadLetter{}, fmt.Errorf("sqlitestore: get dead letter %d: %w", id, err)
+	}
+	return dl, nil
+}
+
+// ReplayDeadLetter puts a dead letter's event back in the outbox and marks
+// the dead letter reprocessed, in one transaction. It returns an error
+// wrapping outbox.ErrNotFound or outbox.ErrAlreadyResolved.
+func (d *Driver) ReplayDeadLetter(ctx context.Context, id int64) error {
+	err := d.WithTx(ctx, func(tx *sql.Tx) error {
+		n, err := replay(ctx, tx, fmt.Sprintf("[%d]", id), micros(d.now()))
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return resolveError(ctx, tx, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sqlitestore: replay dead letter %d: %w", id, err)
+	}
+	d.wakes.signal()
+	return nil
+}
+
+// ReplayDeadLetters replays, in one transaction, every open dead letter
+// matching f (the first f.Limit of them in id order when f.Limit > 0). A
+// filter on another state than open matches nothing.
+func (d *Driver) ReplayDeadLetters(ctx context.Context, f outbox.DeadLetterFilter) (int, error) {
+	switch f.State {
+	case "", outbox.DeadLetterOpen:
+		f.State = outbox.DeadLetterOpen
+	case outbox.DeadLetterReplayed, outbox.DeadLetterDiscarded:
+		return 0, nil
+	}
+	where, args, err := deadLetterWhere(f)
+	if err != nil {
+		return 0, err
+	}
+	query := `SELECT json_group_array(id) FROM (SELECT id FROM order_outbox_dlq WHERE ` + where + ` ORDER BY id`
+	if f.Limit > 0 {
+		query += ` LIMIT ?`
+		args = append(args, f.Limit)
+	}
+	query += `)`
+	var replayed int
+	err = d.WithTx(ctx, func(tx *sql.Tx) error {
+		var ids string
+		if err := tx.QueryRowContext(ctx, query, args...).Scan(&ids); err != nil {
+			return err
+		}
+		n, err := replay(ctx, tx, ids, micros(d.now()))
+		replayed = n
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlitestore: replay dead letters: %w", err)
+	}
+	if replayed > 0 {
+		d.wakes.signal()
+	}
+	return replayed, nil
+}
+
+// replay moves the open dead letters among ids (a JSON array) back to the
+// outbox and returns how many it moved.
+func replay(ctx context.Context, tx *sql.Tx, ids string, now int64) (int, error) {
+	res, err := tx.ExecContext(ctx, replaySQL, ids, now)
+	if err != nil {
+		if isUnique(err) {
+			return 0, fmt.Errorf("%w: the event is in the outbox already: %w", outbox.ErrDuplicate, err)
+		}
+		return 0, err
+	}
+	inserted, err := res.RowsAffected()
+	if err != nil {
+		return 0, err
+	}
+	if _, err := tx.ExecContext(ctx, replayHeadsSQL, ids); err != nil {
+		return 0, err
+	}
+	res, err = tx.ExecContext(ctx, markReplayedSQL, ids, now)
+	if err != nil {
+		return 0, err
+	}
+	marked, err := res.RowsAffected()
+	if err != nil {
+		return 0, err
+	}
+	if marked != inserted {
+		return 0, fmt.Errorf("replayed %d events but marked %d dead letters", inserted, marked)
+	}
+	return int(marked), nil
+}
+
+// DiscardDeadLetter resolves a dead letter without publishing it, keeping
+// the row with reason and time as an audit record. The aggregate's parked
+// events flow again. It returns an error wrapping outbox.ErrNotFound or
+// outbox.ErrAlreadyResolved.
+func (d *Driver) DiscardDeadLetter(ctx context.Context, id int64, reason string) error {
+	err := d.WithTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, discardSQL, id, micros(d.now()), reason)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 1 {
+			return err
+		}
+		return resolveError(ctx, tx, id)
+	})
+	if err != nil {
+		return fmt.Errorf("sqlitestore: discard dead letter %d: %w", id, err)
+	}
+	d.wakes.signal()
+	return nil
+}
+
+// resolveError says why dead letter id could not be resolved.
+func resolveError(ctx context.Context, tx *sql.Tx, id int64) error {
+	var exists bool
+	err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM order_outbox_dlq WHERE id = ?1)`, id).Scan(&exists)
+	switch {
+	case err != nil:
+		return err
+	case exists:
+		return outbox.ErrAlreadyResolved
+	default:
+		return outbox.ErrNotFound
+	}
+}
+
+// Stats counts the backlog and the open dead letters.
+func (d *Driver) Stats(ctx context.Context) (outbox.Stats, error) {
+	var (
+		s      outbox.Stats
+		oldest sql.NullInt64
+	)
+	if err := d.db.QueryRowContext(ctx, statsSQL).Scan(&s.Pending, &s.Retrying, &oldest, &s.DeadLetters); err != nil {
+		return outbox.Stats{}, fmt.Errorf("sqlitestore: stats: %w", err)
+	}
+	s.OldestPending = fromMicros(oldest)
+	return s, nil
+}
+
+// deadLetterWhere renders f (all but Limit) as a WHERE condition.
+func deadLetterWhere(f outbox.DeadLetterFilter) (string, []any, error) {
+	conds := []string{"id > ?"}
+	args := []any{f.AfterID}
+	switch f.State {
+	case "":
+	case outbox.DeadLetterOpen:
+		conds = append(conds, openDeadLetter)
+	case outbox.DeadLetterReplayed:
+		conds = append(conds, "reprocessed = 1")
+	case outbox.DeadLetterDiscarded:
+		conds = append(conds, "discarded_at IS NOT NULL")
+	default:
+		return "", nil, fmt.Errorf("sqlitestore: unknown dead letter state %q", f.State)
+	}
+	for _, c := range []struct{ col, v string }{
+		{"aggregate_type", f.AggregateType},
+		{"aggregate_id", f.AggregateID},
+		{"event_type", f.EventType},
+	} {
+		if c.v != "" {
+			conds = append(conds, c.col+" = ?")
+			args = append(args, c.v)
+		}
+	}
+	return strings.Join(conds, " AND "), args, nil
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanDeadLetter(row scanner) (outbox.DeadLetter, error) {
+	var (
+		dl                          outbox.DeadLetter
+		eventID, payload, headers   string
+		key, reason                 sql.NullString
+		created, firstFailed, moved sql.NullInt64
+		reprocessedAt, discardedAt  sql.NullInt64
+		reprocessed                 int64
+	)
+	if err := row.Scan(&dl.ID, &eventID, &dl.AggregateType, &dl.AggregateID, &dl.EventType, &payload, &headers,
+		&dl.Sequence, &key, &dl.Error, &dl.Attempts, &created, &firstFailed, &moved,
+		&reprocessed, &reprocessedAt, &discardedAt, &reason); err != nil {
+		return outbox.DeadLetter{}, err
+	}
+	var err error
+	if dl.EventID, err = uuid.Parse(eventID); err != nil {
+		return outbox.DeadLetter{}, fmt.Errorf("dead letter %d: event id %q: %w", dl.ID, eventID, err)
+	}
+	if dl.Headers, err = decodeHeaders(headers); err != nil {
+		return outbox.DeadLetter{}, fmt.Errorf("dead letter %d: %w", dl.ID, err)
+	}
+	dl.Payload = []byte(payload)
+	dl.IdempotencyKey = key.String
+	dl.CreatedAt = fromMicros(created)
+	dl.FirstFailedAt = fromMicros(firstFailed)
+	dl.MovedAt = fromMicros(moved)
+	dl.Reprocessed = reprocessed == 1
+	dl.ReprocessedAt = fromMicrosPtr(reprocessedAt)
+	dl.DiscardedAt = fromMicrosPtr(discardedAt)
+	dl.DiscardReason = reason.String
+	return dl, nil
+}
