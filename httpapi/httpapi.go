@@ -1,0 +1,293 @@
+// Package httpapi is Herald's HTTP API (SPEC §5): the order routes over an
+// order.Service, the dead-letter and stats routes over the outbox engine,
+// health, readiness, Prometheus metrics and the OpenAPI 3.1 document.
+//
+// Every error is an RFC 9457 problem document (application/problem+json).
+// Application error codes map to HTTP statuses in one place (see codes in
+// error.go); internal errors are logged and never shown to the client.
+//
+//	apiToken, adminToken := os.Getenv("HERALD_API_TOKEN"), os.Getenv("HERALD_ADMIN_TOKEN")
+//	if err := httpapi.CheckListenAddr(addr, apiToken != "" || adminToken != ""); err != nil {
+//		return err // a non-loopback address without tokens is refused
+//	}
+//	h := httpapi.New(httpapi.Config{
+//		Orders:     svc,   // order.Service
+//		Outbox:     store, // outbox.Store or *outbox.Client
+//		APIToken:   apiToken,
+//		AdminToken: adminToken,
+//		Logger:     logger,
+//	})
+//	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/heraldhq/herald/order"
+	"github.com/heraldhq/herald/outbox"
+)
+
+// MaxBodyBytes is the largest request body the API reads (SPEC §5); a
+// larger one is refused with 413.
+const MaxBodyBytes = 1 << 20
+
+// ReadyTimeout bounds one readiness check.
+const ReadyTimeout = 5 * time.Second
+
+// Outbox is the part of the outbox engine the API operates on. Both
+// outbox.Store and *outbox.Client implement it.
+type Outbox interface {
+	ListDeadLetters(ctx context.Context, f outbox.DeadLetterFilter) ([]outbox.DeadLetter, error)
+	// GetDeadLetter returns an error wrapping outbox.ErrNotFound for an unknown id.
+	GetDeadLetter(ctx context.Context, id int64) (outbox.DeadLetter, error)
+	// ReplayDeadLetter returns outbox.ErrNotFound or outbox.ErrAlreadyResolved.
+	ReplayDeadLetter(ctx context.Context, id int64) error
+	ReplayDeadLetters(ctx context.Context, f outbox.DeadLetterFilter) (int, error)
+	// DiscardDeadLetter returns outbox.ErrNotFound or outbox.ErrAlreadyResolved.
+	DiscardDeadLetter(ctx context.Context, id int64, reason string) error
+	Stats(ctx context.Context) (outbox.Stats, error)
+}
+
+var (
+	_ Outbox = outbox.Store(nil)
+	_ Outbox = (*outbox.Client[any])(nil)
+)
+
+// Registry is where the API registers its metrics and what /metrics serves.
+// *prometheus.Registry is one.
+type Registry interface {
+	prometheus.Registerer
+	prometheus.Gatherer
+}
+
+// Config configures the handler New returns.
+type Config struct {
+	// Orders serves the order routes. Required.
+	Orders order.Service
+	// Outbox serves the dead-letter and stats routes. Required.
+	Outbox Outbox
+	// RelayCounters, when set, adds the in-process relay's published,
+	// retried and dead-lettered counts to GET /api/v1/outbox/stats.
+	RelayCounters func() outbox.RelayCounters
+	// Ready reports whether the database and the broker are reachable, for
+	// GET /readyz. Nil means always ready.
+	Ready func(ctx context.Context) error
+
+	// APIToken is the bearer token of the order routes; AdminToken that of
+	// the outbox routes, and it works on the order routes too. With both
+	// empty every route is open: listen on loopback only (CheckListenAddr).
+	// With only one set, the routes of the other are closed to everyone.
+	APIToken   string
+	AdminToken string
+
+	// Logger gets the access log and internal errors; nil discards them.
+	Logger *slog.Logger
+	// Registry gets the API's HTTP metrics and is what /metrics serves, with
+	// whatever else the caller registered on it. Nil means a fresh registry
+	// with the Go runtime and process collectors.
+	Registry Registry
+	// Version is reported by /healthz and in the OpenAPI document.
+	Version string
+}
+
+// server is the API's http.Handler, built by New.
+type server struct {
+	cfg     Config
+	log     *slog.Logger
+	mux     *http.ServeMux
+	auth    authenticator
+	metrics *metrics
+	openapi []byte
+	// routes lists every pattern registered on mux, for the OpenAPI test.
+	registered []route
+}
+
+// Actors recorded in RequestOptions.Actor and the audit trail.
+const (
+	ActorAPI       = "api"
+	ActorAdmin     = "admin"
+	ActorAnonymous = "anonymous"
+)
+
+// New returns the API handler. It panics if cfg.Orders or cfg.Outbox is nil,
+// or if its metrics cannot be registered on cfg.Registry.
+func New(cfg Config) http.Handler { return newServer(cfg) }
+
+func newServer(cfg Config) *server {
+	if cfg.Orders == nil {
+		panic("httpapi: Config.Orders is required")
+	}
+	if cfg.Outbox == nil {
+		panic("httpapi: Config.Outbox is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registry == nil {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		cfg.Registry = reg
+	}
+	m, err := newMetrics(cfg.Registry)
+	if err != nil {
+		panic(fmt.Sprintf("httpapi: registering metrics: %v", err))
+	}
+	doc, err := openAPIDocument(cfg.Version)
+	if err != nil {
+		panic(fmt.Sprintf("httpapi: embedded OpenAPI document: %v", err))
+	}
+	s := &server{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		mux:     http.NewServeMux(),
+		auth:    newAuthenticator(cfg.APIToken, cfg.AdminToken),
+		metrics: m,
+		openapi: doc,
+	}
+	s.routes()
+	return s
+}
+
+// access says who may call a route.
+type access int
+
+const (
+	public access = iota // anyone
+	user                 // the API or the admin token
+	admin                // the admin token
+)
+
+// routes registers every route of SPEC §5.
+func (s *server) routes() {
+	const orders = "/api/v1/orders"
+	s.handle("POST "+orders, user, s.handleCreateOrder)
+	s.handle("GET "+orders, user, s.handleListOrders)
+	s.handle("GET "+orders+"/{id}", user, s.handleGetOrder)
+	s.handle("POST "+orders+"/{id}/payment-confirmation", user, s.handleConfirmPayment)
+	s.handle("POST "+orders+"/{id}/transitions", user, s.handleTransitionOrder)
+	s.handle("GET "+orders+"/{id}/transitions", user, s.handleListTransitions)
+	s.handle("POST "+orders+"/{id}/line-items/{item}/transitions", user, s.handleTransitionLineItem)
+
+	const ob = "/api/v1/outbox"
+	s.handle("GET "+ob+"/stats", admin, s.handleStats)
+	s.handle("GET "+ob+"/dlq", admin, s.handleListDeadLetters)
+	s.handle("POST "+ob+"/dlq/replay", admin, s.handleReplayDeadLetters)
+	s.handle("GET "+ob+"/dlq/{id}", admin, s.handleGetDeadLetter)
+	s.handle("DELETE "+ob+"/dlq/{id}", admin, s.handleDiscardDeadLetter)
+	s.handle("POST "+ob+"/dlq/{id}/replay", admin, s.handleReplayDeadLetter)
+
+	s.handle("GET /healthz", public, s.handleHealthz)
+	s.handle("GET /readyz", public, s.handleReadyz)
+	s.handle("GET /metrics", public, promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}).ServeHTTP)
+	s.handle("GET /openapi.json", public, s.handleOpenAPI)
+}
+
+// route is one registered route.
+type route struct {
+	pattern string // "METHOD /path"
+	access  access
+}
+
+// handle registers h on pattern behind the access check.
+func (s *server) handle(pattern string, a access, h http.HandlerFunc) {
+	s.registered = append(s.registered, route{pattern, a})
+	s.mux.Handle(pattern, s.authorize(a, h))
+}
+
+// ServeHTTP recovers panics, writes the access log and the metrics, and
+// turns the mux's plain-text 404 and 405 into problem documents.
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rw := &responseWriter{ResponseWriter: w}
+	reqID := requestID(r)
+	rw.Header().Set("X-Request-Id", reqID)
+	r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, reqID))
+
+	h, pattern := s.mux.Handler(r)
+	route := routeLabel(pattern)
+
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler { //nolint:errorlint // a sentinel panic value, never wrapped
+				panic(v)
+			}
+			s.log.ErrorContext(r.Context(), "http: panic serving request",
+				"method", r.Method, "path", r.URL.Path, "request_id", reqID,
+				"panic", fmt.Sprint(v), "stack", stack())
+			if !rw.wroteHeader {
+				writeProblem(rw, r, newProblem(order.EINTERNAL, "Internal error."))
+			}
+		}
+		s.finish(rw, r, route, reqID, start)
+	}()
+
+	if pattern == "" {
+		s.serveUnmatched(rw, r, h)
+		return
+	}
+	s.mux.ServeHTTP(rw, r)
+}
+
+// serveUnmatched runs the mux's own handler for a request no pattern
+// matched, keeping its status and Allow header but writing a problem
+// document instead of its plain-text body. Redirects pass through.
+func (s *server) serveUnmatched(w http.ResponseWriter, r *http.Request, h http.Handler) {
+	c := &captureWriter{header: http.Header{}}
+	h.ServeHTTP(c, r)
+	switch c.status {
+	case http.StatusNotFound:
+		writeProblem(w, r, newProblem(order.ENOTFOUND, "No route matches "+truncate(r.URL.Path, 200)+"."))
+	case http.StatusMethodNotAllowed:
+		w.Header().Set("Allow", c.header.Get("Allow"))
+		writeProblem(w, r, newProblem(eMethodNotAllowed,
+			fmt.Sprintf("%s is not allowed on %s; allowed: %s.", truncate(r.Method, 20), truncate(r.URL.Path, 200), c.header.Get("Allow"))))
+	default:
+		for k, v := range c.header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(c.status)
+		_, _ = w.Write(c.body.Bytes())
+	}
+}
+
+// finish writes the access log line and the request metrics.
+func (s *server) finish(rw *responseWriter, r *http.Request, route, reqID string, start time.Time) {
+	status := rw.statusCode()
+	elapsed := time.Since(start)
+	s.metrics.observe(r.Method, route, status, elapsed)
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelError
+	}
+	s.log.LogAttrs(r.Context(), level, "http request",
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.String("route", route),
+		slog.Int("status", status),
+		slog.Int64("bytes", rw.bytes),
+		slog.Duration("duration", elapsed),
+		slog.String("request_id", reqID),
+		slog.String("remote", r.RemoteAddr),
+	)
+}
+
+// routeLabel is the metrics label of a matched pattern: its path part, or
+// "unmatched" so that unknown paths cannot grow the label set.
+func routeLabel(pattern string) string {
+	if pattern == "" {
+		return "unmatched"
+	}
+	if _, path, ok := strings.Cut(pattern, " "); ok {
+		return path
+	}
+	return pattern
+}

@@ -1,0 +1,134 @@
+package pgorders_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/goleak"
+
+	"github.com/heraldhq/herald/internal/ordersvc"
+	"github.com/heraldhq/herald/internal/ordersvc/ordersvctest"
+	"github.com/heraldhq/herald/internal/ordersvc/pgorders"
+	"github.com/heraldhq/herald/internal/testdb"
+	"github.com/heraldhq/herald/outbox"
+	"github.com/heraldhq/herald/outbox/pgstore"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// newPool returns a pool on a fresh schema, large enough for the suite's
+// 20 concurrent requests and the benchmark's 16 goroutines.
+func newPool(t testing.TB) (*pgxpool.Pool, string) {
+	t.Helper()
+	url, schema := testdb.PostgresSchema(t)
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 16
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool, schema
+}
+
+// setup returns a harness on a fresh, migrated schema.
+func setup(t testing.TB) ordersvctest.Harness {
+	t.Helper()
+	ctx := context.Background()
+	pool, schema := newPool(t)
+	// NOTIFY is database-wide: a channel per schema keeps parallel tests apart.
+	driver := pgstore.New(pool, pgstore.Config{Channel: schema})
+	if err := driver.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	store := pgorders.New(pool, outbox.NewClient[pgx.Tx](driver))
+	if err := store.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return ordersvctest.Harness{
+		Store: store,
+		Outbox: func(t testing.TB, orderID uuid.UUID) []ordersvctest.OutboxEvent {
+			t.Helper()
+			rows, _ := pool.Query(ctx, `SELECT id, aggregate_type, aggregate_id, event_type, payload, headers, sequence
+				FROM order_outbox WHERE aggregate_type = 'order' AND aggregate_id = $1 ORDER BY sequence`, orderID.String())
+			evs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ordersvctest.OutboxEvent, error) {
+				var (
+					e       ordersvctest.OutboxEvent
+					payload []byte
+				)
+				err := row.Scan(&e.ID, &e.AggregateType, &e.AggregateID, &e.Type, &payload, &e.Headers, &e.Sequence)
+				e.Payload = json.RawMessage(payload)
+				return e, err
+			})
+			if err != nil {
+				t.Fatalf("read outbox: %v", err)
+			}
+			return evs
+		},
+		Count: func(t testing.TB, table string) int64 {
+			t.Helper()
+			var n int64
+			if err := pool.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{table}.Sanitize()).Scan(&n); err != nil {
+				t.Fatalf("count %s: %v", table, err)
+			}
+			return n
+		},
+	}
+}
+
+func TestConformance(t *testing.T) {
+	ordersvctest.Run(t, setup)
+}
+
+func TestMigrate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, _ := newPool(t)
+	store := pgorders.New(pool, nil)
+
+	status, err := store.MigrationStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(status) != 1 || status.Pending() != 1 || status[0].Version != 1 || status[0].Name != "00001_orders.sql" {
+		t.Fatalf("before Migrate: %v", status)
+	}
+	if err := store.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Migrate(ctx); err != nil {
+		t.Fatalf("second Migrate: %v", err)
+	}
+	status, err = store.MigrationStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(status) != 1 || status.Pending() != 0 || !status[0].Applied() || !strings.Contains(status.String(), "00001_orders.sql") {
+		t.Fatalf("after Migrate: %v", status)
+	}
+	var tables []string
+	rows, _ := pool.Query(ctx, `SELECT table_name FROM information_schema.tables
+		WHERE table_schema = current_schema() ORDER BY table_name`)
+	tables, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{ordersvc.MigrationTable, "order_idempotency_keys", "order_line_items", "order_status_transitions", "orders"}
+	if strings.Join(tables, ",") != strings.Join(want, ",") {
+		t.Fatalf("tables = %v, want %v", tables, want)
+	}
+}
+
+func BenchmarkCreateOrder(b *testing.B) {
+	ordersvctest.BenchmarkCreateOrder(b, setup(b))
+}

@@ -1,0 +1,513 @@
+// Package sqliteorders is the SQLite store of the orders service: an
+// ordersvc.Store on the database handle of the outbox's SQLite driver
+// (sqlitestore), whose transactions enqueue events on the same transaction.
+//
+//	driver, err := sqlitestore.Open(path)
+//	store := sqliteorders.New(driver.DB(), outbox.NewClient[*sql.Tx](driver))
+//	if err := driver.Migrate(ctx); err != nil { ... }
+//	if err := store.Migrate(ctx); err != nil { ... }
+//	svc := ordersvc.New(store, ordersvc.Config{})
+//
+// Every read-write transaction of that handle holds SQLite's write lock from
+// BEGIN (BEGIN IMMEDIATE), so requests take turns and LockOrder need not lock
+// anything more.
+package sqliteorders
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/heraldhq/herald/internal/ordersvc"
+	"github.com/heraldhq/herald/order"
+	"github.com/heraldhq/herald/outbox"
+)
+
+// Store is the SQLite orders store. It is safe for concurrent use.
+type Store struct {
+	db     *sql.DB
+	outbox *outbox.Client[*sql.Tx]
+
+	prepared atomic.Bool // every hot query is in stmts
+	stmtMu   sync.Mutex
+	stmts    map[string]*sql.Stmt // prepared on db; database/sql prepares them again per connection
+	closed   bool
+}
+
+var (
+	_ ordersvc.Store    = (*Store)(nil)
+	_ ordersvc.Migrator = (*Store)(nil)
+)
+
+// New returns a store on db that enqueues events with client. db must be the
+// handle of client's driver (sqlitestore.Driver.DB), so that the events are
+// written in the store's transactions. Call Migrate (and the outbox driver's
+// Migrate) before first use.
+func New(db *sql.DB, client *outbox.Client[*sql.Tx]) *Store {
+	return &Store{db: db, outbox: client}
+}
+
+// Close closes the store's prepared statements; the database stays open.
+func (s *Store) Close() error {
+	s.stmtMu.Lock()
+	defer s.stmtMu.Unlock()
+	s.closed = true
+	var errs []error
+	for q, st := range s.stmts {
+		errs = append(errs, st.Close())
+		delete(s.stmts, q)
+	}
+	return errors.Join(errs...)
+}
+
+// hotQueries are the statements of the transactions, prepared once.
+var hotQueries = []string{
+	lockOrderSQL, insertOrderSQL, insertItemSQL, updateOrderSQL, updateItemSQL,
+	insertTransitionSQL, claimKeySQL, getKeySQL, setResponseSQL,
+}
+
+// prepare prepares the hot queries not prepared yet. It must not be called
+// in a transaction: DB.PrepareContext takes a second connection of the pool,
+// which writers queued for the transaction's write lock may all be holding
+// (see sqlitestore.ConfigurePool). It fails harmlessly before Migrate.
+func (s *Store) prepare(ctx context.Context) error {
+	if s.prepared.Load() {
+		return nil
+	}
+	for _, q := range hotQueries {
+		if _, err := s.stmt(ctx, q); err != nil { //nolint:sqlclosecheck // kept in s.stmts; Close closes it
+			return err
+		}
+	}
+	s.prepared.Store(true)
+	return nil
+}
+
+// stmt returns query prepared on the database, preparing it on first use.
+// It must not be called in a transaction (see prepare).
+func (s *Store) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	s.stmtMu.Lock()
+	st := s.stmts[query]
+	s.stmtMu.Unlock()
+	if st != nil {
+		return st, nil
+	}
+	// Prepared without the lock, which concurrent callers would otherwise
+	// wait on for a connection.
+	st, err := s.db.PrepareContext(ctx, query) //nolint:sqlclosecheck // kept in s.stmts; Close closes it
+	if err != nil {
+		return nil, err
+	}
+	s.stmtMu.Lock()
+	defer s.stmtMu.Unlock()
+	if s.closed {
+		_ = st.Close() //nolint:sqlclosecheck // not kept
+		return nil, errors.New("sqliteorders: store closed")
+	}
+	if prev := s.stmts[query]; prev != nil {
+		_ = st.Close() //nolint:sqlclosecheck // prepared concurrently; prev is kept
+		return prev, nil
+	}
+	if s.stmts == nil {
+		s.stmts = make(map[string]*sql.Stmt, len(hotQueries))
+	}
+	s.stmts[query] = st
+	return st, nil
+}
+
+// WithTx runs fn in a new read-write transaction and commits it when fn
+// returns nil; otherwise, or if fn panics, it rolls back. fn's error is
+// returned unchanged.
+func (s *Store) WithTx(ctx context.Context, fn func(tx ordersvc.Tx) error) (err error) {
+	_ = s.prepare(ctx) // before the transaction; see prepare
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqliteorders: begin: %w", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			if rerr := tx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) && err != nil {
+				err = errors.Join(err, fmt.Errorf("sqliteorders: rollback: %w", rerr))
+			}
+		}
+	}()
+	if err := fn(&sqliteTx{s: s, tx: tx}); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqliteorders: commit: %w", err)
+	}
+	committed = true
+	return nil
+}
+
+const orderColumns = `o.id, o.customer_id, o.currency, o.status, o.total_amount, o.version, o.created_at, o.updated_at`
+
+const itemColumns = `li.id, li.product_id, li.product_type, li.quantity, li.unit_price, li.status`
+
+// getOrderSQL reads an order and its line items in one statement, so in one
+// snapshot.
+const getOrderSQL = `SELECT ` + orderColumns + `, ` + itemColumns + `
+FROM orders o JOIN order_line_items li ON li.order_id = o.id
+WHERE o.id = ?1
+ORDER BY li.line_no`
+
+// GetOrder returns the order with its line items, or ordersvc.ErrNotFound.
+func (s *Store) GetOrder(ctx context.Context, id uuid.UUID) (order.Order, error) {
+	st, err := s.stmt(ctx, getOrderSQL) //nolint:sqlclosecheck // kept in s.stmts; Close closes it
+	if err != nil {
+		return order.Order{}, fmt.Errorf("sqliteorders: get order: %w", err)
+	}
+	rows, err := st.QueryContext(ctx, id.String())
+	if err != nil {
+		return order.Order{}, fmt.Errorf("sqliteorders: get order: %w", err)
+	}
+	orders, err := scanOrders(rows)
+	if err != nil {
+		return order.Order{}, fmt.Errorf("sqliteorders: get order: %w", err)
+	}
+	if len(orders) == 0 {
+		return order.Order{}, ordersvc.ErrNotFound
+	}
+	return orders[0], nil
+}
+
+// ListOrders returns a page of orders with their line items, in one
+// statement: the page is selected on the (status|customer_id, created_at,
+// id) indexes and joined with its line items.
+func (s *Store) ListOrders(ctx context.Context, q ordersvc.ListQuery) ([]order.Order, error) {
+	var (
+		where []string
+		args  []any
+	)
+	if q.Status != "" {
+		args = append(args, sql.Named("status", string(q.Status)))
+		where = append(where, "status = :status")
+	}
+	if q.CustomerID != "" {
+		args = append(args, sql.Named("customer", q.CustomerID))
+		where = append(where, "customer_id = :customer")
+	}
+	if q.After != nil {
+		args = append(args, sql.Named("at", q.After.CreatedAt.UnixMicro()), sql.Named("id", q.After.ID.String()))
+		where = append(where, "(created_at < :at OR (created_at = :at AND id < :id))")
+	}
+	args = append(args, sql.Named("limit", q.Limit))
+	cond := ""
+	if len(where) > 0 {
+		cond = "WHERE " + strings.Join(where, " AND ")
+	}
+	// Only fixed conditions are spliced in; every value is a parameter.
+	query := `WITH page AS (
+	SELECT * FROM orders ` + cond + `
+	ORDER BY created_at DESC, id DESC
+	LIMIT :limit)
+SELECT ` + orderColumns + `, ` + itemColumns + `
+FROM page o JOIN order_line_items li ON li.order_id = o.id
+ORDER BY o.created_at DESC, o.id DESC, li.line_no`
+	st, err := s.stmt(ctx, query) //nolint:sqlclosecheck // kept in s.stmts; Close closes it
+	if err != nil {
+		return nil, fmt.Errorf("sqliteorders: list orders: %w", err)
+	}
+	rows, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqliteorders: list orders: %w", err)
+	}
+	orders, err := scanOrders(rows)
+	if err != nil {
+		return nil, fmt.Errorf("sqliteorders: list orders: %w", err)
+	}
+	return orders, nil
+}
+
+// scanOrders reads rows of orderColumns followed by itemColumns, grouped by
+// order, and closes rows.
+func scanOrders(rows *sql.Rows) ([]order.Order, error) {
+	defer func() { _ = rows.Close() }()
+	var out []order.Order
+	for rows.Next() {
+		var (
+			o                 order.Order
+			li                order.LineItem
+			created, updated  int64
+			orderID, lineItem uuid.UUID
+		)
+		if err := rows.Scan(&orderID, &o.CustomerID, &o.Currency, &o.Status, &o.TotalAmount, &o.Version,
+			&created, &updated,
+			&lineItem, &li.ProductID, &li.ProductType, &li.Quantity, &li.UnitPrice, &li.Status); err != nil {
+			return nil, err
+		}
+		li.ID = lineItem
+		if n := len(out); n == 0 || out[n-1].ID != orderID {
+			o.ID, o.CreatedAt, o.UpdatedAt = orderID, fromMicros(created), fromMicros(updated)
+			out = append(out, o)
+		}
+		last := &out[len(out)-1]
+		last.LineItems = append(last.LineItems, li)
+	}
+	return out, rows.Err()
+}
+
+const listTransitionsSQL = `
+SELECT id, line_item_id, coalesce(from_status, ''), to_status, reason, actor, automatic, event_id, created_at
+FROM order_status_transitions
+WHERE order_id = ?1
+ORDER BY id`
+
+// ListTransitions returns the order's audit trail in the order it was
+// written, or ordersvc.ErrNotFound.
+func (s *Store) ListTransitions(ctx context.Context, orderID uuid.UUID) (out []order.Transition, err error) {
+	// One read transaction: the trail and the existence check see one
+	// snapshot. A read-only transaction takes no write lock.
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("sqliteorders: list transitions: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	rows, err := tx.QueryContext(ctx, listTransitionsSQL, orderID.String())
+	if err != nil {
+		return nil, fmt.Errorf("sqliteorders: list transitions: %w", err)
+	}
+	defer func() { _ = rows.Close() }()
+	for rows.Next() {
+		var (
+			t    order.Transition
+			item sql.Null[uuid.UUID]
+			at   int64
+		)
+		if err := rows.Scan(&t.ID, &item, &t.From, &t.To, &t.Reason, &t.Actor, &t.Automatic, &t.EventID, &at); err != nil {
+			return nil, fmt.Errorf("sqliteorders: list transitions: %w", err)
+		}
+		t.OrderID, t.CreatedAt = orderID, fromMicros(at)
+		if item.Valid {
+			t.LineItemID = &item.V
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqliteorders: list transitions: %w", err)
+	}
+	if len(out) == 0 {
+		var exists bool
+		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM orders WHERE id = ?1)`, orderID.String()).Scan(&exists); err != nil {
+			return nil, fmt.Errorf("sqliteorders: list transitions: %w", err)
+		}
+		if !exists {
+			return nil, ordersvc.ErrNotFound
+		}
+	}
+	return out, nil
+}
+
+// sqliteTx is one transaction of the store.
+type sqliteTx struct {
+	s  *Store
+	tx *sql.Tx
+}
+
+// The statements the helpers below use are closed with the transaction.
+
+// stmt returns the prepared form of query for the transaction, or nil when
+// it is not prepared: then the query text runs on the transaction, which
+// never needs a second connection.
+func (t *sqliteTx) stmt(ctx context.Context, query string) *sql.Stmt {
+	t.s.stmtMu.Lock()
+	st := t.s.stmts[query]
+	t.s.stmtMu.Unlock()
+	if st == nil {
+		return nil
+	}
+	return t.tx.StmtContext(ctx, st)
+}
+
+func (t *sqliteTx) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := t.stmt(ctx, query); st != nil { //nolint:sqlclosecheck // closed with the transaction
+		return st.ExecContext(ctx, args...)
+	}
+	return t.tx.ExecContext(ctx, query, args...)
+}
+
+func (t *sqliteTx) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := t.stmt(ctx, query); st != nil { //nolint:sqlclosecheck // closed with the transaction
+		return st.QueryContext(ctx, args...)
+	}
+	return t.tx.QueryContext(ctx, query, args...)
+}
+
+func (t *sqliteTx) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := t.stmt(ctx, query); st != nil { //nolint:sqlclosecheck // closed with the transaction
+		return st.QueryRowContext(ctx, args...)
+	}
+	return t.tx.QueryRowContext(ctx, query, args...)
+}
+
+const lockOrderSQL = `SELECT ` + orderColumns + `, ` + itemColumns + `
+FROM orders o JOIN order_line_items li ON li.order_id = o.id
+WHERE o.id = ?1
+ORDER BY li.line_no`
+
+// LockOrder loads the order. The transaction holds the database's write
+// lock already, so nobody can change the order until it ends.
+func (t *sqliteTx) LockOrder(ctx context.Context, id uuid.UUID) (order.Order, error) {
+	rows, err := t.query(ctx, lockOrderSQL, id.String())
+	if err != nil {
+		return order.Order{}, fmt.Errorf("sqliteorders: lock order: %w", err)
+	}
+	orders, err := scanOrders(rows)
+	if err != nil {
+		return order.Order{}, fmt.Errorf("sqliteorders: lock order: %w", err)
+	}
+	if len(orders) == 0 {
+		return order.Order{}, ordersvc.ErrNotFound
+	}
+	return orders[0], nil
+}
+
+const insertOrderSQL = `
+INSERT INTO orders (id, customer_id, currency, status, total_amount, version, created_at, updated_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)`
+
+const insertItemSQL = `
+INSERT INTO order_line_items (id, order_id, line_no, product_id, product_type, quantity, unit_price, status)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)`
+
+// InsertOrder writes the order and its line items.
+func (t *sqliteTx) InsertOrder(ctx context.Context, o *order.Order) error {
+	if _, err := t.exec(ctx, insertOrderSQL, o.ID.String(), o.CustomerID, o.Currency, string(o.Status), o.TotalAmount,
+		o.Version, o.CreatedAt.UnixMicro(), o.UpdatedAt.UnixMicro()); err != nil {
+		return fmt.Errorf("sqliteorders: insert order: %w", err)
+	}
+	oid := o.ID.String()
+	for i, li := range o.LineItems {
+		if _, err := t.exec(ctx, insertItemSQL, li.ID.String(), oid, i, li.ProductID, string(li.ProductType),
+			li.Quantity, li.UnitPrice, string(li.Status)); err != nil {
+			return fmt.Errorf("sqliteorders: insert line item %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+const updateOrderSQL = `
+UPDATE orders SET status = ?2, total_amount = ?3, version = ?4, updated_at = ?5
+WHERE id = ?1 AND version = ?4 - 1`
+
+const updateItemSQL = `UPDATE order_line_items SET status = ?3 WHERE id = ?1 AND order_id = ?2`
+
+// UpdateOrder writes the order's new state and its moved line items.
+func (t *sqliteTx) UpdateOrder(ctx context.Context, o *order.Order, items []order.LineItem) error {
+	res, err := t.exec(ctx, updateOrderSQL, o.ID.String(), string(o.Status), o.TotalAmount, o.Version, o.UpdatedAt.UnixMicro())
+	if err != nil {
+		return fmt.Errorf("sqliteorders: update order: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("sqliteorders: update order: %w", err)
+	} else if n != 1 {
+		return ordersvc.ErrVersionConflict
+	}
+	oid := o.ID.String()
+	for _, li := range items {
+		res, err := t.exec(ctx, updateItemSQL, li.ID.String(), oid, string(li.Status))
+		if err != nil {
+			return fmt.Errorf("sqliteorders: update line item %s: %w", li.ID, err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("sqliteorders: update line item %s: %w", li.ID, err)
+		} else if n != 1 {
+			return fmt.Errorf("sqliteorders: order %s has no line item %s", o.ID, li.ID)
+		}
+	}
+	return nil
+}
+
+const insertTransitionSQL = `
+INSERT INTO order_status_transitions
+	(order_id, line_item_id, from_status, to_status, reason, actor, automatic, event_id, created_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)`
+
+// InsertTransitions appends the audit rows in order.
+func (t *sqliteTx) InsertTransitions(ctx context.Context, ts []order.Transition) error {
+	for i, tr := range ts {
+		var item, from sql.NullString
+		if tr.LineItemID != nil {
+			item = sql.NullString{String: tr.LineItemID.String(), Valid: true}
+		}
+		if tr.From != "" {
+			from = sql.NullString{String: string(tr.From), Valid: true}
+		}
+		if _, err := t.exec(ctx, insertTransitionSQL, tr.OrderID.String(), item, from, string(tr.To), tr.Reason, tr.Actor,
+			tr.Automatic, tr.EventID.String(), tr.CreatedAt.UnixMicro()); err != nil {
+			return fmt.Errorf("sqliteorders: insert transition %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// Enqueue writes events to the outbox in this transaction.
+func (t *sqliteTx) Enqueue(ctx context.Context, events []outbox.Event) ([]outbox.Enqueued, error) {
+	return t.s.outbox.EnqueueTx(ctx, t.tx, events...)
+}
+
+const claimKeySQL = `
+INSERT INTO order_idempotency_keys (key, operation, request_hash, order_id, created_at)
+VALUES (?1, ?2, ?3, ?4, ?5)
+ON CONFLICT (key) DO NOTHING`
+
+const getKeySQL = `
+SELECT operation, request_hash, order_id, response, created_at
+FROM order_idempotency_keys WHERE key = ?1`
+
+// ClaimIdempotencyKey inserts the key unless it exists. Transactions hold
+// the write lock from BEGIN, so no other one can have claimed it and not
+// committed.
+func (t *sqliteTx) ClaimIdempotencyKey(ctx context.Context, k ordersvc.IdempotencyKey) (ordersvc.IdempotencyKey, bool, error) {
+	res, err := t.exec(ctx, claimKeySQL, k.Key, k.Operation, k.RequestHash, k.OrderID.String(), k.CreatedAt.UnixMicro())
+	if err != nil {
+		return ordersvc.IdempotencyKey{}, false, fmt.Errorf("sqliteorders: claim idempotency key: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return ordersvc.IdempotencyKey{}, false, fmt.Errorf("sqliteorders: claim idempotency key: %w", err)
+	} else if n == 1 {
+		return k, true, nil
+	}
+	var (
+		stored   = ordersvc.IdempotencyKey{Key: k.Key}
+		response sql.NullString
+		at       int64
+	)
+	if err := t.queryRow(ctx, getKeySQL, k.Key).Scan(&stored.Operation, &stored.RequestHash, &stored.OrderID,
+		&response, &at); err != nil {
+		return ordersvc.IdempotencyKey{}, false, fmt.Errorf("sqliteorders: read idempotency key: %w", err)
+	}
+	if response.Valid {
+		stored.Response = []byte(response.String)
+	}
+	stored.CreatedAt = fromMicros(at)
+	return stored, false, nil
+}
+
+const setResponseSQL = `UPDATE order_idempotency_keys SET response = ?2 WHERE key = ?1 AND response IS NULL`
+
+// SetIdempotencyResponse records the response of the request that claimed
+// key in this transaction.
+func (t *sqliteTx) SetIdempotencyResponse(ctx context.Context, key string, response []byte) error {
+	res, err := t.exec(ctx, setResponseSQL, key, string(response))
+	if err != nil {
+		return fmt.Errorf("sqliteorders: set idempotency response: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("sqliteorders: set idempotency response: %w", err)
+	} else if n != 1 {
+		return fmt.Errorf("sqliteorders: idempotency key %q was not claimed in this transaction", key)
+	}
+	return nil
+}
+
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
