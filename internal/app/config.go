@@ -1,0 +1,449 @@
+// Package app wires Herald together: it opens the database and the broker
+// named by their URLs, migrates the schema, and runs the relay and the HTTP
+// API with a graceful stop. The command line (internal/cli) is a thin layer
+// over it, and tests use it without the command line.
+package app
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/heraldhq/herald/httpapi"
+	"github.com/heraldhq/herald/outbox"
+)
+
+// Defaults of Config (SPEC §6).
+const (
+	DefaultDataDir          = "./herald-data"
+	DefaultBrokerURL        = "embedded"
+	DefaultHTTPAddr         = "127.0.0.1:8080"
+	DefaultEmbeddedNATSAddr = "127.0.0.1:4223"
+	DefaultShutdownTimeout  = 30 * time.Second
+	// DatabaseFile is the SQLite file under the data directory used when no
+	// database URL is given.
+	DatabaseFile = "herald.db"
+)
+
+// Config is everything a Herald process is configured with. The command
+// line fills it from flags and HERALD_* variables; Validate checks it before
+// anything is started.
+type Config struct {
+	// DatabaseURL is sqlite://PATH or postgres://… (postgresql:// too).
+	// Empty means sqlite://<DataDir>/herald.db.
+	DatabaseURL string
+	// BrokerURL is embedded, nats://HOST:PORT[,…] or log. Empty means embedded.
+	BrokerURL string
+	// DataDir holds the default SQLite file and the embedded NATS store.
+	DataDir string
+	// HTTPAddr is the API's listen address, host:port.
+	HTTPAddr string
+	// EmbeddedNATSAddr is where the embedded NATS server listens (and where
+	// herald tail finds it).
+	EmbeddedNATSAddr string
+	// APIToken and AdminToken are the bearer tokens of the order routes and
+	// of the outbox and UI routes. With neither set the API listens on
+	// loopback only.
+	APIToken   string
+	AdminToken string
+
+	// Relay tunes the relay; Source is the CloudEvents source.
+	Relay outbox.RelayConfig
+	// NoMigrate skips applying migrations at start.
+	NoMigrate bool
+	// ShutdownTimeout bounds how long a graceful stop waits for in-flight
+	// HTTP requests.
+	ShutdownTimeout time.Duration
+
+	// Logger receives the process's log; nil discards it.
+	Logger *slog.Logger
+	// EventLog is where the log broker writes events; nil means standard output.
+	EventLog io.Writer
+	// Version is reported by the API (build information).
+	Version string
+}
+
+// UsageError is a configuration mistake of the caller (a bad URL, address or
+// value), as opposed to a failure at run time. The command line exits with
+// status 2 for it.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// usagef returns a *UsageError.
+func usagef(format string, args ...any) error {
+	return &UsageError{Err: fmt.Errorf(format, args...)}
+}
+
+// IsUsageError reports whether err is, or wraps, a *UsageError.
+func IsUsageError(err error) bool {
+	var u *UsageError
+	return errors.As(err, &u)
+}
+
+func (c Config) withDefaults() Config {
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.BrokerURL == "" {
+		c.BrokerURL = DefaultBrokerURL
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = DefaultHTTPAddr
+	}
+	if c.EmbeddedNATSAddr == "" {
+		c.EmbeddedNATSAddr = DefaultEmbeddedNATSAddr
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	c.Relay = relayDefaults(c.Relay)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Validate checks every setting without touching the network or the disk.
+// Each bad one is reported as a *UsageError.
+func (c Config) Validate() error {
+	return errors.Join(c.ValidateDatabase(), c.ValidateBroker(), c.ValidateHTTP(), c.ValidateRelay())
+}
+
+// ValidateDatabase checks the database URL.
+func (c Config) ValidateDatabase() error {
+	c = c.withDefaults()
+	_, err := ParseDatabaseURL(c.DatabaseURL, c.DataDir)
+	return err
+}
+
+// ValidateBroker checks the broker URL and the embedded NATS address.
+func (c Config) ValidateBroker() error {
+	c = c.withDefaults()
+	if _, err := ParseBrokerURL(c.BrokerURL); err != nil {
+		return err
+	}
+	return checkListenAddr("--embedded-nats-addr", c.EmbeddedNATSAddr, 1)
+}
+
+// ValidateHTTP checks the HTTP address, and that it is not reachable from
+// other machines unless a token is set.
+func (c Config) ValidateHTTP() error {
+	c = c.withDefaults()
+	if err := checkListenAddr("--http-addr", c.HTTPAddr, 0); err != nil {
+		return err
+	}
+	if err := httpapi.CheckListenAddr(c.HTTPAddr, c.APIToken != "" || c.AdminToken != ""); err != nil {
+		return &UsageError{Err: err}
+	}
+	return nil
+}
+
+// ValidateRelay checks the relay tuning (zero fields mean the defaults) and
+// the shutdown timeout.
+func (c Config) ValidateRelay() error {
+	if c.ShutdownTimeout < 0 {
+		return usagef("--shutdown-timeout must be positive, got %s", c.ShutdownTimeout)
+	}
+	return ValidateRelayConfig(c.withDefaults().Relay)
+}
+
+// Defaults of the relay tuning, those of outbox.RelayConfig.
+const (
+	DefaultBatchSize    = 500
+	DefaultWorkers      = 1
+	DefaultPollInterval = time.Second
+	DefaultMaxAttempts  = 10
+	DefaultRetryBase    = time.Second
+	DefaultRetryCap     = 5 * time.Minute
+)
+
+// relayDefaults fills the zero fields of r.
+func relayDefaults(r outbox.RelayConfig) outbox.RelayConfig {
+	if r.BatchSize == 0 {
+		r.BatchSize = DefaultBatchSize
+	}
+	if r.Workers == 0 {
+		r.Workers = DefaultWorkers
+	}
+	if r.PollInterval == 0 {
+		r.PollInterval = DefaultPollInterval
+	}
+	if r.Retry.MaxAttempts == 0 {
+		r.Retry.MaxAttempts = DefaultMaxAttempts
+	}
+	if r.Retry.Base == 0 {
+		r.Retry.Base = DefaultRetryBase
+	}
+	if r.Retry.Cap == 0 {
+		r.Retry.Cap = max(DefaultRetryCap, r.Retry.Base)
+	}
+	if r.Source == "" {
+		r.Source = outbox.DefaultSource
+	}
+	return r
+}
+
+// Limits of the relay tuning settings.
+const (
+	MaxBatchSize = 10_000
+	MaxWorkers   = 256
+)
+
+// ValidateRelayConfig checks relay tuning as a user gave it: zero values
+// are refused here (the command line always passes its defaults).
+func ValidateRelayConfig(r outbox.RelayConfig) error {
+	switch {
+	case r.BatchSize < 1 || r.BatchSize > MaxBatchSize:
+		return usagef("--batch-size must be between 1 and %d, got %d", MaxBatchSize, r.BatchSize)
+	case r.Workers < 1 || r.Workers > MaxWorkers:
+		return usagef("--workers must be between 1 and %d, got %d", MaxWorkers, r.Workers)
+	case r.PollInterval <= 0:
+		return usagef("--poll-interval must be positive, got %s", r.PollInterval)
+	case r.Retry.MaxAttempts < 1:
+		return usagef("--max-attempts must be at least 1, got %d", r.Retry.MaxAttempts)
+	case r.Retry.Base <= 0:
+		return usagef("--retry-base must be positive, got %s", r.Retry.Base)
+	case r.Retry.Cap < r.Retry.Base:
+		return usagef("--retry-cap (%s) must not be below --retry-base (%s)", r.Retry.Cap, r.Retry.Base)
+	}
+	if err := checkSource(r.Source); err != nil {
+		return err
+	}
+	return nil
+}
+
+// checkSource checks a CloudEvents source: a non-empty URI-reference.
+func checkSource(s string) error {
+	if s == "" {
+		return usagef("--source must not be empty")
+	}
+	if strings.ContainsAny(s, " \t\r\n") {
+		return usagef("--source %q must be a URI reference without spaces", s)
+	}
+	if _, err := url.Parse(s); err != nil {
+		return usagef("--source %q is not a URI reference: %v", s, err)
+	}
+	return nil
+}
+
+// checkListenAddr checks a host:port listen address whose port is at least
+// minPort (0 lets the system choose one).
+func checkListenAddr(flag, addr string, minPort int) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return usagef("%s %q is not a host:port address: %v", flag, addr, err)
+	}
+	if strings.ContainsAny(host, " /") {
+		return usagef("%s %q has an invalid host", flag, addr)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < minPort || n > 65535 {
+		return usagef("%s %q: port must be a number between %d and 65535", flag, addr, minPort)
+	}
+	return nil
+}
+
+// DatabaseKind is the database engine a URL selects.
+type DatabaseKind int
+
+// Database kinds.
+const (
+	SQLite DatabaseKind = iota + 1
+	Postgres
+)
+
+func (k DatabaseKind) String() string {
+	switch k {
+	case SQLite:
+		return "sqlite"
+	case Postgres:
+		return "postgres"
+	}
+	return "unknown"
+}
+
+// DatabaseSpec is a parsed database URL.
+type DatabaseSpec struct {
+	Kind DatabaseKind
+	// URL is the PostgreSQL connection string.
+	URL string
+	// Path is the SQLite file (possibly with ?query settings).
+	Path string
+}
+
+// DefaultDatabaseURL is the database used when none is given:
+// sqlite://<dataDir>/herald.db.
+func DefaultDatabaseURL(dataDir string) string {
+	if dataDir == "" {
+		dataDir = DefaultDataDir
+	}
+	return "sqlite://" + filepath.ToSlash(filepath.Join(dataDir, DatabaseFile))
+}
+
+// ParseDatabaseURL parses raw, or the default under dataDir when raw is
+// empty. It accepts sqlite://PATH (sqlite:///abs/path for an absolute path,
+// sqlite://rel/path for a relative one), sqlite:PATH, and postgres:// or
+// postgresql:// connection strings.
+func ParseDatabaseURL(raw, dataDir string) (DatabaseSpec, error) {
+	if raw == "" {
+		raw = DefaultDatabaseURL(dataDir)
+	}
+	lower := strings.ToLower(raw)
+	switch {
+	case strings.HasPrefix(lower, "postgres://"), strings.HasPrefix(lower, "postgresql://"):
+		if _, err := pgxpool.ParseConfig(raw); err != nil {
+			return DatabaseSpec{}, usagef("--db: invalid PostgreSQL URL %s: %v", RedactURL(raw), unwrapAll(err))
+		}
+		return DatabaseSpec{Kind: Postgres, URL: raw}, nil
+	case strings.HasPrefix(lower, "sqlite:"):
+		path := raw[len("sqlite:"):]
+		path = strings.TrimPrefix(path, "//")
+		if path == "" || strings.HasPrefix(path, "?") {
+			return DatabaseSpec{}, usagef("--db %q: no database file; use sqlite://PATH, e.g. sqlite://./herald-data/herald.db", raw)
+		}
+		if p := strings.ToLower(path); p == ":memory:" || strings.HasPrefix(p, "file:") || strings.Contains(p, "mode=memory") {
+			return DatabaseSpec{}, usagef("--db %q: in-memory and file: SQLite databases are not supported; use sqlite://PATH to a file", raw)
+		}
+		return DatabaseSpec{Kind: SQLite, Path: path}, nil
+	}
+	return DatabaseSpec{}, usagef("--db %q: unsupported database URL; use sqlite://PATH or postgres://USER@HOST:PORT/DB", RedactURL(raw))
+}
+
+// unwrapAll returns the innermost error's message: pgx wraps parse errors in
+// text that repeats the (secret-bearing) connection string.
+func unwrapAll(err error) error {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err
+		}
+		err = next
+	}
+}
+
+// RedactURL hides the password in a URL (or each of a comma-separated list)
+// for messages and logs, also in a URL too malformed to parse.
+func RedactURL(raw string) string {
+	parts := strings.Split(raw, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err == nil && u.Scheme != "" {
+			parts[i] = u.Redacted()
+			continue
+		}
+		parts[i] = redactUserinfo(p)
+	}
+	return strings.Join(parts, ",")
+}
+
+// redactUserinfo replaces the password of scheme://user:password@host… by
+// hand, for URLs url.Parse refuses.
+func redactUserinfo(s string) string {
+	_, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return s
+	}
+	start := len(s) - len(rest)
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	at := strings.LastIndex(rest[:end], "@")
+	if at < 0 {
+		return s
+	}
+	colon := strings.Index(rest[:at], ":")
+	if colon < 0 {
+		return s
+	}
+	return s[:start+colon+1] + "xxxxx" + s[start+at:]
+}
+
+// BrokerKind is the broker a URL selects.
+type BrokerKind int
+
+// Broker kinds.
+const (
+	BrokerEmbedded BrokerKind = iota + 1
+	BrokerNATS
+	BrokerLog
+)
+
+func (k BrokerKind) String() string {
+	switch k {
+	case BrokerEmbedded:
+		return "embedded"
+	case BrokerNATS:
+		return "nats"
+	case BrokerLog:
+		return "log"
+	}
+	return "unknown"
+}
+
+// BrokerSpec is a parsed broker URL.
+type BrokerSpec struct {
+	Kind BrokerKind
+	URL  string // the NATS server list, for BrokerNATS
+}
+
+// brokersNotYet are the SPEC §4 brokers this build does not include.
+var brokersNotYet = map[string]string{
+	"kafka":  "Kafka",
+	"amqp":   "RabbitMQ",
+	"amqps":  "RabbitMQ",
+	"redis":  "Redis Streams",
+	"rediss": "Redis Streams",
+	"http":   "webhook",
+	"https":  "webhook",
+}
+
+// ParseBrokerURL parses a --broker value: embedded, log, or nats://HOST:PORT
+// (tls:// too, and comma-separated lists of either).
+func ParseBrokerURL(raw string) (BrokerSpec, error) {
+	s := strings.TrimSpace(raw)
+	switch strings.ToLower(s) {
+	case "", "embedded":
+		return BrokerSpec{Kind: BrokerEmbedded}, nil
+	case "log":
+		return BrokerSpec{Kind: BrokerLog}, nil
+	}
+	scheme, _, ok := strings.Cut(s, "://")
+	if !ok {
+		return BrokerSpec{}, usagef("--broker %q: unknown broker; use embedded, nats://HOST:PORT or log", RedactURL(raw))
+	}
+	scheme = strings.ToLower(scheme)
+	if name, ok := brokersNotYet[scheme]; ok {
+		return BrokerSpec{}, usagef("--broker %s: the %s broker (%s://) is not supported in this build yet; use embedded, nats://HOST:PORT or log",
+			RedactURL(raw), name, scheme)
+	}
+	if scheme != "nats" && scheme != "tls" {
+		return BrokerSpec{}, usagef("--broker %q: unknown broker scheme %q; use embedded, nats://HOST:PORT or log", RedactURL(raw), scheme)
+	}
+	for part := range strings.SplitSeq(s, ",") {
+		u, err := url.Parse(strings.TrimSpace(part))
+		if err != nil {
+			return BrokerSpec{}, usagef("--broker: invalid NATS URL: %v", unwrapAll(err))
+		}
+		if u.Scheme != "nats" && u.Scheme != "tls" || u.Host == "" {
+			return BrokerSpec{}, usagef("--broker %q: want nats://HOST:PORT", u.Redacted())
+		}
+		if p := u.Port(); p != "" {
+			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+				return BrokerSpec{}, usagef("--broker %q: port must be a number between 1 and 65535", u.Redacted())
+			}
+		}
+	}
+	return BrokerSpec{Kind: BrokerNATS, URL: s}, nil
+}

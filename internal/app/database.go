@@ -1,0 +1,204 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/heraldhq/herald/order"
+	"github.com/heraldhq/herald/outbox"
+	"github.com/heraldhq/herald/outbox/pgstore"
+	"github.com/heraldhq/herald/outbox/sqlitestore"
+)
+
+// Database is an open database with the outbox and the orders tables: the
+// outbox storage for the relay and the operator tools, the orders service
+// for the API, and the migrations of both.
+type Database struct {
+	Spec DatabaseSpec
+	// Store is the outbox storage (pgstore or sqlitestore).
+	Store outbox.Store
+	// Orders is the orders service on the same database.
+	Orders order.Service
+
+	sets    []migrationSet
+	ping    func(ctx context.Context) error
+	closers []func() error
+}
+
+// migrationSet is one package's embedded migrations (the outbox's, the
+// orders').
+type migrationSet struct {
+	name    string
+	migrate func(ctx context.Context) error
+	status  func(ctx context.Context) ([]Migration, error)
+}
+
+// Migration is the state of one migration of one set.
+type Migration struct {
+	Set       string // "outbox" or "orders"
+	Version   int64
+	Name      string
+	AppliedAt time.Time // zero while pending
+}
+
+// Applied reports whether the migration has been applied.
+func (m Migration) Applied() bool { return !m.AppliedAt.IsZero() }
+
+// connectTimeout bounds opening the database and its first ping.
+const connectTimeout = 15 * time.Second
+
+// OpenDatabase opens the database of cfg.DatabaseURL. It does not migrate;
+// call Migrate.
+func OpenDatabase(ctx context.Context, cfg Config) (*Database, error) {
+	cfg = cfg.withDefaults()
+	spec, err := ParseDatabaseURL(cfg.DatabaseURL, cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	switch spec.Kind {
+	case Postgres:
+		return openPostgres(ctx, spec, cfg.Relay.Workers)
+	default:
+		return openSQLite(spec)
+	}
+}
+
+// poolHeadroom is the connections a pool keeps for the API and the
+// operator tools beyond those the relay holds.
+const poolHeadroom = 8
+
+// openPostgres opens a pool on spec. Unless the URL sets pool_max_conns,
+// the pool holds enough connections for the relay's workers (each holds one
+// through a batch), its wake-up listener, and the API.
+func openPostgres(ctx context.Context, spec DatabaseSpec, relayWorkers int) (*Database, error) {
+	pcfg, err := pgxpool.ParseConfig(spec.URL)
+	if err != nil {
+		return nil, usagef("--db: invalid PostgreSQL URL %s: %v", RedactURL(spec.URL), unwrapAll(err))
+	}
+	if pcfg.ConnConfig.RuntimeParams["application_name"] == "" {
+		pcfg.ConnConfig.RuntimeParams["application_name"] = "herald"
+	}
+	if !strings.Contains(spec.URL, "pool_max_conns") {
+		pcfg.MaxConns = max(pcfg.MaxConns, int32(relayWorkers)+1+poolHeadroom)
+	}
+	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	pool, err := pgxpool.NewWithConfig(cctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("open PostgreSQL %s: %w", RedactURL(spec.URL), err)
+	}
+	if err := pool.Ping(cctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("cannot connect to PostgreSQL %s: %w", RedactURL(spec.URL), err)
+	}
+	store := pgstore.New(pool, pgstore.Config{})
+	db := &Database{
+		Spec:  spec,
+		Store: store,
+		ping:  pool.Ping,
+		sets: []migrationSet{{
+			name:    "outbox",
+			migrate: store.Migrate,
+			status: func(ctx context.Context) ([]Migration, error) {
+				ms, err := store.MigrationStatus(ctx)
+				out := make([]Migration, 0, len(ms))
+				for _, m := range ms {
+					out = append(out, Migration{Set: "outbox", Version: m.Version, Name: m.Name, AppliedAt: m.AppliedAt})
+				}
+				return out, err
+			},
+		}},
+		closers: []func() error{func() error { pool.Close(); return nil }},
+	}
+	if err := wirePostgresOrders(db, pool, store); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func openSQLite(spec DatabaseSpec) (*Database, error) {
+	file, _, _ := strings.Cut(spec.Path, "?")
+	if dir := filepath.Dir(file); dir != "" {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("create the database directory: %w", err)
+		}
+	}
+	store, err := sqlitestore.Open(spec.Path)
+	if err != nil {
+		return nil, err
+	}
+	db := &Database{
+		Spec:  spec,
+		Store: store,
+		ping:  store.DB().PingContext,
+		sets: []migrationSet{{
+			name:    "outbox",
+			migrate: store.Migrate,
+			status: func(ctx context.Context) ([]Migration, error) {
+				ms, err := store.MigrationStatus(ctx)
+				out := make([]Migration, 0, len(ms))
+				for _, m := range ms {
+					out = append(out, Migration{Set: "outbox", Version: m.Version, Name: filepath.Base(m.Name), AppliedAt: m.AppliedAt})
+				}
+				return out, err
+			},
+		}},
+		closers: []func() error{store.Close},
+	}
+	if err := wireSQLiteOrders(db, store); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Migrate applies the pending migrations of every set, the outbox's first.
+func (db *Database) Migrate(ctx context.Context) error {
+	for _, s := range db.sets {
+		if err := s.migrate(ctx); err != nil {
+			return fmt.Errorf("migrate %s: %w", s.name, err)
+		}
+	}
+	return nil
+}
+
+// MigrationStatus lists every migration of every set, the outbox's first,
+// each set oldest first.
+func (db *Database) MigrationStatus(ctx context.Context) ([]Migration, error) {
+	var out []Migration
+	for _, s := range db.sets {
+		ms, err := s.status(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("%s migration status: %w", s.name, err)
+		}
+		out = append(out, ms...)
+	}
+	return out, nil
+}
+
+// Ping checks that the database answers.
+func (db *Database) Ping(ctx context.Context) error { return db.ping(ctx) }
+
+// Close closes what OpenDatabase opened, in reverse order.
+func (db *Database) Close() error {
+	var errs []error
+	for i := len(db.closers) - 1; i >= 0; i-- {
+		errs = append(errs, db.closers[i]())
+	}
+	db.closers = nil
+	return errors.Join(errs...)
+}
+
+// ReplayDeadLetters replays every open dead letter matching f.
+func ReplayDeadLetters(ctx context.Context, store outbox.Store, f outbox.DeadLetterFilter) (int, error) {
+	f.State = outbox.DeadLetterOpen
+	return store.ReplayDeadLetters(ctx, f)
+}

@@ -1,0 +1,276 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/heraldhq/herald/internal/app"
+	"github.com/heraldhq/herald/internal/testdb"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// natsURL is the machine's NATS server: $HERALD_TEST_NATS_URL or the
+// standard port.
+func natsURL() string {
+	if u := os.Getenv("HERALD_TEST_NATS_URL"); u != "" {
+		return u
+	}
+	return "nats://127.0.0.1:4222"
+}
+
+// backend is a database and broker pair every mode runs on.
+type backend struct {
+	name           string
+	dbURL, broker  string
+	embeddedBroker bool
+}
+
+func backends() []backend {
+	return []backend{
+		{name: "sqlite+embedded", broker: "embedded", embeddedBroker: true},
+		{name: "postgres+nats", dbURL: testdb.PostgresURL(), broker: natsURL()},
+	}
+}
+
+func (b backend) config(mode Mode) Config {
+	return Config{
+		Mode:        mode,
+		App:         app.Config{DatabaseURL: b.dbURL, BrokerURL: b.broker},
+		FreshSchema: true,
+		Verify:      true,
+	}
+}
+
+func run(t *testing.T, cfg Config) Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sb strings.Builder
+	if err := res.WriteSummary(&sb); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteJSON(&sb, res); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + sb.String())
+	if err := res.Failure(); err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// jsonLine decodes r's JSON line into a map.
+func jsonLine(t *testing.T, r Result) map[string]any {
+	t.Helper()
+	var sb strings.Builder
+	if err := WriteJSON(&sb, r); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(sb.String(), "\n") != 1 {
+		t.Fatalf("not one line: %q", sb.String())
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(sb.String()), &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestRelayMode(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := b.config(ModeRelay)
+			cfg.Events = 2000
+			res := run(t, cfg).(*DrainResult)
+			if len(res.Runs) != 1 {
+				t.Fatalf("%d runs", len(res.Runs))
+			}
+			r := res.Runs[0]
+			if r.Published != 2000 || r.Aggregates != 200 || r.EventsPerSec <= 0 || r.RSSPeakMiB <= 0 {
+				t.Errorf("run %+v", r)
+			}
+			if v := r.Verify; v == nil || v.Received != 2000 || v.Expected != 2000 || !v.OK() || v.Duplicates != 0 {
+				t.Errorf("verify %+v", r.Verify)
+			}
+			m := jsonLine(t, res)
+			if m["events"] != 2000.0 || m["lost"] != 0.0 || m["reordered"] != 0.0 {
+				t.Errorf("json %v", m)
+			}
+		})
+	}
+}
+
+func TestCompareMode(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := b.config(ModeCompare)
+			cfg.Events, cfg.Aggregates = 1500, 300 // 5 events each: several claim rounds
+			cfg.App.Relay.Workers = 2
+			res := run(t, cfg).(*DrainResult)
+			if len(res.Runs) != 2 || res.Runs[0].Kind != "baseline" || res.Runs[1].Kind != "relay" {
+				t.Fatalf("runs %+v", res.Runs)
+			}
+			for _, r := range res.Runs {
+				if r.Published != 1500 || r.Verify == nil || r.Verify.Received != 1500 || r.Verify.Lost != 0 {
+					t.Errorf("%s: %+v verify %+v", r.Kind, r, r.Verify)
+				}
+			}
+			if m := jsonLine(t, res); m["relay_baseline_ratio"] == nil || m["events"] != 3000.0 {
+				t.Errorf("json %v", m)
+			}
+		})
+	}
+}
+
+func TestLatencyMode(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := b.config(ModeLatency)
+			cfg.Rate, cfg.Duration, cfg.Warmup, cfg.Clients = 200, time.Second, 200*time.Millisecond, 4
+			res := run(t, cfg).(*LatencyResult)
+			if res.Events != 200 || res.Verify.Received != 200 || res.Verify.Aggregates != 200 {
+				t.Errorf("events %d, verify %+v", res.Events, res.Verify)
+			}
+			if res.E2E.N == 0 || res.Ack.N == 0 || res.E2E.N > 200 || res.E2E.P50 > res.E2E.Max {
+				t.Errorf("latencies: ack %v, e2e %v", res.Ack, res.E2E)
+			}
+		})
+	}
+}
+
+func TestEnqueueMode(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := b.config(ModeEnqueue)
+			cfg.Duration, cfg.Clients = 500*time.Millisecond, 4
+			res := run(t, cfg).(*EnqueueResult)
+			want := 2
+			if b.dbURL != "" {
+				want = 3 // and outbox_no_notify
+			}
+			if len(res.Variants) != want {
+				t.Fatalf("variants %+v", res.Variants)
+			}
+			for _, v := range res.Variants {
+				if v.Tx == 0 || v.TxPerSec <= 0 || v.Errors != 0 {
+					t.Errorf("variant %+v", v)
+				}
+			}
+			if m := jsonLine(t, res); m["overhead_pct"] == nil || m["hand_tx_per_sec"] == nil {
+				t.Errorf("json %v", m)
+			}
+		})
+	}
+}
+
+func checkFull(t *testing.T, res *FullResult, orders int64) {
+	t.Helper()
+	if res.Orders != orders || res.Errors != 0 || res.Mismatches != 0 || res.Unverified != 0 {
+		t.Errorf("orders %d (want %d), errors %d %v, mismatches %d, unverified %d",
+			res.Orders, orders, res.Errors, res.ErrorKinds, res.Mismatches, res.Unverified)
+	}
+	v := res.Verify
+	if v.Aggregates != int(orders) || v.Received != v.Expected || v.Expected < orders {
+		t.Errorf("verify %+v", v)
+	}
+	if res.E2E.N != int(v.Received) || res.API.N != int(res.Requests) {
+		t.Errorf("%d e2e samples for %d events, %d API samples for %d requests", res.E2E.N, v.Received, res.API.N, res.Requests)
+	}
+	m := jsonLine(t, res)
+	for _, k := range []string{"orders", "events", "api_p50_ms", "api_p99_ms", "e2e_p50_ms", "e2e_p99_ms", "events_per_sec", "lost", "reordered", "duplicates"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("JSON line lacks %q: %v", k, m)
+		}
+	}
+	if m["orders"] != float64(orders) || m["events"] != float64(v.Received) {
+		t.Errorf("json %v", m)
+	}
+}
+
+func TestFullMode(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := b.config(ModeFull)
+			cfg.Orders, cfg.Concurrency, cfg.Seed = 40, 4, 7
+			res := run(t, cfg).(*FullResult)
+			checkFull(t, res, 40)
+			// A lifecycle has payment and transitions: more events than orders.
+			if res.Verify.Expected < 3*40 || len(res.PerKind) < 3 {
+				t.Errorf("expected %d events, request kinds %v", res.Verify.Expected, res.PerKind)
+			}
+		})
+	}
+}
+
+func TestFullModeCreateOnlyPaced(t *testing.T) {
+	t.Parallel()
+	cfg := backends()[0].config(ModeFull)
+	cfg.Workload, cfg.Orders, cfg.Concurrency, cfg.Rate = WorkloadCreate, 30, 3, 300
+	res := run(t, cfg).(*FullResult)
+	checkFull(t, res, 30)
+	if res.Verify.Expected != 30 || res.Requests != 30 {
+		t.Errorf("expected %d events for %d requests", res.Verify.Expected, res.Requests)
+	}
+	// 30 requests at 300/s take at least the 29 intervals between them.
+	if res.Duration < 29*time.Second/300 {
+		t.Errorf("30 paced requests took %s", res.Duration)
+	}
+}
+
+// TestFullModeAgainstURL drives a Herald the bench did not start.
+func TestFullModeAgainstURL(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg := backends()[0].config(ModeFull).withDefaults()
+	tg, err := openTarget(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.Close()
+	cfg.URL = tg.url
+	cfg.App.EmbeddedNATSAddr = strings.TrimPrefix(tg.natsURL, "nats://")
+	cfg.Orders, cfg.Concurrency = 20, 2
+	res := run(t, cfg).(*FullResult)
+	checkFull(t, res, 20)
+	if res.Database != "remote" {
+		t.Errorf("database %q", res.Database)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	for _, cfg := range []Config{
+		{Mode: "nope"},
+		{Mode: ModeFull, Workload: "nope"},
+		{Mode: ModeRelay, Workload: WorkloadLifecycle, URL: "http://127.0.0.1:1"},
+		{Mode: ModeRelay, Workload: WorkloadLifecycle, Events: 10, Aggregates: 11},
+		{Mode: ModeFull, Workload: WorkloadLifecycle, App: app.Config{BrokerURL: "log"}},
+		{Mode: ModeFull, Workload: WorkloadLifecycle, Rate: -1},
+	} {
+		if err := cfg.Validate(); !app.IsUsageError(err) {
+			t.Errorf("%+v: %v, want a usage error", cfg, err)
+		}
+	}
+}

@@ -1,0 +1,266 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/heraldhq/herald/broker/embeddednats"
+	"github.com/heraldhq/herald/broker/natsjs"
+	"github.com/heraldhq/herald/internal/app"
+	"github.com/heraldhq/herald/outbox"
+	"github.com/heraldhq/herald/outbox/pgstore"
+	"github.com/heraldhq/herald/outbox/sqlitestore"
+)
+
+// relayConfig fills the zero fields of r with Herald's defaults.
+func relayConfig(r outbox.RelayConfig) outbox.RelayConfig {
+	if r.BatchSize == 0 {
+		r.BatchSize = app.DefaultBatchSize
+	}
+	if r.Workers == 0 {
+		r.Workers = app.DefaultWorkers
+	}
+	if r.PollInterval == 0 {
+		r.PollInterval = app.DefaultPollInterval
+	}
+	if r.Retry.MaxAttempts == 0 {
+		r.Retry.MaxAttempts = app.DefaultMaxAttempts
+	}
+	if r.Retry.Base == 0 {
+		r.Retry.Base = app.DefaultRetryBase
+	}
+	if r.Retry.Cap == 0 {
+		r.Retry.Cap = max(app.DefaultRetryCap, r.Retry.Base)
+	}
+	if r.Source == "" {
+		r.Source = outbox.DefaultSource
+	}
+	return r
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// cleanups runs functions in reverse order of registration.
+type cleanups []func()
+
+func (c *cleanups) add(f func()) { *c = append(*c, f) }
+
+func (c *cleanups) run() {
+	for i := len(*c) - 1; i >= 0; i-- {
+		(*c)[i]()
+	}
+	*c = nil
+}
+
+// cleanupCtx is the context of the cleanups: they run after the run's
+// context may have ended (Ctrl-C) and must still drop what the run made.
+func cleanupCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 30*time.Second)
+}
+
+// database is an outbox database of the bench's own: a fresh PostgreSQL
+// schema or a fresh SQLite file.
+type database struct {
+	kind   app.DatabaseKind
+	url    string // PostgreSQL: the URL with the schema as search_path
+	schema string // PostgreSQL: the fresh schema, "" when none
+	path   string // SQLite file
+	pool   *pgxpool.Pool
+	pg     *pgstore.Driver
+	sq     *sqlitestore.Driver
+	store  outbox.Store
+	close  cleanups
+}
+
+func (d *database) Close() { d.close.run() }
+
+// freshSchema creates a schema on PostgreSQL at rawURL and returns a URL
+// whose connections use it (search_path) and a function that drops it.
+func freshSchema(ctx context.Context, rawURL string) (string, string, func(), error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("bench: --db: %w", err)
+	}
+	schema := "herald_bench_" + randomHex(6)
+	conn, err := pgx.Connect(ctx, rawURL)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("bench: connect to PostgreSQL %s: %w", app.RedactURL(rawURL), err)
+	}
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		return "", "", nil, fmt.Errorf("bench: create schema %s: %w", schema, err)
+	}
+	drop := func() {
+		ctx, cancel := cleanupCtx()
+		defer cancel()
+		conn, err := pgx.Connect(ctx, rawURL)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: drop schema %s: %v\n", schema, err)
+			return
+		}
+		defer func() { _ = conn.Close(ctx) }()
+		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: drop schema %s: %v\n", schema, err)
+		}
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String(), schema, drop, nil
+}
+
+// openDatabase opens the outbox database of cfg for an engine mode (not
+// full): a fresh schema (cfg.FreshSchema) or the URL's own on PostgreSQL,
+// a new file in a temporary directory on SQLite unless --db names a file
+// that does not exist yet. The outbox schema is migrated. conns is the
+// PostgreSQL pool size.
+func openDatabase(ctx context.Context, cfg Config, conns int) (_ *database, err error) {
+	spec, err := app.ParseDatabaseURL(cfg.App.DatabaseURL, "")
+	if err != nil {
+		return nil, err
+	}
+	d := &database{kind: spec.Kind}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	if cfg.App.DatabaseURL == "" || spec.Kind == app.SQLite {
+		return d, d.openSQLite(ctx, cfg.App.DatabaseURL, spec.Path)
+	}
+	d.url = spec.URL
+	if cfg.FreshSchema {
+		u, schema, drop, err := freshSchema(ctx, spec.URL)
+		if err != nil {
+			return nil, err
+		}
+		d.close.add(drop)
+		d.url, d.schema = u, schema
+	}
+	pcfg, err := pgxpool.ParseConfig(d.url)
+	if err != nil {
+		return nil, &app.UsageError{Err: fmt.Errorf("--db: %w", err)}
+	}
+	pcfg.ConnConfig.RuntimeParams["application_name"] = "herald-bench"
+	if !strings.Contains(d.url, "pool_max_conns") {
+		pcfg.MaxConns = int32(max(conns, 4)) //nolint:gosec // small
+	}
+	d.pool, err = pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("bench: open PostgreSQL: %w", err)
+	}
+	d.close.add(d.pool.Close)
+	d.pg = pgstore.New(d.pool, pgstore.Config{})
+	d.store = d.pg
+	if err := d.pg.Migrate(ctx); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *database) openSQLite(ctx context.Context, raw, path string) error {
+	if raw == "" {
+		dir, err := os.MkdirTemp("", "herald-bench-")
+		if err != nil {
+			return err
+		}
+		d.close.add(func() { _ = os.RemoveAll(dir) })
+		path = filepath.Join(dir, "herald.db")
+	} else if _, err := os.Stat(path); err == nil {
+		return &app.UsageError{Err: fmt.Errorf("--db %s exists: the bench needs a fresh SQLite file (or no --db for a temporary one)", raw)}
+	}
+	d.path = path
+	sq, err := sqlitestore.Open(path)
+	if err != nil {
+		return err
+	}
+	d.close.add(func() { _ = sq.Close() })
+	d.sq, d.store = sq, sq
+	return sq.Migrate(ctx)
+}
+
+// broker is the NATS server of a run: the embedded one, started by the
+// bench in a temporary directory, or the machine's.
+type broker struct {
+	url      string
+	embedded bool
+	close    cleanups
+}
+
+func (b *broker) Close() { b.close.run() }
+
+// openBroker starts an embedded NATS server on a free port for
+// BrokerEmbedded, or returns the URL of the NATS server of cfg.
+func openBroker(cfg Config) (*broker, error) {
+	spec, err := app.ParseBrokerURL(cfg.App.BrokerURL)
+	if err != nil {
+		return nil, err
+	}
+	b := &broker{}
+	switch spec.Kind {
+	case app.BrokerNATS:
+		b.url = spec.URL
+		return b, nil
+	case app.BrokerEmbedded:
+	default:
+		return nil, &app.UsageError{Err: errors.New("--broker: the bench needs embedded or nats://HOST:PORT")}
+	}
+	dir, err := os.MkdirTemp("", "herald-bench-nats-")
+	if err != nil {
+		return nil, err
+	}
+	b.close.add(func() { _ = os.RemoveAll(dir) })
+	srv, err := embeddednats.Start(embeddednats.Config{Port: embeddednats.RandomPort, StoreDir: dir})
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	b.close.add(srv.Shutdown)
+	b.url, b.embedded = srv.ClientURL(), true
+	return b, nil
+}
+
+// uniqueStream names a stream and subject prefix that nothing else uses.
+func uniqueStream() natsjs.Config {
+	id := randomHex(5)
+	return natsjs.Config{
+		Stream:        "HERALD_BENCH_" + strings.ToUpper(id),
+		SubjectPrefix: "heraldbench." + id + ".",
+	}
+}
+
+// deleteStream removes the stream of cfg from the server at url.
+func deleteStream(natsURL string, cfg natsjs.Config) error {
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := cleanupCtx()
+	defer cancel()
+	if err := js.DeleteStream(ctx, cfg.Stream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("bench: delete stream %s: %w", cfg.Stream, err)
+	}
+	return nil
+}

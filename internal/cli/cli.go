@@ -1,0 +1,239 @@
+// Package cli is Herald's command line: one binary, herald, with the
+// commands of SPEC §6. Main is the whole program behind a thin main package,
+// so that tests run it in-process with their own arguments, environment and
+// output writers.
+//
+// Every flag can also be set with an environment variable, HERALD_ and the
+// flag's name in upper case with dashes as underscores (--batch-size is
+// HERALD_BATCH_SIZE), except --db and --broker, whose variables are
+// HERALD_DATABASE_URL and HERALD_BROKER_URL. A flag beats its variable,
+// which beats the default.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/heraldhq/herald/internal/app"
+)
+
+// Exit statuses of Main.
+const (
+	ExitOK      = 0
+	ExitFailure = 1 // the command failed while running
+	ExitUsage   = 2 // bad arguments, flags or settings; nothing was started
+)
+
+// Main runs the herald command line with args (without the program name),
+// writing command output to stdout and logs and errors to stderr. env holds
+// the environment as KEY=VALUE strings (os.Environ()). It returns the exit
+// status. Long-running commands stop gracefully when ctx ends.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env []string) int {
+	c := newCLI(stdout, stderr, env)
+	root := c.rootCommand()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetIn(strings.NewReader(""))
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	_, _ = fmt.Fprintf(stderr, "herald: %v\n", err)
+	if app.IsUsageError(err) {
+		if cmd != nil {
+			_, _ = fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+		}
+		return ExitUsage
+	}
+	return ExitFailure
+}
+
+// cli holds one run's writers, environment and parsed settings.
+type cli struct {
+	stdout, stderr io.Writer
+	env            map[string]string
+	s              settings
+	log            *slog.Logger
+}
+
+func newCLI(stdout, stderr io.Writer, env []string) *cli {
+	m := make(map[string]string, len(env))
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return &cli{stdout: stdout, stderr: stderr, env: m, log: slog.New(slog.DiscardHandler)}
+}
+
+// usageError marks err as the caller's mistake (exit status 2).
+func usageError(err error) error {
+	if err == nil || app.IsUsageError(err) {
+		return err
+	}
+	return &app.UsageError{Err: err}
+}
+
+func usagef(format string, args ...any) error {
+	return &app.UsageError{Err: fmt.Errorf(format, args...)}
+}
+
+const rootLong = `Herald is an event-driven order service on the transactional outbox pattern:
+an order change and its events commit in one database transaction, a relay
+publishes the events to a message broker, and events that keep failing land in
+a dead-letter queue for an operator to inspect and replay.
+
+With no flags, herald serve runs on a SQLite file and an embedded NATS server
+under ./herald-data and listens on 127.0.0.1:8080.
+
+Every flag can also be set with an environment variable: HERALD_ and the flag
+name in upper case with dashes as underscores (--batch-size is
+HERALD_BATCH_SIZE); --db and --broker read HERALD_DATABASE_URL and
+HERALD_BROKER_URL. A flag beats its variable, which beats the default.`
+
+func (c *cli) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "herald",
+		Short:         "Event-driven order service on the transactional outbox pattern",
+		Long:          rootLong,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.ArbitraryArgs,
+		RunE:          groupRunE,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return c.prepare(cmd)
+		},
+		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
+	c.s.addShared(root.PersistentFlags())
+
+	root.AddCommand(
+		c.serveCommand(),
+		c.relayCommand(),
+		c.migrateCommand(),
+		c.dlqCommand(),
+		c.statsCommand(),
+		c.tailCommand(),
+		c.benchCommand(),
+		c.versionCommand(),
+	)
+	annotateEnv(root)
+	return root
+}
+
+// groupRunE runs a command that only groups subcommands: without arguments
+// it shows the help; an unknown subcommand is a usage error.
+func groupRunE(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef("unknown command %q for %q", args[0], cmd.CommandPath())
+	}
+	return cmd.Help()
+}
+
+// prepare applies the environment to the flags not given on the command
+// line and sets up logging. It runs before every command.
+func (c *cli) prepare(cmd *cobra.Command) error {
+	if err := applyEnv(cmd.Flags(), c.env); err != nil {
+		return err
+	}
+	if cmd.Annotations[annotationNoLog] != "" {
+		return nil
+	}
+	log, err := newLogger(c.stderr, c.s.logLevel, c.s.logFormat)
+	if err != nil {
+		return err
+	}
+	c.log = log
+	return nil
+}
+
+// annotationNoLog marks commands that need no logger (and so ignore bad
+// log settings).
+const annotationNoLog = "herald/no-log"
+
+// EnvVar returns the environment variable of a flag.
+func EnvVar(flag string) string {
+	switch flag {
+	case "db":
+		return "HERALD_DATABASE_URL"
+	case "broker":
+		return "HERALD_BROKER_URL"
+	}
+	return "HERALD_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// applyEnv sets each flag of fs not given on the command line from its
+// environment variable, if that is set and not empty.
+func applyEnv(fs *pflag.FlagSet, env map[string]string) error {
+	var errs []error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || f.Name == "help" {
+			return
+		}
+		name := EnvVar(f.Name)
+		v, ok := env[name]
+		if !ok || v == "" {
+			return
+		}
+		if err := f.Value.Set(v); err != nil {
+			errs = append(errs, usagef("invalid value %q for %s (--%s): %v", v, name, f.Name, err))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// annotateEnv appends each flag's variable to its help text, once per flag
+// (persistent flags are shared by every command).
+func annotateEnv(cmd *cobra.Command) {
+	seen := map[*pflag.Flag]bool{}
+	var walk func(*cobra.Command)
+	walk = func(cmd *cobra.Command) {
+		for _, fs := range []*pflag.FlagSet{cmd.PersistentFlags(), cmd.Flags()} {
+			fs.VisitAll(func(f *pflag.Flag) {
+				if seen[f] || f.Name == "help" {
+					return
+				}
+				seen[f] = true
+				f.Usage += " [$" + EnvVar(f.Name) + "]"
+			})
+		}
+		for _, sub := range cmd.Commands() {
+			walk(sub)
+		}
+	}
+	walk(cmd)
+}
+
+// newLogger returns the process's logger on w.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lvl slog.Level
+	switch strings.ToLower(level) {
+	case "debug":
+		lvl = slog.LevelDebug
+	case "info", "":
+		lvl = slog.LevelInfo
+	case "warn", "warning":
+		lvl = slog.LevelWarn
+	case "error":
+		lvl = slog.LevelError
+	default:
+		return nil, usagef("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch strings.ToLower(format) {
+	case "text", "":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usagef("--log-format %q: want text or json", format)
+}

@@ -1,0 +1,124 @@
+package cli_test
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/heraldhq/herald/internal/cli"
+)
+
+// TestBadInput checks that bad flags, variables, URLs and arguments exit
+// with status 2 and a clear message, and start nothing.
+func TestBadInput(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		env  []string
+		args []string
+		want string // in stderr
+	}{
+		{"unknown database", nil, []string{"serve", "--db", "mysql://u@h/db"}, "unsupported database URL"},
+		{"sqlite without file", nil, []string{"serve", "--db", "sqlite://"}, "no database file"},
+		{"sqlite in memory", nil, []string{"serve", "--db", "sqlite://:memory:"}, "in-memory"},
+		{"bad postgres url", nil, []string{"serve", "--db", "postgres://u@h:notaport/db"}, "invalid PostgreSQL URL"},
+		{"database from env", []string{"HERALD_DATABASE_URL=oracle://x"}, []string{"migrate"}, "unsupported database URL"},
+		{"kafka", nil, []string{"serve", "--broker", "kafka://127.0.0.1:9092"}, "Kafka broker (kafka://) is not supported in this build yet"},
+		{"rabbitmq", nil, []string{"relay", "--broker", "amqp://u:secret@127.0.0.1:5672/v"}, "RabbitMQ broker (amqp://) is not supported in this build yet"},
+		{"redis", nil, []string{"serve", "--broker", "redis://127.0.0.1:6379/0"}, "Redis Streams broker (redis://) is not supported in this build yet"},
+		{"webhook", nil, []string{"serve", "--broker", "https://example.com/hook"}, "webhook broker (https://) is not supported in this build yet"},
+		{"webhook http", []string{"HERALD_BROKER_URL=http://127.0.0.1/hook"}, []string{"serve"}, "webhook broker (http://) is not supported"},
+		{"unknown broker", nil, []string{"serve", "--broker", "pigeon"}, "unknown broker"},
+		{"unknown broker scheme", nil, []string{"serve", "--broker", "mqtt://127.0.0.1:1883"}, `unknown broker scheme "mqtt"`},
+		{"nats without host", nil, []string{"serve", "--broker", "nats://"}, "want nats://HOST:PORT"},
+		{"nats bad port", nil, []string{"serve", "--broker", "nats://127.0.0.1:99999"}, "port must be"},
+		{"http addr", nil, []string{"serve", "--http-addr", "localhost"}, "--http-addr \"localhost\" is not a host:port"},
+		{"public without tokens", nil, []string{"serve", "--http-addr", "0.0.0.0:8080"}, "no token is set"},
+		{"every interface without tokens", []string{"HERALD_HTTP_ADDR=:8080"}, []string{"serve"}, "no token is set"},
+		{"embedded nats port", nil, []string{"serve", "--embedded-nats-addr", "127.0.0.1:0"}, "port must be a number between 1 and 65535"},
+		{"batch size", nil, []string{"serve", "--batch-size", "0"}, "--batch-size must be between 1 and"},
+		{"batch size too big", nil, []string{"relay", "--batch-size", "1000000"}, "--batch-size must be between 1 and"},
+		{"workers", nil, []string{"relay", "--workers", "-1"}, "--workers must be between 1 and"},
+		{"poll interval", nil, []string{"serve", "--poll-interval", "0s"}, "--poll-interval must be positive"},
+		{"max attempts", nil, []string{"serve", "--max-attempts", "0"}, "--max-attempts must be at least 1"},
+		{"retry base", nil, []string{"serve", "--retry-base", "-1s"}, "--retry-base must be positive"},
+		{"retry cap below base", nil, []string{"serve", "--retry-base", "2m", "--retry-cap", "1m"}, "--retry-cap (1m0s) must not be below --retry-base (2m0s)"},
+		{"source", nil, []string{"serve", "--source", "has space"}, "--source"},
+		{"empty source", nil, []string{"serve", "--source="}, "--source must not be empty"},
+		{"shutdown timeout", nil, []string{"serve", "--shutdown-timeout", "0s"}, "--shutdown-timeout must be positive"},
+		{"bad int variable", []string{"HERALD_BATCH_SIZE=abc"}, []string{"relay"}, `invalid value "abc" for HERALD_BATCH_SIZE (--batch-size)`},
+		{"bad bool variable", []string{"HERALD_POLL_ONLY=perhaps"}, []string{"relay"}, "HERALD_POLL_ONLY (--poll-only)"},
+		{"bad duration variable", []string{"HERALD_POLL_INTERVAL=soon"}, []string{"serve"}, "HERALD_POLL_INTERVAL"},
+		{"bad int flag", nil, []string{"serve", "--workers", "many"}, "--workers"},
+		{"log level", nil, []string{"stats", "--log-level", "loud"}, "--log-level \"loud\""},
+		{"log format", []string{"HERALD_LOG_FORMAT=xml"}, []string{"stats"}, "--log-format \"xml\""},
+		{"unknown flag", nil, []string{"serve", "--nope"}, "unknown flag: --nope"},
+		{"unknown command", nil, []string{"serf"}, `unknown command "serf"`},
+		{"unknown dlq command", nil, []string{"dlq", "purge"}, `unknown command "purge" for "herald dlq"`},
+		{"serve argument", nil, []string{"serve", "now"}, "takes no arguments"},
+		{"dlq show without id", nil, []string{"dlq", "show"}, "takes one dead-letter id"},
+		{"dlq show bad id", nil, []string{"dlq", "show", "abc"}, `"abc" is not a dead-letter id`},
+		{"dlq replay nothing", nil, []string{"dlq", "replay"}, "give a dead-letter id, or --all"},
+		{"dlq replay both", nil, []string{"dlq", "replay", "3", "--all"}, "not both"},
+		{"dlq replay filter without all", nil, []string{"dlq", "replay", "3", "--event-type", "order.created"}, "go with --all"},
+		{"dlq discard without reason", nil, []string{"dlq", "discard", "3"}, "--reason is required"},
+		{"dlq list state", nil, []string{"dlq", "list", "--state", "lost"}, `--state "lost"`},
+		{"dlq list limit", nil, []string{"dlq", "list", "--limit", "0"}, "--limit must be between 1 and 1000"},
+		{"stats timeout", nil, []string{"stats", "--timeout", "0s"}, "--timeout must be positive"},
+		{"tail log broker", nil, []string{"tail", "--broker", "log"}, "herald tail reads from NATS"},
+		{"tail event type", nil, []string{"tail", "--event-type", "orders.*"}, "--event-type \"orders.*\""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dataDir := filepath.Join(t.TempDir(), "data")
+			env := append([]string{"HERALD_DATA_DIR=" + dataDir}, tt.env...)
+			r := run(t, env, tt.args...)
+			if r.code != cli.ExitUsage {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", r.code, cli.ExitUsage, r.stdout, r.stderr)
+			}
+			if !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("stderr does not say %q:\n%s", tt.want, r.stderr)
+			}
+			if !strings.Contains(r.stderr, "--help' for usage") {
+				t.Errorf("stderr does not point to --help:\n%s", r.stderr)
+			}
+			if strings.Contains(r.stderr, "secret") {
+				t.Errorf("stderr shows a password:\n%s", r.stderr)
+			}
+			if strings.Contains(r.stderr, "panic") {
+				t.Errorf("stderr shows a panic:\n%s", r.stderr)
+			}
+			if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
+				t.Errorf("the data directory was created (%v): something started", err)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	out := mustRun(t, nil, "version")
+	for _, want := range []string{"herald ", "commit ", runtime.Version(), runtime.GOOS + "/" + runtime.GOARCH} {
+		if !strings.Contains(out, want) {
+			t.Errorf("version output lacks %q:\n%s", want, out)
+		}
+	}
+	// Bad settings of other commands do not stop version.
+	out = mustRun(t, []string{"HERALD_LOG_LEVEL=loud", "HERALD_BROKER_URL=kafka://x"}, "version")
+	if !strings.HasPrefix(out, "herald ") {
+		t.Errorf("version output: %s", out)
+	}
+}
+
+func TestNoCommandShowsHelp(t *testing.T) {
+	t.Parallel()
+	out := mustRun(t, nil)
+	for _, cmd := range []string{"serve", "relay", "migrate", "dlq", "stats", "tail", "version"} {
+		if !strings.Contains(out, "  "+cmd+" ") {
+			t.Errorf("herald without arguments does not list %s:\n%s", cmd, out)
+		}
+	}
+}

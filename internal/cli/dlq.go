@@ -1,0 +1,397 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/heraldhq/herald/internal/app"
+	"github.com/heraldhq/herald/outbox"
+)
+
+// Limits of dlq list.
+const (
+	defaultDLQLimit = 100
+	maxDLQLimit     = 1000
+)
+
+func (c *cli) dlqCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "dlq",
+		Short: "Operate the dead-letter queue: list, show, replay, discard",
+		Long: `Operate the dead-letter queue: the events that failed permanently or used up
+their attempts. An aggregate's later events wait behind its dead letter until
+it is replayed (published again, with its original id and sequence) or
+discarded (resolved without publishing; the row stays as an audit record).`,
+		Args: cobra.ArbitraryArgs,
+		RunE: groupRunE,
+	}
+	cmd.AddCommand(c.dlqListCommand(), c.dlqShowCommand(), c.dlqReplayCommand(), c.dlqDiscardCommand())
+	return cmd
+}
+
+// dlqFilter holds the filter flags of dlq list and dlq replay --all.
+type dlqFilter struct {
+	aggregateType, aggregateID, eventType string
+}
+
+func (f *dlqFilter) add(fs *pflag.FlagSet) {
+	fs.StringVar(&f.aggregateType, "aggregate-type", "", "only dead letters of this aggregate type (e.g. order)")
+	fs.StringVar(&f.aggregateID, "aggregate-id", "", "only dead letters of this aggregate (e.g. an order id)")
+	fs.StringVar(&f.eventType, "event-type", "", "only dead letters of this event type (e.g. order.created)")
+}
+
+func (f *dlqFilter) filter() outbox.DeadLetterFilter {
+	return outbox.DeadLetterFilter{AggregateType: f.aggregateType, AggregateID: f.aggregateID, EventType: f.eventType}
+}
+
+func (c *cli) dlqListCommand() *cobra.Command {
+	var (
+		f       dlqFilter
+		state   string
+		after   int64
+		limit   int
+		asJSON  bool
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List dead letters, oldest first",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			filter := f.filter()
+			switch state {
+			case "open", "replayed", "discarded":
+				filter.State = outbox.DeadLetterState(state)
+			case "all":
+			default:
+				return usagef("--state %q: want open, replayed, discarded or all", state)
+			}
+			if limit < 1 || limit > maxDLQLimit {
+				return usagef("--limit must be between 1 and %d, got %d", maxDLQLimit, limit)
+			}
+			if after < 0 {
+				return usagef("--after must not be negative, got %d", after)
+			}
+			filter.AfterID, filter.Limit = after, limit
+			return c.withStore(cmd.Context(), timeout, func(ctx context.Context, store outbox.Store) error {
+				dls, err := store.ListDeadLetters(ctx, filter)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return writeJSON(c.stdout, deadLettersJSON(dls))
+				}
+				return writeDeadLetterTable(c.stdout, dls, limit)
+			})
+		},
+	}
+	fs := cmd.Flags()
+	f.add(fs)
+	fs.StringVar(&state, "state", "open", "open, replayed, discarded or all")
+	fs.Int64Var(&after, "after", 0, "list only dead letters with an id above this one (paging)")
+	fs.IntVar(&limit, "limit", defaultDLQLimit, fmt.Sprintf("list at most this many (1-%d)", maxDLQLimit))
+	fs.BoolVar(&asJSON, "json", false, "print JSON instead of a table")
+	addTimeout(fs, &timeout)
+	return cmd
+}
+
+func (c *cli) dlqShowCommand() *cobra.Command {
+	var (
+		asJSON  bool
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show one dead letter with its payload and error",
+		Args:  exactArgs(1, "one dead-letter id"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseID(args[0])
+			if err != nil {
+				return err
+			}
+			return c.withStore(cmd.Context(), timeout, func(ctx context.Context, store outbox.Store) error {
+				dl, err := store.GetDeadLetter(ctx, id)
+				if err != nil {
+					return deadLetterError(id, err)
+				}
+				if asJSON {
+					return writeJSON(c.stdout, newDeadLetterJSON(&dl))
+				}
+				return writeDeadLetter(c.stdout, &dl)
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of text")
+	addTimeout(cmd.Flags(), &timeout)
+	return cmd
+}
+
+func (c *cli) dlqReplayCommand() *cobra.Command {
+	var (
+		f       dlqFilter
+		all     bool
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "replay {ID | --all [filters]}",
+		Short: "Return dead letters to the outbox to be published again",
+		Long: `Return a dead letter, or with --all every open one matching the filters, to
+the outbox, exactly once, with its original event id and sequence. The relay
+then publishes it and, after it, the aggregate's events that waited.`,
+		Args: maxArgs(1, "at most one dead-letter id"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case all && len(args) > 0:
+				return usagef("give a dead-letter id or --all, not both")
+			case !all && len(args) == 0:
+				return usagef("give a dead-letter id, or --all to replay every open dead letter matching the filters")
+			case !all && (f != dlqFilter{}):
+				return usagef("--aggregate-type, --aggregate-id and --event-type go with --all")
+			}
+			return c.withStore(cmd.Context(), timeout, func(ctx context.Context, store outbox.Store) error {
+				if all {
+					n, err := app.ReplayDeadLetters(ctx, store, f.filter())
+					if err != nil {
+						return err
+					}
+					_, err = fmt.Fprintf(c.stdout, "replayed %s\n", plural(n, "dead letter"))
+					return err
+				}
+				id, err := parseID(args[0])
+				if err != nil {
+					return err
+				}
+				if err := store.ReplayDeadLetter(ctx, id); err != nil {
+					return deadLetterError(id, err)
+				}
+				_, err = fmt.Fprintf(c.stdout, "replayed dead letter %d\n", id)
+				return err
+			})
+		},
+	}
+	fs := cmd.Flags()
+	fs.BoolVar(&all, "all", false, "replay every open dead letter matching the filters")
+	f.add(fs)
+	addTimeout(fs, &timeout)
+	return cmd
+}
+
+func (c *cli) dlqDiscardCommand() *cobra.Command {
+	var (
+		reason  string
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "discard ID --reason TEXT",
+		Short: "Resolve a dead letter without publishing it",
+		Long: `Resolve a dead letter without publishing it. The row stays, with the reason,
+as an audit record, and the aggregate's later events flow again.`,
+		Args: exactArgs(1, "one dead-letter id"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseID(args[0])
+			if err != nil {
+				return err
+			}
+			if strings.TrimSpace(reason) == "" {
+				return usagef("--reason is required: say why the event is dropped")
+			}
+			return c.withStore(cmd.Context(), timeout, func(ctx context.Context, store outbox.Store) error {
+				if err := store.DiscardDeadLetter(ctx, id, reason); err != nil {
+					return deadLetterError(id, err)
+				}
+				_, err := fmt.Fprintf(c.stdout, "discarded dead letter %d\n", id)
+				return err
+			})
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why the event is dropped, kept with the dead letter (required)")
+	addTimeout(cmd.Flags(), &timeout)
+	return cmd
+}
+
+// addTimeout adds --timeout, the bound of one operator command.
+func addTimeout(fs *pflag.FlagSet, d *time.Duration) {
+	fs.DurationVar(d, "timeout", time.Minute, "give up after this long")
+}
+
+// withStore opens the database for fn, bounded by timeout.
+func (c *cli) withStore(ctx context.Context, timeout time.Duration, fn func(context.Context, outbox.Store) error) error {
+	if timeout <= 0 {
+		return usagef("--timeout must be positive, got %s", timeout)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return c.withDatabase(ctx, func(ctx context.Context, db *app.Database) error {
+		return fn(ctx, db.Store)
+	})
+}
+
+func parseID(s string) (int64, error) {
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id < 1 {
+		return 0, usagef("%q is not a dead-letter id (a positive integer, as dlq list shows)", s)
+	}
+	return id, nil
+}
+
+// deadLetterError words the engine's errors for one dead letter.
+func deadLetterError(id int64, err error) error {
+	switch {
+	case errors.Is(err, outbox.ErrNotFound):
+		return fmt.Errorf("dead letter %d not found", id)
+	case errors.Is(err, outbox.ErrAlreadyResolved):
+		return fmt.Errorf("dead letter %d was already replayed or discarded", id)
+	}
+	return err
+}
+
+// deadLetterJSON is a dead letter as the JSON output prints it.
+type deadLetterJSON struct {
+	ID             int64             `json:"id"`
+	State          string            `json:"state"`
+	EventID        string            `json:"event_id"`
+	EventType      string            `json:"event_type"`
+	AggregateType  string            `json:"aggregate_type"`
+	AggregateID    string            `json:"aggregate_id"`
+	Sequence       int64             `json:"sequence"`
+	IdempotencyKey string            `json:"idempotency_key,omitempty"`
+	Attempts       int               `json:"attempts"`
+	Error          string            `json:"error"`
+	CreatedAt      time.Time         `json:"created_at"`
+	FirstFailedAt  time.Time         `json:"first_failed_at"`
+	MovedAt        time.Time         `json:"moved_at"`
+	ReplayedAt     *time.Time        `json:"replayed_at,omitempty"`
+	DiscardedAt    *time.Time        `json:"discarded_at,omitempty"`
+	DiscardReason  string            `json:"discard_reason,omitempty"`
+	Headers        map[string]string `json:"headers,omitempty"`
+	Payload        json.RawMessage   `json:"payload"`
+}
+
+func newDeadLetterJSON(d *outbox.DeadLetter) deadLetterJSON {
+	return deadLetterJSON{
+		ID:             d.ID,
+		State:          string(d.State()),
+		EventID:        d.EventID.String(),
+		EventType:      d.EventType,
+		AggregateType:  d.AggregateType,
+		AggregateID:    d.AggregateID,
+		Sequence:       d.Sequence,
+		IdempotencyKey: d.IdempotencyKey,
+		Attempts:       d.Attempts,
+		Error:          d.Error,
+		CreatedAt:      d.CreatedAt.UTC(),
+		FirstFailedAt:  d.FirstFailedAt.UTC(),
+		MovedAt:        d.MovedAt.UTC(),
+		ReplayedAt:     d.ReprocessedAt,
+		DiscardedAt:    d.DiscardedAt,
+		DiscardReason:  d.DiscardReason,
+		Headers:        d.Headers,
+		Payload:        d.Payload,
+	}
+}
+
+func deadLettersJSON(dls []outbox.DeadLetter) []deadLetterJSON {
+	out := make([]deadLetterJSON, len(dls))
+	for i := range dls {
+		out[i] = newDeadLetterJSON(&dls[i])
+	}
+	return out
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func writeDeadLetterTable(w io.Writer, dls []outbox.DeadLetter, limit int) error {
+	if len(dls) == 0 {
+		_, err := fmt.Fprintln(w, "no dead letters")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	p := &printer{w: tw}
+	p.printf("ID\tSTATE\tEVENT TYPE\tAGGREGATE\tSEQ\tATTEMPTS\tMOVED AT\tERROR\n")
+	for i := range dls {
+		d := &dls[i]
+		p.printf("%d\t%s\t%s\t%s %s\t%d\t%d\t%s\t%s\n",
+			d.ID, d.State(), d.EventType, d.AggregateType, d.AggregateID, d.Sequence, d.Attempts,
+			d.MovedAt.UTC().Format(time.RFC3339), oneLine(d.Error, 60))
+	}
+	if err := errors.Join(p.err, tw.Flush()); err != nil {
+		return err
+	}
+	if len(dls) == limit {
+		_, err := fmt.Fprintf(w, "(first %d shown; more with --after %d)\n", limit, dls[len(dls)-1].ID)
+		return err
+	}
+	return nil
+}
+
+func writeDeadLetter(w io.Writer, d *outbox.DeadLetter) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	p := &printer{w: tw}
+	row := func(k, v string) { p.printf("%s\t%s\n", k, v) }
+	row("id", strconv.FormatInt(d.ID, 10))
+	row("state", string(d.State()))
+	row("event id", d.EventID.String())
+	row("event type", d.EventType)
+	row("aggregate", d.AggregateType+" "+d.AggregateID)
+	row("sequence", strconv.FormatInt(d.Sequence, 10))
+	if d.IdempotencyKey != "" {
+		row("idempotency key", d.IdempotencyKey)
+	}
+	row("attempts", strconv.Itoa(d.Attempts))
+	row("error", oneLine(d.Error, 0))
+	row("created at", d.CreatedAt.UTC().Format(time.RFC3339Nano))
+	row("first failed at", d.FirstFailedAt.UTC().Format(time.RFC3339Nano))
+	row("moved at", d.MovedAt.UTC().Format(time.RFC3339Nano))
+	if d.ReprocessedAt != nil {
+		row("replayed at", d.ReprocessedAt.UTC().Format(time.RFC3339Nano))
+	}
+	if d.DiscardedAt != nil {
+		row("discarded at", d.DiscardedAt.UTC().Format(time.RFC3339Nano))
+		row("discard reason", d.DiscardReason)
+	}
+	if len(d.Headers) > 0 {
+		keys := make([]string, 0, len(d.Headers))
+		for k := range d.Headers {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			row("header "+k, d.Headers[k])
+		}
+	}
+	if err := errors.Join(p.err, tw.Flush()); err != nil {
+		return err
+	}
+	var pretty bytes.Buffer
+	if err := json.Indent(&pretty, d.Payload, "  ", "  "); err != nil {
+		pretty.Reset()
+		pretty.Write(d.Payload)
+	}
+	_, err := fmt.Fprintf(w, "payload\n  %s\n", pretty.String())
+	return err
+}
+
+// oneLine flattens s to one line, cut to max runes when max > 0.
+func oneLine(s string, maxRunes int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); maxRunes > 0 && len(r) > maxRunes {
+		return string(r[:maxRunes-1]) + "…"
+	}
+	return s
+}

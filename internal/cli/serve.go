@@ -1,0 +1,101 @@
+package cli
+
+import (
+	"errors"
+
+	"github.com/spf13/cobra"
+
+	"github.com/heraldhq/herald/internal/app"
+)
+
+func (c *cli) serveCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the HTTP API and the relay",
+		Long: `Run the HTTP API and the relay in one process.
+
+It applies pending schema migrations first (unless --no-migrate), then serves
+until SIGINT or SIGTERM: it stops accepting requests, lets those in flight
+finish (up to --shutdown-timeout), lets the relay finish its batch in flight,
+and closes the broker and the database.
+
+With no --api-token or --admin-token it listens on loopback only, and it
+refuses an address reachable from other machines.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := c.longRunningConfig(true)
+			if err != nil {
+				return err
+			}
+			return app.Run(cmd.Context(), cfg, app.Options{HTTP: true}, nil)
+		},
+	}
+	c.s.addRelay(cmd.Flags())
+	c.s.addLifecycle(cmd.Flags())
+	return cmd
+}
+
+func (c *cli) relayCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "relay",
+		Short: "Run the relay alone (several may run against one PostgreSQL)",
+		Long: `Run only the relay: publish the outbox's events to the broker.
+
+Several relays, on one machine or many, may run against one PostgreSQL
+database to scale out; events of one order still reach the broker in order.
+It applies pending schema migrations first (unless --no-migrate) and stops
+gracefully on SIGINT or SIGTERM, finishing its batch in flight.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := c.longRunningConfig(false)
+			if err != nil {
+				return err
+			}
+			return app.Run(cmd.Context(), cfg, app.Options{}, nil)
+		},
+	}
+	c.s.addRelay(cmd.Flags())
+	c.s.addLifecycle(cmd.Flags())
+	return cmd
+}
+
+// longRunningConfig checks the settings of serve (withHTTP) or relay.
+func (c *cli) longRunningConfig(withHTTP bool) (app.Config, error) {
+	cfg := c.config()
+	errs := []error{cfg.ValidateDatabase(), cfg.ValidateBroker(), app.ValidateRelayConfig(cfg.Relay)}
+	if c.s.shutdownTimeout <= 0 {
+		errs = append(errs, usagef("--shutdown-timeout must be positive, got %s", c.s.shutdownTimeout))
+	}
+	if withHTTP {
+		errs = append(errs, cfg.ValidateHTTP())
+	}
+	return cfg, errors.Join(errs...)
+}
+
+// noArgs refuses positional arguments as a usage error.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef("%s takes no arguments, got %q", cmd.CommandPath(), args)
+	}
+	return nil
+}
+
+// exactArgs requires n positional arguments, naming them in the error.
+func exactArgs(n int, names string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usagef("%s takes %s, got %d arguments", cmd.CommandPath(), names, len(args))
+		}
+		return nil
+	}
+}
+
+// maxArgs allows at most n positional arguments.
+func maxArgs(n int, names string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) > n {
+			return usagef("%s takes %s, got %d arguments", cmd.CommandPath(), names, len(args))
+		}
+		return nil
+	}
+}

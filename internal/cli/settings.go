@@ -1,0 +1,93 @@
+package cli
+
+import (
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/heraldhq/herald/internal/app"
+	"github.com/heraldhq/herald/outbox"
+)
+
+// settings are the values of every flag, after the environment is applied.
+type settings struct {
+	// Shared by every command (SPEC §6).
+	db, broker, dataDir, httpAddr, natsAddr string
+	apiToken, adminToken                    string
+	logLevel, logFormat                     string
+
+	// Relay tuning, of serve and relay.
+	batchSize, workers, maxAttempts int
+	pollInterval                    time.Duration
+	pollOnly, moveOn                bool
+	retryBase, retryCap             time.Duration
+	source                          string
+
+	// Process lifecycle, of serve and relay.
+	noMigrate       bool
+	shutdownTimeout time.Duration
+}
+
+// addShared adds the settings every command shares.
+func (s *settings) addShared(fs *pflag.FlagSet) {
+	fs.StringVar(&s.db, "db", "", "database URL: sqlite://PATH or postgres://USER@HOST:PORT/DB (default sqlite://<data dir>/herald.db)")
+	fs.StringVar(&s.broker, "broker", app.DefaultBrokerURL, "broker URL: embedded (a NATS server in the process), nats://HOST:PORT, or log (standard output)")
+	fs.StringVar(&s.dataDir, "data-dir", app.DefaultDataDir, "data directory: the default SQLite file and the embedded NATS store")
+	fs.StringVar(&s.httpAddr, "http-addr", app.DefaultHTTPAddr, "address the HTTP API listens on")
+	fs.StringVar(&s.natsAddr, "embedded-nats-addr", app.DefaultEmbeddedNATSAddr, "address of the embedded NATS server")
+	fs.StringVar(&s.apiToken, "api-token", "", "bearer token of the order routes (none: listen on loopback only)")
+	fs.StringVar(&s.adminToken, "admin-token", "", "bearer token of the outbox and admin routes (none: listen on loopback only)")
+	fs.StringVar(&s.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&s.logFormat, "log-format", "text", "log format: text or json")
+}
+
+// addRelay adds the relay tuning flags.
+func (s *settings) addRelay(fs *pflag.FlagSet) {
+	fs.IntVar(&s.batchSize, "batch-size", app.DefaultBatchSize, "events the relay claims per batch")
+	fs.IntVar(&s.workers, "workers", app.DefaultWorkers, "concurrent claim-and-publish loops of the relay")
+	fs.DurationVar(&s.pollInterval, "poll-interval", app.DefaultPollInterval, "how often the relay looks for events when no wake-up arrives")
+	fs.BoolVar(&s.pollOnly, "poll-only", false, "never LISTEN for wake-ups, only poll (for connection poolers that break LISTEN)")
+	fs.IntVar(&s.maxAttempts, "max-attempts", app.DefaultMaxAttempts, "publish attempts before an event is dead-lettered")
+	fs.DurationVar(&s.retryBase, "retry-base", app.DefaultRetryBase, "delay before the first retry; it doubles with each failure")
+	fs.DurationVar(&s.retryCap, "retry-cap", app.DefaultRetryCap, "longest delay between retries")
+	fs.BoolVar(&s.moveOn, "move-on-past-dead-letters", false, "let an aggregate's later events flow while an earlier one is dead-lettered")
+	fs.StringVar(&s.source, "source", outbox.DefaultSource, "CloudEvents source of the published events")
+}
+
+// addLifecycle adds the flags of the long-running commands.
+func (s *settings) addLifecycle(fs *pflag.FlagSet) {
+	fs.BoolVar(&s.noMigrate, "no-migrate", false, "do not apply schema migrations at start (fail if any is pending)")
+	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", app.DefaultShutdownTimeout, "how long a stop waits for HTTP requests in flight")
+}
+
+// config returns the app configuration of the settings.
+func (c *cli) config() app.Config {
+	s := &c.s
+	return app.Config{
+		DatabaseURL:      s.db,
+		BrokerURL:        s.broker,
+		DataDir:          s.dataDir,
+		HTTPAddr:         s.httpAddr,
+		EmbeddedNATSAddr: s.natsAddr,
+		APIToken:         s.apiToken,
+		AdminToken:       s.adminToken,
+		Relay: outbox.RelayConfig{
+			BatchSize:    s.batchSize,
+			Workers:      s.workers,
+			PollInterval: s.pollInterval,
+			PollOnly:     s.pollOnly,
+			Retry: outbox.RetryPolicy{
+				Base:        s.retryBase,
+				Cap:         s.retryCap,
+				MaxAttempts: s.maxAttempts,
+			},
+			MoveOnPastDeadLetters: s.moveOn,
+			Source:                s.source,
+		},
+		NoMigrate:       s.noMigrate,
+		ShutdownTimeout: s.shutdownTimeout,
+		Logger:          c.log,
+		EventLog:        c.stdout,
+		Version:         buildVersion().Version,
+	}
+}
