@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/heraldhq/herald/httpapi"
+	"github.com/heraldhq/herald/internal/ordersvc"
 )
 
 // newHandler builds the HTTP API on a's database, broker and relay.
@@ -14,7 +15,7 @@ func newHandler(a *App) (http.Handler, error) {
 	if a.DB.Orders == nil {
 		return nil, errors.New("no orders service on this database")
 	}
-	return httpapi.New(httpapi.Config{
+	api := httpapi.New(httpapi.Config{
 		Orders:        a.DB.Orders,
 		Outbox:        a.DB.Store,
 		RelayCounters: a.Relay.Counters,
@@ -23,7 +24,20 @@ func newHandler(a *App) (http.Handler, error) {
 		AdminToken:    a.cfg.AdminToken,
 		Logger:        a.cfg.Logger.With("component", "http"),
 		Version:       a.cfg.Version,
-	}), nil
+	})
+	return withTraceContext(api), nil
+}
+
+// withTraceContext hands the request's W3C trace context to the orders
+// service, which stores it with the events so consumers can join the trace.
+func withTraceContext(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if tp := r.Header.Get("traceparent"); tp != "" {
+			ctx := ordersvc.ContextWithTraceContext(r.Context(), tp, r.Header.Get("tracestate"))
+			r = r.WithContext(ctx)
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // ready reports whether the database and the broker answer (GET /readyz).

@@ -83,6 +83,9 @@ func newClient(t *testing.T) *http.Client {
 }
 
 // api calls the HTTP API and decodes the JSON answer into out.
+// traceParent goes with every request; every event must carry it on.
+const traceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
 func api(t *testing.T, client *http.Client, method, url string, body any, wantStatus int, out any) {
 	t.Helper()
 	var r io.Reader
@@ -102,6 +105,7 @@ func api(t *testing.T, client *http.Client, method, url string, body any, wantSt
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	req.Header.Set("traceparent", traceParent)
 	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
@@ -328,6 +332,8 @@ func checkCloudEvent(t *testing.T, i int, d natsjs.Delivery, source string, orde
 		t.Errorf("event %d: aggregatetype %q", i, e.AggregateType)
 	case e.Sequence != int64(i+1):
 		t.Errorf("event %d: sequence %d, want %d (in order, without gaps)", i, e.Sequence, i+1)
+	case e.TraceParent != traceParent:
+		t.Errorf("event %d: traceparent %q, want the request's %q", i, e.TraceParent, traceParent)
 	case d.Header.Get("Content-Type") != natsjs.ContentType:
 		t.Errorf("event %d: Content-Type %q", i, d.Header.Get("Content-Type"))
 	}
