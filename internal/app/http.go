@@ -24,6 +24,7 @@ func newHandler(a *App) (http.Handler, error) {
 		AdminToken:    a.cfg.AdminToken,
 		Logger:        a.cfg.Logger.With("component", "http"),
 		Version:       a.cfg.Version,
+		Registry:      newRegistry(a.DB.Store, a.Relay.Counters),
 	})
 	return withTraceContext(api), nil
 }

@@ -39,7 +39,35 @@ func TestServeSQLiteEmbedded(t *testing.T) {
 	p.waitLog(t, "loopback only")
 
 	lifecycle(t, client, base, "nats://"+natsAddr, outbox.DefaultSource)
+
+	// The lifecycle's 18 events were all relayed by this process.
+	metrics := getText(t, client, base+"/metrics")
+	for _, want := range []string{"herald_relay_published_total 18\n", "herald_outbox_pending 0\n", "herald_outbox_dead_letters 0\n", "herald_http_requests_total{"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 	p.terminate(t)
+}
+
+func getText(t *testing.T, client *http.Client, url string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	return string(b)
 }
 
 // TestServePostgresNATS runs herald serve on a PostgreSQL schema of its own
