@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/heraldhq/herald/order"
 	"github.com/heraldhq/herald/outbox"
@@ -129,6 +130,10 @@ func toProblem(err error) Problem {
 		code, message = order.ECONFLICT, "The dead letter was already replayed or discarded."
 	case errors.Is(err, outbox.ErrDuplicate):
 		code, message = order.ECONFLICT, "The event is in the outbox already."
+	case errors.Is(err, outbox.ErrInvalidEvent):
+		// The request passed the domain's checks but made an event the
+		// outbox refuses: still the client's input, and nothing was written.
+		code, message = order.EINVALID, "The request cannot be stored as an event: "+strings.TrimPrefix(err.Error(), "outbox: ")
 	}
 	if ErrorStatusCode(code) == http.StatusInternalServerError {
 		// Whatever the error says stays in the log.

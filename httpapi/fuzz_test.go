@@ -51,6 +51,7 @@ func FuzzDecodeCreateOrder(f *testing.F) {
 		{`{"line_items":[{"quantity":-9223372036854775808}]}`, ""},
 		{"{\"customer_id\":\"\xff\"}", ""},
 		{`{"customer_id":"\u0000"}`, ""},
+		{`{"customer_id":"c\\u0000x","currency":"EUR","line_items":[{"product_id":"p","product_type":"digital","quantity":1,"unit_price":1}]}`, ""},
 		{`{"line_items":[[[[[[[[[[]]]]]]]]]]}`, ""},
 	} {
 		f.Add([]byte(seed.body), seed.key)

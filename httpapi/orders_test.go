@@ -511,3 +511,23 @@ func TestListTransitions(t *testing.T) {
 	unknown := "/api/v1/orders/" + newUUID(t).String() + "/transitions"
 	b.do(t, req{method: "GET", path: unknown}).problem(t, 404, order.ENOTFOUND, unknown)
 }
+
+// Text that merely looks like a NUL escape (an escaped backslash, then
+// "u0000") is ordinary input and must be stored; a real NUL is refused with
+// a 422 and nothing written (G8).
+func TestNULLookalikeIsAcceptedAndRealNULRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	body := `{"customer_id":"c\\u0000x","currency":"EUR","line_items":[{"product_id":"p","product_type":"digital","quantity":1,"unit_price":1}]}`
+	var o order.Order
+	b.do(t, req{method: "POST", path: "/api/v1/orders", body: body}).decode(t, http.StatusCreated, &o)
+	if o.CustomerID != `c\u0000x` {
+		t.Fatalf("customer_id = %q, want the literal text c\\u0000x", o.CustomerID)
+	}
+	before := b.state(t)
+	r := b.do(t, req{method: "POST", path: "/api/v1/orders", body: strings.Replace(body, `c\\u0000x`, `c\u0000x`, 1)})
+	if r.Code != http.StatusUnprocessableEntity && r.Code != http.StatusBadRequest {
+		t.Fatalf("a real NUL in customer_id: status %d, want 400 or 422: %s", r.Code, r.Body)
+	}
+	b.unchanged(t, before)
+}

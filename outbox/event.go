@@ -72,7 +72,7 @@ func (e *Event) Validate() error {
 	}
 	// PostgreSQL's jsonb refuses the NUL character; refuse it everywhere so
 	// both drivers accept the same events.
-	if bytes.Contains(e.Payload, []byte(`\u0000`)) {
+	if containsNULEscape(e.Payload) {
 		return fmt.Errorf("%w: payload contains a NUL character (\\u0000)", ErrInvalidEvent)
 	}
 	for k, v := range e.Headers {
@@ -100,4 +100,25 @@ type Record struct {
 type Enqueued struct {
 	ID       uuid.UUID
 	Sequence int64
+}
+
+// containsNULEscape reports whether JSON text b holds the escape \u0000. An
+// escaped backslash followed by "u0000" is ordinary text and does not count:
+// the escape is real only after an even number of backslashes before it.
+func containsNULEscape(b []byte) bool {
+	for i := 0; ; {
+		j := bytes.Index(b[i:], []byte(`\u0000`))
+		if j < 0 {
+			return false
+		}
+		at := i + j
+		backslashes := 0
+		for k := at - 1; k >= 0 && b[k] == '\\'; k-- {
+			backslashes++
+		}
+		if backslashes%2 == 0 {
+			return true
+		}
+		i = at + 1
+	}
 }

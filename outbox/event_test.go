@@ -33,6 +33,20 @@ func TestEventValidate(t *testing.T) {
 			t.Errorf("%s: Validate() = %v, want ErrInvalidEvent", name, err)
 		}
 	}
+	for _, text := range []string{`{"a":"c\\u0000x"}`, `{"a":"\\\\u0000"}`, `"\\\\\\u0000"`} {
+		e := valid()
+		e.Payload = []byte(text)
+		if err := e.Validate(); err != nil {
+			t.Errorf("payload %s holds no NUL but was refused: %v", text, err)
+		}
+	}
+	for _, text := range []string{`"\u0000"`, `"\\\\\u0000"`, `{"k\u0000":1}`} {
+		e := valid()
+		e.Payload = []byte(text)
+		if err := e.Validate(); !errors.Is(err, ErrInvalidEvent) {
+			t.Errorf("payload %s holds a NUL but Validate() = %v", text, err)
+		}
+	}
 	e := valid()
 	e.IdempotencyKey = strings.Repeat("k", MaxNameLen)
 	e.Headers = map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
