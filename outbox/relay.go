@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,11 +108,19 @@ func (r *Relay) Run(ctx context.Context) error {
 	if !r.cfg.PollOnly {
 		wg.Go(func() { r.listen(ctx) })
 	}
-	for i := range r.cfg.Workers {
-		wake := make(chan struct{}, 1)
+	wakes := make([]chan struct{}, r.cfg.Workers)
+	for i := range wakes {
+		wakes[i] = make(chan struct{}, 1)
+	}
+	r.mu.Lock()
+	r.wakes = append(r.wakes, wakes...)
+	r.mu.Unlock()
+	defer func() {
 		r.mu.Lock()
-		r.wakes = append(r.wakes, wake)
+		r.wakes = slices.DeleteFunc(r.wakes, func(w chan struct{}) bool { return slices.Contains(wakes, w) })
 		r.mu.Unlock()
+	}()
+	for i, wake := range wakes {
 		wg.Go(func() { r.work(ctx, i, wake) })
 	}
 	wg.Wait()

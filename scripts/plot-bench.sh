@@ -9,8 +9,9 @@
 #
 # Settings (environment): CONCURRENCIES (default "1 2 4 8 16 32"), DURATION
 # per point (default 15s), OUT (default docs/bench-concurrency.png), and
-# any HERALD_* variable of herald bench. Each point's JSON line, with the
-# load average, is kept next to the PNG in OUT with .tsv for .png.
+# any HERALD_* variable of herald bench. Each point's figures, with the load
+# average, are kept next to the PNG (OUT with .tsv for .png); PLOT_ONLY=1
+# redraws the PNG from that file without running the bench.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -27,23 +28,28 @@ if ! command -v gnuplot >/dev/null; then
 		sudo apt-get update -qq && sudo apt-get install -y -qq gnuplot-nox >/dev/null
 	fi
 fi
-command -v jq >/dev/null || { echo "plot-bench: jq is required (apt-get install -y jq)" >&2; exit 1; }
-
-bin=$(mktemp -d)/herald
-trap 'rm -rf "$(dirname "$bin")"' EXIT
-go build -o "$bin" ./cmd/herald
-
 db=${HERALD_DATABASE_URL:-sqlite}
 db=${db%%:*}
 broker=${HERALD_BROKER_URL:-embedded}
 broker=${broker%%:*}
-printf '# concurrency\tevents_per_sec\trequests_per_sec\tapi_p50_ms\tapi_p99_ms\te2e_p50_ms\te2e_p99_ms\tlost\treordered\tload1\n' >"$DATA"
-for c in $CONCURRENCIES; do
-	echo "plot-bench: concurrency $c for $DURATION (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
-	line=$("$bin" bench --mode full --concurrency "$c" --duration "$DURATION" --log-level warn 2>/dev/null)
-	echo "$line" | jq -r --arg c "$c" \
-		'[$c, .events_per_sec, .requests_per_sec, .api_p50_ms, .api_p99_ms, .e2e_p50_ms, .e2e_p99_ms, .lost, .reordered, .load1] | @tsv' >>"$DATA"
-done
+
+if [ -z "${PLOT_ONLY:-}" ]; then
+	command -v jq >/dev/null || { echo "plot-bench: jq is required (apt-get install -y jq)" >&2; exit 1; }
+	tmp=$(mktemp -d)
+	trap 'rm -rf "$tmp"' EXIT
+	go build -o "$tmp/herald" ./cmd/herald
+	printf '# concurrency\tevents_per_sec\trequests_per_sec\tapi_p50_ms\tapi_p99_ms\te2e_p50_ms\te2e_p99_ms\tlost\treordered\tload1\n' >"$DATA"
+	for c in $CONCURRENCIES; do
+		echo "plot-bench: concurrency $c for $DURATION (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+		# A run that lost or reordered an event exits non-zero: no plot then.
+		if ! line=$("$tmp/herald" bench --mode full --concurrency "$c" --duration "$DURATION" --log-level warn 2>"$tmp/err"); then
+			cat "$tmp/err" >&2
+			exit 1
+		fi
+		echo "$line" | jq -r --arg c "$c" \
+			'[$c, .events_per_sec, .requests_per_sec, .api_p50_ms, .api_p99_ms, .e2e_p50_ms, .e2e_p99_ms, .lost, .reordered, .load1] | @tsv' >>"$DATA"
+	done
+fi
 cat "$DATA" >&2
 
 gnuplot <<GNUPLOT
@@ -53,7 +59,7 @@ set title "herald bench --mode full ($db + $broker, $DURATION per point, $(nproc
 set xlabel "concurrency (workers)"
 set logscale x 2
 set xtics ($(echo "$CONCURRENCIES" | sed 's/ \+/, /g'))
-set ylabel "events/s received by the consumer"
+set ylabel "per second: events received by the consumer, API requests"
 set y2label "p99 latency (ms)"
 set ytics nomirror
 set y2tics

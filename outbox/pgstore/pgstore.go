@@ -37,7 +37,11 @@ import (
 // Defaults for Config.
 const (
 	DefaultChannel      = "herald_outbox"
-	DefaultClaimTimeout = 2 * time.Minute
+	// DefaultClaimTimeout ends a hung relay's claim. It is above twice the
+	// relay's default publish timeout (the longest a healthy relay holds a
+	// claim) and below JetStream's default two-minute duplicate window, so
+	// events republished after a hang are still dropped as duplicates (G5).
+	DefaultClaimTimeout = 90 * time.Second
 )
 
 // Limits of ListDeadLetters.
@@ -257,7 +261,7 @@ func (d *Driver) Claim(ctx context.Context, p outbox.ClaimParams) (outbox.Batch,
 		return nil, rollbackAfter(ctx, tx, fmt.Errorf("pgstore: claim: %w", err))
 	}
 	if len(records) == 0 {
-		if err := tx.Rollback(ctx); err != nil {
+		if err := rollbackAfter(ctx, tx, nil); err != nil {
 			return nil, fmt.Errorf("pgstore: claim: %w", err)
 		}
 		return &batch{d: d}, nil
@@ -295,7 +299,7 @@ func (b *batch) Release(ctx context.Context) error {
 	}
 	tx := b.tx
 	b.tx = nil
-	if err := tx.Rollback(ctx); err != nil && !errors.Is(err, pgx.ErrTxClosed) {
+	if err := rollbackAfter(ctx, tx, nil); err != nil {
 		return fmt.Errorf("pgstore: release: %w", err)
 	}
 	return nil
@@ -749,7 +753,8 @@ func resolveError(err error) error {
 }
 
 // rollbackAfter rolls tx back after err and returns err, joined with a
-// failure to roll back.
+// failure to roll back. The rollback runs even when ctx has ended (a relay
+// stopping), so the connection goes back to the pool clean.
 func rollbackAfter(ctx context.Context, tx pgx.Tx, err error) error {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
