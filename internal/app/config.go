@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"strconv"
@@ -130,10 +131,33 @@ func (c Config) ValidateDatabase() error {
 // ValidateBroker checks the broker URL and the embedded NATS address.
 func (c Config) ValidateBroker() error {
 	c = c.withDefaults()
-	if _, err := ParseBrokerURL(c.BrokerURL); err != nil {
+	spec, err := ParseBrokerURL(c.BrokerURL)
+	if err != nil {
 		return err
 	}
-	return checkListenAddr("--embedded-nats-addr", c.EmbeddedNATSAddr, 1)
+	if err := checkListenAddr("--embedded-nats-addr", c.EmbeddedNATSAddr, 1); err != nil {
+		return err
+	}
+	if spec.Kind == BrokerEmbedded {
+		// The embedded server has no authentication: on another interface
+		// anyone could publish forged events or delete the stream.
+		host, _, _ := net.SplitHostPort(c.EmbeddedNATSAddr)
+		if !isLoopback(host) {
+			return &UsageError{Err: fmt.Errorf("--embedded-nats-addr %q: the embedded NATS server has no authentication "+
+				"and listens on loopback only; to share the broker with other machines run a NATS server and "+
+				"use --broker nats://HOST:PORT", c.EmbeddedNATSAddr)}
+		}
+	}
+	return nil
+}
+
+// isLoopback reports whether host names this machine only.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.WithZone("").Unmap().IsLoopback()
 }
 
 // ValidateHTTP checks the HTTP address, and that it is not reachable from

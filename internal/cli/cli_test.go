@@ -38,6 +38,7 @@ func TestBadInput(t *testing.T) {
 		{"public without tokens", nil, []string{"serve", "--http-addr", "0.0.0.0:8080"}, "no token is set"},
 		{"every interface without tokens", []string{"HERALD_HTTP_ADDR=:8080"}, []string{"serve"}, "no token is set"},
 		{"embedded nats port", nil, []string{"serve", "--embedded-nats-addr", "127.0.0.1:0"}, "port must be a number between 1 and 65535"},
+		{"embedded nats on a public address", nil, []string{"serve", "--embedded-nats-addr", "0.0.0.0:4223", "--api-token", "a", "--admin-token", "b"}, "embedded NATS server has no authentication"},
 		{"batch size", nil, []string{"serve", "--batch-size", "0"}, "--batch-size must be between 1 and"},
 		{"batch size too big", nil, []string{"relay", "--batch-size", "1000000"}, "--batch-size must be between 1 and"},
 		{"workers", nil, []string{"relay", "--workers", "-1"}, "--workers must be between 1 and"},
