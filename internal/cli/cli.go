@@ -160,13 +160,18 @@ func (c *cli) prepare(cmd *cobra.Command) error {
 // log settings).
 const annotationNoLog = "herald/no-log"
 
-// EnvVar returns the environment variable of a flag.
+// EnvVar returns the environment variable of a flag, or "" for the flags an
+// operator must type: --all (replay every dead letter) and --reason (why one
+// is discarded) confirm or justify one action, and a variable left in the
+// environment would do that silently for every later command.
 func EnvVar(flag string) string {
 	switch flag {
 	case "db":
 		return "HERALD_DATABASE_URL"
 	case "broker":
 		return "HERALD_BROKER_URL"
+	case "all", "reason":
+		return ""
 	}
 	return "HERALD_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
@@ -180,6 +185,9 @@ func applyEnv(fs *pflag.FlagSet, env map[string]string) error {
 			return
 		}
 		name := EnvVar(f.Name)
+		if name == "" {
+			return
+		}
 		v, ok := env[name]
 		if !ok || v == "" {
 			return
@@ -203,7 +211,9 @@ func annotateEnv(cmd *cobra.Command) {
 					return
 				}
 				seen[f] = true
-				f.Usage += " [$" + EnvVar(f.Name) + "]"
+				if v := EnvVar(f.Name); v != "" {
+					f.Usage += " [$" + v + "]"
+				}
 			})
 		}
 		for _, sub := range cmd.Commands() {

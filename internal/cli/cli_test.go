@@ -65,6 +65,8 @@ func TestBadInput(t *testing.T) {
 		{"dlq replay both", nil, []string{"dlq", "replay", "3", "--all"}, "not both"},
 		{"dlq replay filter without all", nil, []string{"dlq", "replay", "3", "--event-type", "order.created"}, "go with --all"},
 		{"dlq discard without reason", nil, []string{"dlq", "discard", "3"}, "--reason is required"},
+		{"HERALD_ALL does not replay everything", []string{"HERALD_ALL=true"}, []string{"dlq", "replay"}, "give a dead-letter id, or --all"},
+		{"HERALD_REASON is no reason", []string{"HERALD_REASON=left over"}, []string{"dlq", "discard", "3"}, "--reason is required"},
 		{"dlq list state", nil, []string{"dlq", "list", "--state", "lost"}, `--state "lost"`},
 		{"dlq list limit", nil, []string{"dlq", "list", "--limit", "0"}, "--limit must be between 1 and 1000"},
 		{"stats timeout", nil, []string{"stats", "--timeout", "0s"}, "--timeout must be positive"},

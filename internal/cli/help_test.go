@@ -40,6 +40,12 @@ func TestHelpNamesEveryVariable(t *testing.T) {
 			if f.Name == "help" {
 				return
 			}
+			if EnvVar(f.Name) == "" {
+				if strings.Contains(help, "--"+f.Name) && strings.Contains(help, "HERALD_"+strings.ToUpper(f.Name)) {
+					t.Errorf("herald %v --help names a variable for --%s, which must be typed", path, f.Name)
+				}
+				return
+			}
 			found := false
 			for _, l := range lines {
 				// Flag lines read "      --name type   usage".
