@@ -10,15 +10,16 @@
 # Settings (environment): CONCURRENCIES (default "1 2 4 8 16 32"), DURATION
 # per point (default 15s), OUT (default docs/bench-concurrency.png), and
 # any HERALD_* variable of herald bench. Each point's figures, with the load
-# average, are kept next to the PNG (OUT with .tsv for .png); PLOT_ONLY=1
-# redraws the PNG from that file without running the bench.
+# average, go to DATA (default: a file in the temporary directory, printed at
+# the end); PLOT_ONLY=1 DATA=file redraws the PNG from such a file without
+# running the bench.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 CONCURRENCIES=${CONCURRENCIES:-"1 2 4 8 16 32"}
 DURATION=${DURATION:-15s}
 OUT=${OUT:-docs/bench-concurrency.png}
-DATA=${OUT%.png}.tsv
+DATA=${DATA:-${TMPDIR:-/tmp}/herald-bench-concurrency.tsv}
 
 if ! command -v gnuplot >/dev/null; then
 	echo "plot-bench: installing gnuplot-nox" >&2
