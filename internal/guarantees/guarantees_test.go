@@ -110,11 +110,14 @@ func TestG2NoLossWhenRelayIsKilled(t *testing.T) {
 			}()
 			for range 8 {
 				child := startChild(t, b, br)
-				time.Sleep(time.Duration(50+rand.IntN(400)) * time.Millisecond)
+				time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
 				if err := child.Process.Kill(); err != nil {
 					t.Fatal(err)
 				}
 				_ = child.Wait()
+			}
+			if n := len(br.received(t)); n == 0 {
+				t.Fatal("no child relay published anything before it was killed; the test proved nothing")
 			}
 			<-produced
 			child := startChild(t, b, br)
@@ -187,24 +190,24 @@ func TestG2NoLossAcrossBrokerOutage(t *testing.T) {
 			port := srv.Port()
 			t.Cleanup(func() { srv.Shutdown() })
 			br := newBroker(t, srv.ClientURL())
-			runRelay(t, b.store, br.publisher(t), outbox.RelayConfig{
+			r := runRelay(t, b.store, br.publisher(t), outbox.RelayConfig{
 				BatchSize: 20, PublishTimeout: time.Second, Retry: outbox.RetryPolicy{Base: 10 * time.Millisecond, Cap: 200 * time.Millisecond, MaxAttempts: 1000},
 			})
 			l := newLedger()
-			produced := make(chan struct{})
-			go func() {
-				defer close(produced)
-				produce(context.Background(), t, b, l, "o", 20, 20)
-			}()
-			time.Sleep(100 * time.Millisecond)
+			ctx := context.Background()
+			produce(ctx, t, b, l, "before", 10, 10)
+			waitUntil(t, "events before the outage on the broker", func() bool { return r.Counters().Published > 0 })
 			srv.Shutdown()
-			time.Sleep(700 * time.Millisecond)
+			// Written while the broker is down: the relay must keep them.
+			produce(ctx, t, b, l, "during", 10, 10)
+			waitUntil(t, "the relay to meet the outage", func() bool { return r.Counters().Retried > 0 })
+			time.Sleep(300 * time.Millisecond)
 			srv, err = embeddednats.Start(embeddednats.Config{Port: port, StoreDir: dir})
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { srv.Shutdown() })
-			<-produced
+			produce(ctx, t, b, l, "after", 10, 10)
 			waitDrained(t, b.store)
 			st, err := b.store.Stats(context.Background())
 			if err != nil || st.DeadLetters != 0 {
@@ -229,7 +232,7 @@ func TestG3OrderWithRacingRelays(t *testing.T) {
 				l := newLedger()
 				produce(context.Background(), t, b, l, "g", 50, 30)
 				for range relays {
-					runRelay(t, b.openStore(t), guard, outbox.RelayConfig{BatchSize: 25, Workers: 2})
+					runRelay(t, guard.store(b.openStore(t)), guard, outbox.RelayConfig{BatchSize: 25, Workers: 2})
 				}
 				waitDrained(t, b.store)
 				v := l.check(br.received(t))

@@ -1,8 +1,10 @@
 package guarantees_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -72,6 +74,7 @@ func runChildRelay() error {
 	relay := outbox.NewRelay(store, pub, outbox.RelayConfig{
 		BatchSize: 20, Workers: 2, PollInterval: 20 * time.Millisecond,
 	})
+	fmt.Println(childReady)
 	return relay.Run(ctx)
 }
 
@@ -87,8 +90,36 @@ func startChild(t *testing.T, b *backend, br *broker) *exec.Cmd {
 		childPrefix+"="+br.cfg.SubjectPrefix,
 	)
 	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// Wait until the child is connected to both ends, so that the kill
+	// lands while it relays rather than while it starts.
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		ok := sc.Scan() && sc.Text() == childReady
+		ready <- ok
+		_, _ = io.Copy(io.Discard, out)
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatal("child relay failed to start")
+		}
+	case <-time.After(waitLimit):
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatal("child relay did not start")
+	}
 	return cmd
 }
+
+// childReady is the line a child relay prints once it is connected.
+const childReady = "relay ready"

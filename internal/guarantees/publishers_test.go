@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"testing"
 
@@ -60,20 +61,22 @@ func (f *faultyPublisher) Publish(ctx context.Context, msgs []outbox.Message) []
 	return errs
 }
 
-// orderGuard sits in front of a real publisher shared by every relay of a
-// test and fails the test if an event is handed over while an earlier event
-// of its aggregate is in flight or not yet acknowledged: the relay's side of
-// G3, checked at the moment it happens rather than inferred from the broker.
+// orderGuard checks the relay's side of G3 at the moment it happens rather
+// than inferring it from the broker. Every relay of a test shares it: it
+// wraps each relay's store and their common publisher, and fails the test if
+// an event is handed to the publisher while an earlier event of its
+// aggregate is still in flight, that is, claimed and not yet finished with
+// its deletion committed.
 type orderGuard struct {
 	outbox.Publisher
 	t        *testing.T
 	mu       sync.Mutex
-	acked    map[string]int64 // aggregate → last acknowledged sequence
+	done     map[string]int64 // aggregate → last sequence whose publication committed
 	inflight map[string]bool
 }
 
 func newOrderGuard(t *testing.T, inner outbox.Publisher) *orderGuard {
-	return &orderGuard{Publisher: inner, t: t, acked: map[string]int64{}, inflight: map[string]bool{}}
+	return &orderGuard{Publisher: inner, t: t, done: map[string]int64{}, inflight: map[string]bool{}}
 }
 
 func (g *orderGuard) Publish(ctx context.Context, msgs []outbox.Message) []error {
@@ -82,22 +85,69 @@ func (g *orderGuard) Publish(ctx context.Context, msgs []outbox.Message) []error
 		if g.inflight[m.AggregateID] {
 			g.t.Errorf("aggregate %s: sequence %d handed over while another event is in flight", m.AggregateID, m.Sequence)
 		}
-		if want := g.acked[m.AggregateID] + 1; m.Sequence != want {
+		if want := g.done[m.AggregateID] + 1; m.Sequence != want {
 			g.t.Errorf("aggregate %s: sequence %d handed over, want %d", m.AggregateID, m.Sequence, want)
 		}
 		g.inflight[m.AggregateID] = true
 	}
 	g.mu.Unlock()
-	errs := g.Publisher.Publish(ctx, msgs)
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for i, m := range msgs {
-		delete(g.inflight, m.AggregateID)
-		if errs[i] == nil {
-			g.acked[m.AggregateID] = m.Sequence
+	return g.Publisher.Publish(ctx, msgs)
+}
+
+// store wraps s so that the guard learns when a batch has ended.
+func (g *orderGuard) store(s outbox.Store) outbox.Store { return guardedStore{Store: s, g: g} }
+
+type guardedStore struct {
+	outbox.Store
+	g *orderGuard
+}
+
+func (s guardedStore) Claim(ctx context.Context, p outbox.ClaimParams) (outbox.Batch, error) {
+	b, err := s.Store.Claim(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return guardedBatch{Batch: b, g: s.g}, nil
+}
+
+type guardedBatch struct {
+	outbox.Batch
+	g *orderGuard
+}
+
+// Finish records the batch as done just before the driver commits it: a
+// successor can legitimately be claimed from the commit on, which the guard
+// cannot observe from outside. A successor claimed any earlier (while the
+// batch was being published) is caught. If the commit fails, no successor can
+// have been claimed, and the previous state is restored.
+func (b guardedBatch) Finish(ctx context.Context, outcomes []outbox.Outcome) error {
+	b.g.mu.Lock()
+	before := map[string]int64{}
+	for i, r := range b.Records() {
+		before[r.AggregateID] = b.g.done[r.AggregateID]
+		delete(b.g.inflight, r.AggregateID)
+		if outcomes[i].Kind == outbox.OutcomePublished {
+			b.g.done[r.AggregateID] = r.Sequence
 		}
 	}
-	return errs
+	b.g.mu.Unlock()
+	err := b.Batch.Finish(ctx, outcomes)
+	if err != nil {
+		b.g.mu.Lock()
+		maps.Copy(b.g.done, before)
+		b.g.mu.Unlock()
+	}
+	return err
+}
+
+func (b guardedBatch) Release(ctx context.Context) error {
+	err := b.Batch.Release(ctx)
+	b.g.mu.Lock()
+	defer b.g.mu.Unlock()
+	for _, r := range b.Records() {
+		delete(b.g.inflight, r.AggregateID)
+	}
+	return err
 }
 
 // ackThenFail publishes a batch for real and then reports it failed, the
