@@ -85,7 +85,8 @@ type Config struct {
 	// APIToken is the bearer token of the order routes; AdminToken that of
 	// the outbox routes, and it works on the order routes too. With both
 	// empty every route is open: listen on loopback only (CheckListenAddr).
-	// With only one set, the routes of the other are closed to everyone.
+	// With only APIToken set, the outbox routes are closed to everyone;
+	// with only AdminToken set, every route needs the admin token.
 	APIToken   string
 	AdminToken string
 
