@@ -129,9 +129,11 @@ func drainOnce(ctx context.Context, cfg Config, br *broker, kind drainKind) (Dra
 	sampler := startRSSSampler()
 
 	var published atomic.Int64
+	drainStart := time.Now()
 	prog := StartProgress(cfg.Progress, func() (float64, string) {
 		n := published.Load()
-		return float64(n) / float64(b.Events), fmt.Sprintf("%s: %d/%d events published", kind, n, b.Events)
+		rate := float64(n) / max(time.Since(drainStart).Seconds(), 1e-3)
+		return float64(n) / float64(b.Events), fmt.Sprintf("%s: %d/%d events published (%.0f/s)", kind, n, b.Events, rate)
 	})
 	var (
 		elapsed time.Duration

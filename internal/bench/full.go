@@ -60,7 +60,8 @@ type fullRun struct {
 	started                                            atomic.Int64
 	lastRecv                                           atomic.Int64
 
-	pace *pacer
+	pace  *pacer
+	start time.Time
 }
 
 // pacer spaces requests rate per second apart over all workers; a nil
@@ -150,10 +151,11 @@ func runFull(ctx context.Context, cfg Config) (*FullResult, error) {
 
 	res := &FullResult{Target: t.url, Database: t.database, Broker: t.broker, Workload: cfg.Workload,
 		Concurrency: cfg.Concurrency, Rate: cfg.Rate, Load: ReadLoad()}
+	start := time.Now()
+	r.start = start
 	prog := StartProgress(cfg.Progress, r.status)
 	defer prog.Stop()
 
-	start := time.Now()
 	deadline := start.Add(cfg.Duration)
 	r.pace = newPacer(cfg.Rate)
 	seed := cfg.Seed
@@ -205,8 +207,10 @@ func (r *fullRun) status() (float64, string) {
 	if r.cfg.Orders > 0 {
 		frac = float64(r.created.Load()) / float64(r.cfg.Orders)
 	}
-	return frac, fmt.Sprintf("%d orders  %d requests  %d/%d events received  %d errors",
-		r.created.Load(), r.requests.Load(), r.v.Received(), r.v.Received()+r.v.Pending(), r.errors.Load())
+	secs := max(time.Since(r.start).Seconds(), 1e-3)
+	req, got := r.requests.Load(), r.v.Received()
+	return frac, fmt.Sprintf("%d orders  %d requests (%.0f/s)  %d/%d events received (%.0f/s)  %d errors",
+		r.created.Load(), req, float64(req)/secs, got, got+r.v.Pending(), float64(got)/secs, r.errors.Load())
 }
 
 // more reports whether a worker may start another order.

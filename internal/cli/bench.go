@@ -70,7 +70,7 @@ never touched.`,
 				return err
 			}
 			if profile != "" {
-				f, err := os.Create(profile)
+				f, err := os.Create(profile) //nolint:gosec // the path the user asked for
 				if err != nil {
 					return err
 				}
