@@ -36,7 +36,7 @@ import (
 
 // Defaults for Config.
 const (
-	DefaultChannel      = "herald_outbox"
+	DefaultChannel = "herald_outbox"
 	// DefaultClaimTimeout ends a hung relay's claim. It is above twice the
 	// relay's default publish timeout (the longest a healthy relay holds a
 	// claim) and below JetStream's default two-minute duplicate window, so
