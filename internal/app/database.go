@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/heraldhq/herald/internal/migrations"
 	"github.com/heraldhq/herald/order"
 	"github.com/heraldhq/herald/outbox"
 	"github.com/heraldhq/herald/outbox/pgstore"
@@ -35,21 +36,15 @@ type Database struct {
 // migrationSet is one package's embedded migrations (the outbox's, the
 // orders').
 type migrationSet struct {
-	name    string
-	migrate func(ctx context.Context) error
-	status  func(ctx context.Context) ([]Migration, error)
+	name string // "outbox" or "orders"
+	m    migrations.Migrator
 }
 
 // Migration is the state of one migration of one set.
 type Migration struct {
-	Set       string // "outbox" or "orders"
-	Version   int64
-	Name      string
-	AppliedAt time.Time // zero while pending
+	Set string // "outbox" or "orders"
+	migrations.Migration
 }
-
-// Applied reports whether the migration has been applied.
-func (m Migration) Applied() bool { return !m.AppliedAt.IsZero() }
 
 // connectTimeout bounds opening the database and its first ping.
 const connectTimeout = 15 * time.Second
@@ -100,21 +95,10 @@ func openPostgres(ctx context.Context, spec DatabaseSpec, relayWorkers int) (*Da
 	}
 	store := pgstore.New(pool, pgstore.Config{})
 	db := &Database{
-		Spec:  spec,
-		Store: store,
-		ping:  pool.Ping,
-		sets: []migrationSet{{
-			name:    "outbox",
-			migrate: store.Migrate,
-			status: func(ctx context.Context) ([]Migration, error) {
-				ms, err := store.MigrationStatus(ctx)
-				out := make([]Migration, 0, len(ms))
-				for _, m := range ms {
-					out = append(out, Migration{Set: "outbox", Version: m.Version, Name: m.Name, AppliedAt: m.AppliedAt})
-				}
-				return out, err
-			},
-		}},
+		Spec:    spec,
+		Store:   store,
+		ping:    pool.Ping,
+		sets:    []migrationSet{{name: "outbox", m: store}},
 		closers: []func() error{func() error { pool.Close(); return nil }},
 	}
 	if err := wirePostgresOrders(db, pool, store); err != nil {
@@ -136,21 +120,10 @@ func openSQLite(spec DatabaseSpec) (*Database, error) {
 		return nil, err
 	}
 	db := &Database{
-		Spec:  spec,
-		Store: store,
-		ping:  store.DB().PingContext,
-		sets: []migrationSet{{
-			name:    "outbox",
-			migrate: store.Migrate,
-			status: func(ctx context.Context) ([]Migration, error) {
-				ms, err := store.MigrationStatus(ctx)
-				out := make([]Migration, 0, len(ms))
-				for _, m := range ms {
-					out = append(out, Migration{Set: "outbox", Version: m.Version, Name: filepath.Base(m.Name), AppliedAt: m.AppliedAt})
-				}
-				return out, err
-			},
-		}},
+		Spec:    spec,
+		Store:   store,
+		ping:    store.DB().PingContext,
+		sets:    []migrationSet{{name: "outbox", m: store}},
 		closers: []func() error{store.Close},
 	}
 	if err := wireSQLiteOrders(db, store); err != nil {
@@ -163,7 +136,7 @@ func openSQLite(spec DatabaseSpec) (*Database, error) {
 // Migrate applies the pending migrations of every set, the outbox's first.
 func (db *Database) Migrate(ctx context.Context) error {
 	for _, s := range db.sets {
-		if err := s.migrate(ctx); err != nil {
+		if err := s.m.Migrate(ctx); err != nil {
 			return fmt.Errorf("migrate %s: %w", s.name, err)
 		}
 	}
@@ -175,11 +148,13 @@ func (db *Database) Migrate(ctx context.Context) error {
 func (db *Database) MigrationStatus(ctx context.Context) ([]Migration, error) {
 	var out []Migration
 	for _, s := range db.sets {
-		ms, err := s.status(ctx)
+		ms, err := s.m.MigrationStatus(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("%s migration status: %w", s.name, err)
 		}
-		out = append(out, ms...)
+		for _, m := range ms {
+			out = append(out, Migration{Set: s.name, Migration: m})
+		}
 	}
 	return out, nil
 }
@@ -195,10 +170,4 @@ func (db *Database) Close() error {
 	}
 	db.closers = nil
 	return errors.Join(errs...)
-}
-
-// ReplayDeadLetters replays every open dead letter matching f.
-func ReplayDeadLetters(ctx context.Context, store outbox.Store, f outbox.DeadLetterFilter) (int, error) {
-	f.State = outbox.DeadLetterOpen
-	return store.ReplayDeadLetters(ctx, f)
 }

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"database/sql"
 
 	"github.com/jackc/pgx/v5"
@@ -19,7 +18,7 @@ import (
 func wirePostgresOrders(db *Database, pool *pgxpool.Pool, driver *pgstore.Driver) error {
 	store := pgorders.New(pool, outbox.NewClient[pgx.Tx](driver))
 	db.Orders = ordersvc.New(store, ordersvc.Config{})
-	db.sets = append(db.sets, ordersMigrations(store))
+	db.sets = append(db.sets, migrationSet{name: "orders", m: store})
 	return nil
 }
 
@@ -28,24 +27,8 @@ func wirePostgresOrders(db *Database, pool *pgxpool.Pool, driver *pgstore.Driver
 func wireSQLiteOrders(db *Database, driver *sqlitestore.Driver) error {
 	store := sqliteorders.New(driver.DB(), outbox.NewClient[*sql.Tx](driver))
 	db.Orders = ordersvc.New(store, ordersvc.Config{})
-	db.sets = append(db.sets, ordersMigrations(store))
+	db.sets = append(db.sets, migrationSet{name: "orders", m: store})
 	// Closed before the driver, which owns the handle.
 	db.closers = append(db.closers, store.Close)
 	return nil
-}
-
-// ordersMigrations is the orders tables' migration set.
-func ordersMigrations(m ordersvc.Migrator) migrationSet {
-	return migrationSet{
-		name:    "orders",
-		migrate: m.Migrate,
-		status: func(ctx context.Context) ([]Migration, error) {
-			ms, err := m.MigrationStatus(ctx)
-			out := make([]Migration, 0, len(ms))
-			for _, x := range ms {
-				out = append(out, Migration{Set: "orders", Version: x.Version, Name: x.Name, AppliedAt: x.AppliedAt})
-			}
-			return out, err
-		},
-	}
 }

@@ -162,7 +162,9 @@ then publishes it and, after it, the aggregate's events that waited.`,
 			}
 			return c.withStore(cmd.Context(), timeout, func(ctx context.Context, store outbox.Store) error {
 				if all {
-					n, err := app.ReplayDeadLetters(ctx, store, f.filter())
+					filter := f.filter()
+					filter.State = outbox.DeadLetterOpen
+					n, err := store.ReplayDeadLetters(ctx, filter)
 					if err != nil {
 						return err
 					}

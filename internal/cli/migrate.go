@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/heraldhq/herald/internal/app"
+	"github.com/heraldhq/herald/internal/migrations"
 )
 
 func (c *cli) migrateCommand() *cobra.Command {
@@ -96,13 +97,10 @@ func writeMigrations(w io.Writer, ms []app.Migration) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	p := &printer{w: tw}
 	p.printf("SET\tVERSION\tNAME\tSTATUS\n")
-	pending := 0
 	for _, m := range ms {
 		state := "pending"
 		if m.Applied() {
 			state = "applied " + m.AppliedAt.UTC().Format(time.RFC3339)
-		} else {
-			pending++
 		}
 		p.printf("%s\t%d\t%s\t%s\n", m.Set, m.Version, m.Name, state)
 	}
@@ -110,7 +108,7 @@ func writeMigrations(w io.Writer, ms []app.Migration) error {
 		return err
 	}
 	p = &printer{w: w}
-	if pending == 0 {
+	if pending := migrations.Pending(ms); pending == 0 {
 		p.printf("the schema is up to date\n")
 	} else {
 		p.printf("%s pending: run herald migrate\n", plural(pending, "migration"))

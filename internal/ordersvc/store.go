@@ -3,12 +3,11 @@ package ordersvc
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/heraldhq/herald/internal/migrations"
 	"github.com/heraldhq/herald/order"
 	"github.com/heraldhq/herald/outbox"
 )
@@ -113,55 +112,15 @@ type Cursor struct {
 }
 
 // Migration is the state of one schema migration of a store.
-type Migration struct {
-	Version   int64
-	Name      string    // file name, e.g. 00001_orders.sql
-	AppliedAt time.Time // zero while pending
-}
-
-// Applied reports whether the migration has been applied.
-func (m Migration) Applied() bool { return !m.AppliedAt.IsZero() }
-
-// String renders the migration as a status line.
-func (m Migration) String() string {
-	state := "pending"
-	if m.Applied() {
-		state = "applied " + m.AppliedAt.UTC().Format(time.RFC3339)
-	}
-	return fmt.Sprintf("%5d  %-40s %s", m.Version, m.Name, state)
-}
+type Migration = migrations.Migration
 
 // Migrations is the state of every migration of a store, oldest first.
-type Migrations []Migration
-
-// String renders one status line per migration.
-func (ms Migrations) String() string {
-	var b strings.Builder
-	for _, m := range ms {
-		b.WriteString(m.String())
-		b.WriteByte('\n')
-	}
-	return b.String()
-}
-
-// Pending counts the migrations not yet applied.
-func (ms Migrations) Pending() int {
-	n := 0
-	for _, m := range ms {
-		if !m.Applied() {
-			n++
-		}
-	}
-	return n
-}
+type Migrations = migrations.List
 
 // Migrator is what both stores offer for herald migrate: they apply their
 // own embedded migrations and keep their own version table,
 // herald_orders_migrations, apart from the outbox's.
-type Migrator interface {
-	Migrate(ctx context.Context) error
-	MigrationStatus(ctx context.Context) (Migrations, error)
-}
+type Migrator = migrations.Migrator
 
 // MigrationTable is the goose version table of the orders schema in both
 // databases.

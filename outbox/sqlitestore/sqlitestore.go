@@ -29,9 +29,9 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/heraldhq/herald/internal/sqlitestmt"
 	"github.com/heraldhq/herald/outbox"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -54,11 +54,7 @@ type Driver struct {
 	now    func() time.Time
 
 	wakes wakeHub
-
-	stmtMu   sync.Mutex
-	stmts    map[string]*sql.Stmt // prepared on db, per connection on demand
-	closed   bool
-	prepared atomic.Bool // every hot query is in stmts
+	stmts *sqlitestmt.Cache // the hot queries
 }
 
 // DSN returns the data source name Open uses for the database file at path:
@@ -110,7 +106,7 @@ func Open(path string) (*Driver, error) {
 	}
 	d := New(db)
 	d.ownsDB = true
-	_ = d.prepare(ctx) // fails harmlessly on a database not migrated yet
+	_ = d.stmts.Prepare(ctx) // fails harmlessly on a database not migrated yet
 	return d, nil
 }
 
@@ -145,7 +141,7 @@ func isMemory(path string) bool {
 // queues them). Transactions given to InsertTx must be begun on this handle.
 // Close leaves the handle open.
 func New(db *sql.DB) *Driver {
-	return &Driver{db: db, now: time.Now}
+	return &Driver{db: db, now: time.Now, stmts: sqlitestmt.New(db, hotQueries...)}
 }
 
 // DB returns the database handle, for the application's own tables.
@@ -155,14 +151,7 @@ func (d *Driver) DB() *sql.DB { return d.db }
 // and, if Open opened the database, the database.
 func (d *Driver) Close() error {
 	d.wakes.close()
-	d.stmtMu.Lock()
-	d.closed = true
-	var errs []error
-	for q, st := range d.stmts {
-		errs = append(errs, st.Close())
-		delete(d.stmts, q)
-	}
-	d.stmtMu.Unlock()
+	errs := []error{d.stmts.Close()}
 	if d.ownsDB {
 		errs = append(errs, d.db.Close())
 	}
@@ -179,74 +168,21 @@ var hotQueries = []string{
 }
 
 // prepare prepares the hot queries not prepared yet. It must not be called
-// in a transaction: DB.PrepareContext takes a connection of the pool, and
-// the pool may be held by writers waiting for that transaction's lock. For
-// the same reason it holds no lock while it prepares.
-func (d *Driver) prepare(ctx context.Context) error {
-	if d.prepared.Load() {
-		return nil
-	}
-	for _, q := range hotQueries {
-		d.stmtMu.Lock()
-		have := d.stmts[q] != nil
-		d.stmtMu.Unlock()
-		if have {
-			continue
-		}
-		st, err := d.db.PrepareContext(ctx, q) //nolint:sqlclosecheck // kept in d.stmts; Close closes it
-		if err != nil {
-			return err // before Migrate: no tables yet
-		}
-		d.stmtMu.Lock()
-		if d.stmts[q] == nil && !d.closed {
-			if d.stmts == nil {
-				d.stmts = make(map[string]*sql.Stmt, len(hotQueries))
-			}
-			d.stmts[q], st = st, nil
-		}
-		d.stmtMu.Unlock()
-		if st != nil {
-			_ = st.Close() // prepared concurrently, or the driver closed
-		}
-	}
-	d.prepared.Store(true)
-	return nil
-}
+// in a transaction (see package sqlitestmt).
+func (d *Driver) prepare(ctx context.Context) error { return d.stmts.Prepare(ctx) }
 
-// txStmt returns the prepared form of query for tx, or nil when it is not
-// prepared (then the caller runs the query text). tx must belong to the
-// driver's database.
-func (d *Driver) txStmt(ctx context.Context, tx *sql.Tx, query string) *sql.Stmt {
-	d.stmtMu.Lock()
-	st := d.stmts[query]
-	d.stmtMu.Unlock()
-	if st == nil {
-		return nil
-	}
-	return tx.StmtContext(ctx, st)
-}
-
-// The statements txStmt returns are closed with their transaction.
+// txExec, txQuery and txQueryRow run a query on tx, prepared if it is hot.
 
 func (d *Driver) txExec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
-	if st := d.txStmt(ctx, tx, query); st != nil { //nolint:sqlclosecheck // closed with tx
-		return st.ExecContext(ctx, args...)
-	}
-	return tx.ExecContext(ctx, query, args...)
+	return d.stmts.Tx(tx).ExecContext(ctx, query, args...)
 }
 
 func (d *Driver) txQuery(ctx context.Context, tx *sql.Tx, query string, args ...any) (*sql.Rows, error) {
-	if st := d.txStmt(ctx, tx, query); st != nil { //nolint:sqlclosecheck // closed with tx
-		return st.QueryContext(ctx, args...)
-	}
-	return tx.QueryContext(ctx, query, args...)
+	return d.stmts.Tx(tx).QueryContext(ctx, query, args...)
 }
 
 func (d *Driver) txQueryRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
-	if st := d.txStmt(ctx, tx, query); st != nil { //nolint:sqlclosecheck // closed with tx
-		return st.QueryRowContext(ctx, args...)
-	}
-	return tx.QueryRowContext(ctx, query, args...)
+	return d.stmts.Tx(tx).QueryRowContext(ctx, query, args...)
 }
 
 // WithTx runs fn in a new transaction and commits it when fn returns nil. It

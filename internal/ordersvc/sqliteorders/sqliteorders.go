@@ -19,13 +19,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/heraldhq/herald/internal/ordersvc"
+	"github.com/heraldhq/herald/internal/sqlitestmt"
 	"github.com/heraldhq/herald/order"
 	"github.com/heraldhq/herald/outbox"
 )
@@ -34,11 +33,7 @@ import (
 type Store struct {
 	db     *sql.DB
 	outbox *outbox.Client[*sql.Tx]
-
-	prepared atomic.Bool // every hot query is in stmts
-	stmtMu   sync.Mutex
-	stmts    map[string]*sql.Stmt // prepared on db; database/sql prepares them again per connection
-	closed   bool
+	stmts  *sqlitestmt.Cache // the hot queries, and the reads'
 }
 
 var (
@@ -51,82 +46,24 @@ var (
 // written in the store's transactions. Call Migrate (and the outbox driver's
 // Migrate) before first use.
 func New(db *sql.DB, client *outbox.Client[*sql.Tx]) *Store {
-	return &Store{db: db, outbox: client}
+	return &Store{db: db, outbox: client, stmts: sqlitestmt.New(db, hotQueries...)}
 }
 
 // Close closes the store's prepared statements; the database stays open.
-func (s *Store) Close() error {
-	s.stmtMu.Lock()
-	defer s.stmtMu.Unlock()
-	s.closed = true
-	var errs []error
-	for q, st := range s.stmts {
-		errs = append(errs, st.Close())
-		delete(s.stmts, q)
-	}
-	return errors.Join(errs...)
-}
+func (s *Store) Close() error { return s.stmts.Close() }
 
-// hotQueries are the statements of the transactions, prepared once.
+// hotQueries are the statements of the transactions, prepared once, outside
+// any transaction (see package sqlitestmt).
 var hotQueries = []string{
 	lockOrderSQL, insertOrderSQL, insertItemSQL, updateOrderSQL, updateItemSQL,
 	insertTransitionSQL, claimKeySQL, getKeySQL, setResponseSQL,
-}
-
-// prepare prepares the hot queries not prepared yet. It must not be called
-// in a transaction: DB.PrepareContext takes a second connection of the pool,
-// which writers queued for the transaction's write lock may all be holding
-// (see sqlitestore.ConfigurePool). It fails harmlessly before Migrate.
-func (s *Store) prepare(ctx context.Context) error {
-	if s.prepared.Load() {
-		return nil
-	}
-	for _, q := range hotQueries {
-		if _, err := s.stmt(ctx, q); err != nil { //nolint:sqlclosecheck // kept in s.stmts; Close closes it
-			return err
-		}
-	}
-	s.prepared.Store(true)
-	return nil
-}
-
-// stmt returns query prepared on the database, preparing it on first use.
-// It must not be called in a transaction (see prepare).
-func (s *Store) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
-	s.stmtMu.Lock()
-	st := s.stmts[query]
-	s.stmtMu.Unlock()
-	if st != nil {
-		return st, nil
-	}
-	// Prepared without the lock, which concurrent callers would otherwise
-	// wait on for a connection.
-	st, err := s.db.PrepareContext(ctx, query) //nolint:sqlclosecheck // kept in s.stmts; Close closes it
-	if err != nil {
-		return nil, err
-	}
-	s.stmtMu.Lock()
-	defer s.stmtMu.Unlock()
-	if s.closed {
-		_ = st.Close() //nolint:sqlclosecheck // not kept
-		return nil, errors.New("sqliteorders: store closed")
-	}
-	if prev := s.stmts[query]; prev != nil {
-		_ = st.Close() //nolint:sqlclosecheck // prepared concurrently; prev is kept
-		return prev, nil
-	}
-	if s.stmts == nil {
-		s.stmts = make(map[string]*sql.Stmt, len(hotQueries))
-	}
-	s.stmts[query] = st
-	return st, nil
 }
 
 // WithTx runs fn in a new read-write transaction and commits it when fn
 // returns nil; otherwise, or if fn panics, it rolls back. fn's error is
 // returned unchanged.
 func (s *Store) WithTx(ctx context.Context, fn func(tx ordersvc.Tx) error) (err error) {
-	_ = s.prepare(ctx) // before the transaction; see prepare
+	_ = s.stmts.Prepare(ctx) // before the transaction; it fails harmlessly before Migrate
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqliteorders: begin: %w", err)
@@ -139,7 +76,7 @@ func (s *Store) WithTx(ctx context.Context, fn func(tx ordersvc.Tx) error) (err 
 			}
 		}
 	}()
-	if err := fn(&sqliteTx{s: s, tx: tx}); err != nil {
+	if err := fn(&sqliteTx{s: s, tx: tx, q: s.stmts.Tx(tx)}); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -162,7 +99,7 @@ ORDER BY li.line_no`
 
 // GetOrder returns the order with its line items, or ordersvc.ErrNotFound.
 func (s *Store) GetOrder(ctx context.Context, id uuid.UUID) (order.Order, error) {
-	st, err := s.stmt(ctx, getOrderSQL) //nolint:sqlclosecheck // kept in s.stmts; Close closes it
+	st, err := s.stmts.Stmt(ctx, getOrderSQL) //nolint:sqlclosecheck // kept in s.stmts; Close closes it
 	if err != nil {
 		return order.Order{}, fmt.Errorf("sqliteorders: get order: %w", err)
 	}
@@ -213,7 +150,7 @@ func (s *Store) ListOrders(ctx context.Context, q ordersvc.ListQuery) ([]order.O
 SELECT ` + orderColumns + `, ` + itemColumns + `
 FROM page o JOIN order_line_items li ON li.order_id = o.id
 ORDER BY o.created_at DESC, o.id DESC, li.line_no`
-	st, err := s.stmt(ctx, query) //nolint:sqlclosecheck // kept in s.stmts; Close closes it
+	st, err := s.stmts.Stmt(ctx, query) //nolint:sqlclosecheck // kept in s.stmts; Close closes it
 	if err != nil {
 		return nil, fmt.Errorf("sqliteorders: list orders: %w", err)
 	}
@@ -311,42 +248,7 @@ func (s *Store) ListTransitions(ctx context.Context, orderID uuid.UUID) (out []o
 type sqliteTx struct {
 	s  *Store
 	tx *sql.Tx
-}
-
-// The statements the helpers below use are closed with the transaction.
-
-// stmt returns the prepared form of query for the transaction, or nil when
-// it is not prepared: then the query text runs on the transaction, which
-// never needs a second connection.
-func (t *sqliteTx) stmt(ctx context.Context, query string) *sql.Stmt {
-	t.s.stmtMu.Lock()
-	st := t.s.stmts[query]
-	t.s.stmtMu.Unlock()
-	if st == nil {
-		return nil
-	}
-	return t.tx.StmtContext(ctx, st)
-}
-
-func (t *sqliteTx) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if st := t.stmt(ctx, query); st != nil { //nolint:sqlclosecheck // closed with the transaction
-		return st.ExecContext(ctx, args...)
-	}
-	return t.tx.ExecContext(ctx, query, args...)
-}
-
-func (t *sqliteTx) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	if st := t.stmt(ctx, query); st != nil { //nolint:sqlclosecheck // closed with the transaction
-		return st.QueryContext(ctx, args...)
-	}
-	return t.tx.QueryContext(ctx, query, args...)
-}
-
-func (t *sqliteTx) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	if st := t.stmt(ctx, query); st != nil { //nolint:sqlclosecheck // closed with the transaction
-		return st.QueryRowContext(ctx, args...)
-	}
-	return t.tx.QueryRowContext(ctx, query, args...)
+	q  sqlitestmt.Tx // tx, running the store's prepared statements
 }
 
 const lockOrderSQL = `SELECT ` + orderColumns + `, ` + itemColumns + `
@@ -357,7 +259,7 @@ ORDER BY li.line_no`
 // LockOrder loads the order. The transaction holds the database's write
 // lock already, so nobody can change the order until it ends.
 func (t *sqliteTx) LockOrder(ctx context.Context, id uuid.UUID) (order.Order, error) {
-	rows, err := t.query(ctx, lockOrderSQL, id.String())
+	rows, err := t.q.QueryContext(ctx, lockOrderSQL, id.String())
 	if err != nil {
 		return order.Order{}, fmt.Errorf("sqliteorders: lock order: %w", err)
 	}
@@ -381,13 +283,13 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)`
 
 // InsertOrder writes the order and its line items.
 func (t *sqliteTx) InsertOrder(ctx context.Context, o *order.Order) error {
-	if _, err := t.exec(ctx, insertOrderSQL, o.ID.String(), o.CustomerID, o.Currency, string(o.Status), o.TotalAmount,
+	if _, err := t.q.ExecContext(ctx, insertOrderSQL, o.ID.String(), o.CustomerID, o.Currency, string(o.Status), o.TotalAmount,
 		o.Version, o.CreatedAt.UnixMicro(), o.UpdatedAt.UnixMicro()); err != nil {
 		return fmt.Errorf("sqliteorders: insert order: %w", err)
 	}
 	oid := o.ID.String()
 	for i, li := range o.LineItems {
-		if _, err := t.exec(ctx, insertItemSQL, li.ID.String(), oid, i, li.ProductID, string(li.ProductType),
+		if _, err := t.q.ExecContext(ctx, insertItemSQL, li.ID.String(), oid, i, li.ProductID, string(li.ProductType),
 			li.Quantity, li.UnitPrice, string(li.Status)); err != nil {
 			return fmt.Errorf("sqliteorders: insert line item %d: %w", i, err)
 		}
@@ -403,7 +305,7 @@ const updateItemSQL = `UPDATE order_line_items SET status = ?3 WHERE id = ?1 AND
 
 // UpdateOrder writes the order's new state and its moved line items.
 func (t *sqliteTx) UpdateOrder(ctx context.Context, o *order.Order, items []order.LineItem) error {
-	res, err := t.exec(ctx, updateOrderSQL, o.ID.String(), string(o.Status), o.TotalAmount, o.Version, o.UpdatedAt.UnixMicro())
+	res, err := t.q.ExecContext(ctx, updateOrderSQL, o.ID.String(), string(o.Status), o.TotalAmount, o.Version, o.UpdatedAt.UnixMicro())
 	if err != nil {
 		return fmt.Errorf("sqliteorders: update order: %w", err)
 	}
@@ -414,7 +316,7 @@ func (t *sqliteTx) UpdateOrder(ctx context.Context, o *order.Order, items []orde
 	}
 	oid := o.ID.String()
 	for _, li := range items {
-		res, err := t.exec(ctx, updateItemSQL, li.ID.String(), oid, string(li.Status))
+		res, err := t.q.ExecContext(ctx, updateItemSQL, li.ID.String(), oid, string(li.Status))
 		if err != nil {
 			return fmt.Errorf("sqliteorders: update line item %s: %w", li.ID, err)
 		}
@@ -442,7 +344,7 @@ func (t *sqliteTx) InsertTransitions(ctx context.Context, ts []order.Transition)
 		if tr.From != "" {
 			from = sql.NullString{String: string(tr.From), Valid: true}
 		}
-		if _, err := t.exec(ctx, insertTransitionSQL, tr.OrderID.String(), item, from, string(tr.To), tr.Reason, tr.Actor,
+		if _, err := t.q.ExecContext(ctx, insertTransitionSQL, tr.OrderID.String(), item, from, string(tr.To), tr.Reason, tr.Actor,
 			tr.Automatic, tr.EventID.String(), tr.CreatedAt.UnixMicro()); err != nil {
 			return fmt.Errorf("sqliteorders: insert transition %d: %w", i, err)
 		}
@@ -468,7 +370,7 @@ FROM order_idempotency_keys WHERE key = ?1`
 // the write lock from BEGIN, so no other one can have claimed it and not
 // committed.
 func (t *sqliteTx) ClaimIdempotencyKey(ctx context.Context, k ordersvc.IdempotencyKey) (ordersvc.IdempotencyKey, bool, error) {
-	res, err := t.exec(ctx, claimKeySQL, k.Key, k.Operation, k.RequestHash, k.OrderID.String(), k.CreatedAt.UnixMicro())
+	res, err := t.q.ExecContext(ctx, claimKeySQL, k.Key, k.Operation, k.RequestHash, k.OrderID.String(), k.CreatedAt.UnixMicro())
 	if err != nil {
 		return ordersvc.IdempotencyKey{}, false, fmt.Errorf("sqliteorders: claim idempotency key: %w", err)
 	}
@@ -482,7 +384,7 @@ func (t *sqliteTx) ClaimIdempotencyKey(ctx context.Context, k ordersvc.Idempoten
 		response sql.NullString
 		at       int64
 	)
-	if err := t.queryRow(ctx, getKeySQL, k.Key).Scan(&stored.Operation, &stored.RequestHash, &stored.OrderID,
+	if err := t.q.QueryRowContext(ctx, getKeySQL, k.Key).Scan(&stored.Operation, &stored.RequestHash, &stored.OrderID,
 		&response, &at); err != nil {
 		return ordersvc.IdempotencyKey{}, false, fmt.Errorf("sqliteorders: read idempotency key: %w", err)
 	}
@@ -498,7 +400,7 @@ const setResponseSQL = `UPDATE order_idempotency_keys SET response = ?2 WHERE ke
 // SetIdempotencyResponse records the response of the request that claimed
 // key in this transaction.
 func (t *sqliteTx) SetIdempotencyResponse(ctx context.Context, key string, response []byte) error {
-	res, err := t.exec(ctx, setResponseSQL, key, string(response))
+	res, err := t.q.ExecContext(ctx, setResponseSQL, key, string(response))
 	if err != nil {
 		return fmt.Errorf("sqliteorders: set idempotency response: %w", err)
 	}
