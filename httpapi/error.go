@@ -130,6 +130,8 @@ func toProblem(err error) Problem {
 		code, message = order.ECONFLICT, "The dead letter was already replayed or discarded."
 	case errors.Is(err, outbox.ErrDuplicate):
 		code, message = order.ECONFLICT, "The event is in the outbox already."
+	case errors.Is(err, outbox.ErrBusy):
+		code, message = eUnavailable, "The database is busy; nothing was written. Try again shortly."
 	case errors.Is(err, outbox.ErrInvalidEvent):
 		// The request passed the domain's checks but made an event the
 		// outbox refuses: still the client's input, and nothing was written.
@@ -176,6 +178,9 @@ func writeProblemDoc(w http.ResponseWriter, r *http.Request, p Problem) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Del("ETag")
 	w.Header().Del("Location")
+	if p.Status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
 	w.WriteHeader(p.Status)
 	_ = json.NewEncoder(w).Encode(p)
 }

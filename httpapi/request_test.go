@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/heraldhq/herald/order"
+	"github.com/heraldhq/herald/outbox"
 )
 
 // TestMalformedBody covers every kind of body that is refused with 400, on
@@ -297,5 +299,21 @@ func TestOverTheWire(t *testing.T) {
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" {
 		t.Errorf("HEAD /healthz: %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+}
+
+// A database that stays locked is the server's momentary trouble, not the
+// client's: 503 with Retry-After, and nothing was written.
+func TestBusyDatabaseIs503(t *testing.T) {
+	t.Parallel()
+	err := fmt.Errorf("sqliteorders: begin: %w", fmt.Errorf("sqlitestore: no write lock after 10s: %w", outbox.ErrBusy))
+	p := toProblem(err)
+	if p.Status != http.StatusServiceUnavailable || !strings.HasSuffix(p.Type, eUnavailable) {
+		t.Fatalf("problem %+v, want 503 %s", p, eUnavailable)
+	}
+	rec := httptest.NewRecorder()
+	writeProblemDoc(rec, httptest.NewRequest(http.MethodPost, "/api/v1/orders", nil), p)
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" {
+		t.Fatalf("status %d, Retry-After %q", rec.Code, rec.Header().Get("Retry-After"))
 	}
 }

@@ -12,6 +12,9 @@ var (
 	ErrNotFound = errors.New("outbox: not found")
 	// ErrAlreadyResolved means a dead letter was already replayed or discarded.
 	ErrAlreadyResolved = errors.New("outbox: dead letter already replayed or discarded")
+	// ErrBusy means the database stayed locked by other writers for too
+	// long. Nothing was written; the operation can be tried again.
+	ErrBusy = errors.New("outbox: database busy")
 )
 
 // permanentError marks a publish failure that retrying cannot fix.

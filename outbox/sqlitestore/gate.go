@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"modernc.org/sqlite"
+
+	"github.com/heraldhq/herald/outbox"
 )
 
 // SQLite's busy handler makes a writer that waits for the write lock sleep
@@ -22,7 +24,7 @@ import (
 // other processes (or other handles) on the same file.
 
 // errWriteLockTimeout is the gate's SQLITE_BUSY.
-var errWriteLockTimeout = fmt.Errorf("sqlitestore: database is locked: no write lock after %v", BusyTimeout)
+var errWriteLockTimeout = fmt.Errorf("sqlitestore: no write lock after %v: %w", BusyTimeout, outbox.ErrBusy)
 
 // writeGate is a FIFO semaphore of one: goroutines blocked sending on a
 // channel are served in arrival order.
