@@ -571,7 +571,9 @@ func (d *Driver) GetDeadLetter(ctx context.Context, id int64) (outbox.DeadLetter
 
 // replaySQL resolves the open dead letters that the condition %s selects
 // and puts their events back in the outbox with their id,
-// sequence and created time, as fresh events (attempts 0, due now). A
+// sequence and created time, as fresh events (attempts 0, due now). An
+// idempotency key that a newer pending event has taken meanwhile is left
+// off, so that the replay never fails on it (as in sqlitestore). A
 // concurrent replay or discard of the same row waits for the row lock, then
 // finds the row resolved and replays nothing.
 const replaySQL = `
@@ -584,14 +586,15 @@ WITH r AS (
 INSERT INTO order_outbox (id, aggregate_type, aggregate_id, event_type, payload, headers,
 	idempotency_key, sequence, created_at)
 SELECT event_id, aggregate_type, aggregate_id, event_type, payload, headers,
-	idempotency_key, sequence, created_at
+	CASE WHEN EXISTS (SELECT 1 FROM order_outbox o WHERE o.idempotency_key = r.idempotency_key)
+		THEN NULL ELSE r.idempotency_key END,
+	sequence, created_at
 FROM r ORDER BY r.id`
 
 var replayOneSQL = fmt.Sprintf(replaySQL, "id = $1")
 
 // ReplayDeadLetter puts the dead letter's event back in the outbox exactly
-// once. It returns outbox.ErrNotFound or outbox.ErrAlreadyResolved, and
-// outbox.ErrDuplicate if a pending event has since taken its idempotency key.
+// once. It returns outbox.ErrNotFound or outbox.ErrAlreadyResolved.
 func (d *Driver) ReplayDeadLetter(ctx context.Context, id int64) error {
 	err := d.WithTx(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, replayOneSQL, id)

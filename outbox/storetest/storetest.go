@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -79,6 +80,7 @@ func Run[TTx any](t *testing.T, h Harness[TTx]) {
 		{name: "MoveOnPastDeadLetters", fn: testMoveOn[TTx]},
 		{name: "ReplayExactlyOnce", fn: testReplay[TTx]},
 		{name: "DiscardReleasesParkedEvents", fn: testDiscard[TTx]},
+		{name: "ReplayAfterIdempotencyKeyWasTaken", fn: testReplayKeyTaken[TTx]},
 		{name: "ReplayDeadLettersByFilter", fn: testReplayByFilter[TTx]},
 		{name: "ListDeadLettersFiltersAndCursor", fn: testListDeadLetters[TTx]},
 		{name: "Stats", fn: testStats[TTx]},
@@ -1604,4 +1606,32 @@ func testWriterOrder[TTx any](t *testing.T, s *suite[TTx]) {
 		t.Fatalf("A#2 has id %s, want the first writer's %s", recs[0].ID, held[0].ID)
 	}
 	s.publishNext(t, "order/A#3")
+}
+
+// testReplayKeyTaken: a dead letter whose idempotency key a newer pending
+// event has taken still replays (exactly once), without the key; one whose
+// key is free gets it back.
+func testReplayKeyTaken[TTx any](t *testing.T, s *suite[TTx]) {
+	taken, free := s.ev("A"), s.ev("B")
+	taken.IdempotencyKey, free.IdempotencyKey = "key-taken", "key-free"
+	s.enqueue(t, taken, free)
+	dls := s.deadLetter(t, "poison", "order/A#1", "order/B#1")
+	newer := s.ev("C")
+	newer.IdempotencyKey = "key-taken"
+	s.enqueue(t, newer)
+	for _, k := range []string{"order/A#1", "order/B#1"} {
+		if err := s.d.ReplayDeadLetter(s.ctx, dls[k].ID); err != nil {
+			t.Fatalf("replay %s: %v", k, err)
+		}
+	}
+	b := s.claimExpect(t, outbox.ClaimParams{Limit: 10}, "order/A#1", "order/B#1", "order/C#1")
+	got := map[string]string{}
+	for _, r := range b.Records() {
+		got[key(r)] = r.IdempotencyKey
+	}
+	s.release(t, b)
+	want := map[string]string{"order/A#1": "", "order/B#1": "key-free", "order/C#1": "key-taken"}
+	if !maps.Equal(got, want) {
+		t.Fatalf("idempotency keys after replay %v, want %v", got, want)
+	}
 }
