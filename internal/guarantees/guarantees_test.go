@@ -22,115 +22,107 @@ import (
 // G1: an order change and its events commit together or not at all.
 func TestG1AtomicWrite(t *testing.T) {
 	t.Parallel()
-	for name, newBackend := range backends(t) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			b := newBackend(t)
-			ctx := context.Background()
-			br := newBroker(t, machineNATSURL())
-			runRelay(t, b.store, br.publisher(t), outbox.RelayConfig{})
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := context.Background()
+		br := newBroker(t, machineNATSURL())
+		runRelay(t, b.store, br.publisher(t), outbox.RelayConfig{})
 
-			// The business write fails after the event was enqueued: both roll back.
-			doomed := newEvent(t, "w-doomed", 0)
-			if err := b.tx(ctx, func(h txHandle) error { return h.exec("INSERT INTO widgets VALUES ('dup')") }); err != nil {
-				t.Fatal(err)
+		// The business write fails after the event was enqueued: both roll back.
+		doomed := newEvent(t, "w-doomed", 0)
+		if err := b.tx(ctx, func(h txHandle) error { return h.exec("INSERT INTO widgets VALUES ('dup')") }); err != nil {
+			t.Fatal(err)
+		}
+		err := b.tx(ctx, func(h txHandle) error {
+			if err := h.enqueue(doomed); err != nil {
+				return err
 			}
-			err := b.tx(ctx, func(h txHandle) error {
-				if err := h.enqueue(doomed); err != nil {
-					return err
-				}
-				return h.exec("INSERT INTO widgets VALUES ('dup')") // primary key violation
-			})
-			if err == nil {
-				t.Fatal("transaction with a failing business write committed")
-			}
-			// The business write succeeds, then enqueueing fails: both roll back.
-			bad := newEvent(t, "w-bad", 0)
-			bad.Payload = []byte("{not json")
-			err = b.tx(ctx, func(h txHandle) error {
-				if err := h.exec("INSERT INTO widgets VALUES ('w-bad')"); err != nil {
-					return err
-				}
-				return h.enqueue(bad)
-			})
-			if !errors.Is(err, outbox.ErrInvalidEvent) {
-				t.Fatalf("enqueue of invalid payload: %v, want ErrInvalidEvent", err)
-			}
-			// Both succeed: both commit.
-			l := newLedger()
-			good := newEvent(t, "w-good", 0)
-			err = b.tx(ctx, func(h txHandle) error {
-				if err := h.exec("INSERT INTO widgets VALUES ('w-good')"); err != nil {
-					return err
-				}
-				return h.enqueue(good)
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			l.add(good)
-
-			for _, id := range []uuid.UUID{doomed.ID, bad.ID} {
-				in, dlq, err := b.rowsFor(ctx, id)
-				if err != nil || in+dlq != 0 {
-					t.Fatalf("rolled-back event %s: %d outbox rows, %d dead letters, err %v", id, in, dlq, err)
-				}
-			}
-			widgets, err := b.queryInt(ctx, "SELECT count(*) FROM widgets")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if widgets != 2 { // 'dup' and 'w-good'
-				t.Fatalf("widgets = %d, want 2: a rolled-back business write survived", widgets)
-			}
-			waitDrained(t, b.store)
-			waitUntil(t, "the committed event on the broker", func() bool { return len(br.received(t)) == 1 })
-			v := l.check(br.received(t))
-			v.assertClean(t)
+			return h.exec("INSERT INTO widgets VALUES ('dup')") // primary key violation
 		})
-	}
+		if err == nil {
+			t.Fatal("transaction with a failing business write committed")
+		}
+		// The business write succeeds, then enqueueing fails: both roll back.
+		bad := newEvent(t, "w-bad", 0)
+		bad.Payload = []byte("{not json")
+		err = b.tx(ctx, func(h txHandle) error {
+			if err := h.exec("INSERT INTO widgets VALUES ('w-bad')"); err != nil {
+				return err
+			}
+			return h.enqueue(bad)
+		})
+		if !errors.Is(err, outbox.ErrInvalidEvent) {
+			t.Fatalf("enqueue of invalid payload: %v, want ErrInvalidEvent", err)
+		}
+		// Both succeed: both commit.
+		l := newLedger()
+		good := newEvent(t, "w-good", 0)
+		err = b.tx(ctx, func(h txHandle) error {
+			if err := h.exec("INSERT INTO widgets VALUES ('w-good')"); err != nil {
+				return err
+			}
+			return h.enqueue(good)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.add(good)
+
+		for _, id := range []uuid.UUID{doomed.ID, bad.ID} {
+			in, dlq, err := b.rowsFor(ctx, id)
+			if err != nil || in+dlq != 0 {
+				t.Fatalf("rolled-back event %s: %d outbox rows, %d dead letters, err %v", id, in, dlq, err)
+			}
+		}
+		widgets, err := b.queryInt(ctx, "SELECT count(*) FROM widgets")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if widgets != 2 { // 'dup' and 'w-good'
+			t.Fatalf("widgets = %d, want 2: a rolled-back business write survived", widgets)
+		}
+		waitDrained(t, b.store)
+		waitUntil(t, "the committed event on the broker", func() bool { return len(br.received(t)) == 1 })
+		v := l.check(br.received(t))
+		v.assertClean(t)
+	})
 }
 
 // G2: a relay killed with SIGKILL at random moments, while producers keep
 // writing, loses nothing; G3 and G5 are checked on the same run.
 func TestG2NoLossWhenRelayIsKilled(t *testing.T) {
 	t.Parallel()
-	for name, newBackend := range backends(t) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			b := newBackend(t)
-			br := newBroker(t, machineNATSURL())
-			l := newLedger()
-			ctx := context.Background()
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		br := newBroker(t, machineNATSURL())
+		l := newLedger()
+		ctx := context.Background()
 
-			produced := make(chan struct{})
-			go func() {
-				defer close(produced)
-				produce(ctx, t, b, l, "k", 40, 40)
-			}()
-			for range 8 {
-				child := startChild(t, b, br)
-				time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
-				if err := child.Process.Kill(); err != nil {
-					t.Fatal(err)
-				}
-				_ = child.Wait()
-			}
-			if n := len(br.received(t)); n == 0 {
-				t.Fatal("no child relay published anything before it was killed; the test proved nothing")
-			}
-			<-produced
+		produced := make(chan struct{})
+		go func() {
+			defer close(produced)
+			produce(ctx, t, b, l, "k", 40, 40)
+		}()
+		for range 8 {
 			child := startChild(t, b, br)
-			waitDrained(t, b.store)
-			_ = child.Process.Kill()
+			time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
+			if err := child.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
 			_ = child.Wait()
+		}
+		if n := len(br.received(t)); n == 0 {
+			t.Fatal("no child relay published anything before it was killed; the test proved nothing")
+		}
+		<-produced
+		child := startChild(t, b, br)
+		waitDrained(t, b.store)
+		_ = child.Process.Kill()
+		_ = child.Wait()
 
-			received := br.received(t)
-			v := l.check(received)
-			v.assertClean(t)
-			t.Logf("%d events, %d received, %d duplicates", l.total(), len(received), v.duplicates)
-		})
-	}
+		received := br.received(t)
+		v := l.check(received)
+		v.assertClean(t)
+		t.Logf("%d events, %d received, %d duplicates", l.total(), len(received), v.duplicates)
+	})
 }
 
 // G2: the database dropping every relay connection again and again (what a
@@ -178,45 +170,41 @@ func TestG2NoLossAcrossDatabaseRestart(t *testing.T) {
 // G2: the broker going away and coming back loses nothing.
 func TestG2NoLossAcrossBrokerOutage(t *testing.T) {
 	t.Parallel()
-	for name, newBackend := range backends(t) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			b := newBackend(t)
-			dir := t.TempDir()
-			srv, err := embeddednats.Start(embeddednats.Config{Port: embeddednats.RandomPort, StoreDir: dir})
-			if err != nil {
-				t.Fatal(err)
-			}
-			port := srv.Port()
-			t.Cleanup(func() { srv.Shutdown() })
-			br := newBroker(t, srv.ClientURL())
-			r := runRelay(t, b.store, br.publisher(t), outbox.RelayConfig{
-				BatchSize: 20, PublishTimeout: time.Second, Retry: outbox.RetryPolicy{Base: 10 * time.Millisecond, Cap: 200 * time.Millisecond, MaxAttempts: 1000},
-			})
-			l := newLedger()
-			ctx := context.Background()
-			produce(ctx, t, b, l, "before", 10, 10)
-			waitUntil(t, "events before the outage on the broker", func() bool { return r.Counters().Published > 0 })
-			srv.Shutdown()
-			// Written while the broker is down: the relay must keep them.
-			produce(ctx, t, b, l, "during", 10, 10)
-			waitUntil(t, "the relay to meet the outage", func() bool { return r.Counters().Retried > 0 })
-			time.Sleep(300 * time.Millisecond)
-			srv, err = embeddednats.Start(embeddednats.Config{Port: port, StoreDir: dir})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { srv.Shutdown() })
-			produce(ctx, t, b, l, "after", 10, 10)
-			waitDrained(t, b.store)
-			st, err := b.store.Stats(context.Background())
-			if err != nil || st.DeadLetters != 0 {
-				t.Fatalf("dead letters after the outage: %d (err %v)", st.DeadLetters, err)
-			}
-			v := l.check(br.received(t))
-			v.assertClean(t)
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		dir := t.TempDir()
+		srv, err := embeddednats.Start(embeddednats.Config{Port: embeddednats.RandomPort, StoreDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := srv.Port()
+		t.Cleanup(func() { srv.Shutdown() })
+		br := newBroker(t, srv.ClientURL())
+		r := runRelay(t, b.store, br.publisher(t), outbox.RelayConfig{
+			BatchSize: 20, PublishTimeout: time.Second, Retry: outbox.RetryPolicy{Base: 10 * time.Millisecond, Cap: 200 * time.Millisecond, MaxAttempts: 1000},
 		})
-	}
+		l := newLedger()
+		ctx := context.Background()
+		produce(ctx, t, b, l, "before", 10, 10)
+		waitUntil(t, "events before the outage on the broker", func() bool { return r.Counters().Published > 0 })
+		srv.Shutdown()
+		// Written while the broker is down: the relay must keep them.
+		produce(ctx, t, b, l, "during", 10, 10)
+		waitUntil(t, "the relay to meet the outage", func() bool { return r.Counters().Retried > 0 })
+		time.Sleep(300 * time.Millisecond)
+		srv, err = embeddednats.Start(embeddednats.Config{Port: port, StoreDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { srv.Shutdown() })
+		produce(ctx, t, b, l, "after", 10, 10)
+		waitDrained(t, b.store)
+		st, err := b.store.Stats(context.Background())
+		if err != nil || st.DeadLetters != 0 {
+			t.Fatalf("dead letters after the outage: %d (err %v)", st.DeadLetters, err)
+		}
+		v := l.check(br.received(t))
+		v.assertClean(t)
+	})
 }
 
 // G3: several relays racing on one database keep each aggregate's order.
@@ -288,149 +276,137 @@ func TestG4LateCommitIsPublished(t *testing.T) {
 // them) carries the same id, so JetStream drops the repeat.
 func TestG5DuplicatesCarryTheSameID(t *testing.T) {
 	t.Parallel()
-	for name, newBackend := range backends(t) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			b := newBackend(t)
-			br := newBroker(t, machineNATSURL())
-			pub := &ackThenFail{Publisher: br.publisher(t), times: 2}
-			l := newLedger()
-			produce(context.Background(), t, b, l, "d", 10, 3)
-			r := runRelay(t, b.store, pub, outbox.RelayConfig{Retry: outbox.RetryPolicy{Base: time.Millisecond, Cap: 5 * time.Millisecond}})
-			waitDrained(t, b.store)
-			if c := r.Counters(); c.Retried == 0 {
-				t.Fatal("no batch was retried; the test proved nothing")
-			}
-			received := br.received(t)
-			v := l.check(received)
-			v.assertClean(t)
-			if len(received) != l.total() || v.duplicates != 0 {
-				t.Fatalf("broker holds %d messages (%d duplicates) for %d events: republished events did not carry their ids",
-					len(received), v.duplicates, l.total())
-			}
-		})
-	}
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		br := newBroker(t, machineNATSURL())
+		pub := &ackThenFail{Publisher: br.publisher(t), times: 2}
+		l := newLedger()
+		produce(context.Background(), t, b, l, "d", 10, 3)
+		r := runRelay(t, b.store, pub, outbox.RelayConfig{Retry: outbox.RetryPolicy{Base: time.Millisecond, Cap: 5 * time.Millisecond}})
+		waitDrained(t, b.store)
+		if c := r.Counters(); c.Retried == 0 {
+			t.Fatal("no batch was retried; the test proved nothing")
+		}
+		received := br.received(t)
+		v := l.check(received)
+		v.assertClean(t)
+		if len(received) != l.total() || v.duplicates != 0 {
+			t.Fatalf("broker holds %d messages (%d duplicates) for %d events: republished events did not carry their ids",
+				len(received), v.duplicates, l.total())
+		}
+	})
 }
 
 // G6: after the configured attempts an event moves to the dead-letter
 // queue in one transaction: at every instant it is in exactly one table.
 func TestG6DeadLetteringIsAtomic(t *testing.T) {
 	t.Parallel()
-	for name, newBackend := range backends(t) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			b := newBackend(t)
-			ctx := context.Background()
-			br := newBroker(t, machineNATSURL())
-			pub := newFaulty(br.publisher(t))
-			pub.poison("p", errBroker)
-			poison := newEvent(t, "p", 0)
-			if err := b.enqueue(ctx, poison); err != nil {
-				t.Fatal(err)
-			}
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := context.Background()
+		br := newBroker(t, machineNATSURL())
+		pub := newFaulty(br.publisher(t))
+		pub.poison("p", errBroker)
+		poison := newEvent(t, "p", 0)
+		if err := b.enqueue(ctx, poison); err != nil {
+			t.Fatal(err)
+		}
 
-			var samples, bad atomic.Int64
-			stop := make(chan struct{})
-			var wg sync.WaitGroup
-			wg.Go(func() {
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					in, dlq, err := b.rowsFor(ctx, poison.ID)
-					if err != nil {
-						t.Errorf("sample: %v", err)
-						return
-					}
-					samples.Add(1)
-					if in+dlq != 1 {
-						bad.Add(1)
-						t.Errorf("event in %d outbox rows and %d open dead letters", in, dlq)
-					}
+		var samples, bad atomic.Int64
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
 				}
-			})
-			r := runRelay(t, b.store, pub, outbox.RelayConfig{
-				PollInterval: 5 * time.Millisecond,
-				Retry:        outbox.RetryPolicy{Base: time.Millisecond, Cap: 2 * time.Millisecond, MaxAttempts: 3},
-			})
-			waitUntil(t, "the event to be dead-lettered", func() bool { return r.Counters().DeadLettered == 1 })
-			close(stop)
-			wg.Wait()
-			if bad.Load() > 0 || samples.Load() == 0 {
-				t.Fatalf("%d of %d samples saw the event in neither or both tables", bad.Load(), samples.Load())
-			}
-			dls, err := b.store.ListDeadLetters(ctx, outbox.DeadLetterFilter{AggregateID: "p"})
-			if err != nil || len(dls) != 1 {
-				t.Fatalf("dead letters: %v, %v", dls, err)
-			}
-			dl := dls[0]
-			if dl.EventID != poison.ID || dl.Attempts != 3 || dl.Error == "" || dl.FirstFailedAt.IsZero() || dl.MovedAt.Before(dl.FirstFailedAt) {
-				t.Fatalf("dead letter lost its failure details: %+v", dl)
+				in, dlq, err := b.rowsFor(ctx, poison.ID)
+				if err != nil {
+					t.Errorf("sample: %v", err)
+					return
+				}
+				samples.Add(1)
+				if in+dlq != 1 {
+					bad.Add(1)
+					t.Errorf("event in %d outbox rows and %d open dead letters", in, dlq)
+				}
 			}
 		})
-	}
+		r := runRelay(t, b.store, pub, outbox.RelayConfig{
+			PollInterval: 5 * time.Millisecond,
+			Retry:        outbox.RetryPolicy{Base: time.Millisecond, Cap: 2 * time.Millisecond, MaxAttempts: 3},
+		})
+		waitUntil(t, "the event to be dead-lettered", func() bool { return r.Counters().DeadLettered == 1 })
+		close(stop)
+		wg.Wait()
+		if bad.Load() > 0 || samples.Load() == 0 {
+			t.Fatalf("%d of %d samples saw the event in neither or both tables", bad.Load(), samples.Load())
+		}
+		dls, err := b.store.ListDeadLetters(ctx, outbox.DeadLetterFilter{AggregateID: "p"})
+		if err != nil || len(dls) != 1 {
+			t.Fatalf("dead letters: %v, %v", dls, err)
+		}
+		dl := dls[0]
+		if dl.EventID != poison.ID || dl.Attempts != 3 || dl.Error == "" || dl.FirstFailedAt.IsZero() || dl.MovedAt.Before(dl.FirstFailedAt) {
+			t.Fatalf("dead letter lost its failure details: %+v", dl)
+		}
+	})
 }
 
 // G6: a replay returns the event to the outbox exactly once, even when
 // operators race, and it is published once.
 func TestG6ReplayExactlyOnce(t *testing.T) {
 	t.Parallel()
-	for name, newBackend := range backends(t) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			b := newBackend(t)
-			ctx := context.Background()
-			br := newBroker(t, machineNATSURL())
-			pub := newFaulty(br.publisher(t))
-			pub.poison("p", outbox.Permanent(errBroker))
-			l := newLedger()
-			poison := newEvent(t, "p", 0)
-			if err := b.enqueue(ctx, poison); err != nil {
-				t.Fatal(err)
-			}
-			l.add(poison)
-			r := runRelay(t, b.store, pub, outbox.RelayConfig{})
-			waitUntil(t, "the permanent failure to be dead-lettered", func() bool { return r.Counters().DeadLettered == 1 })
-			if c := r.Counters(); c.Retried != 0 {
-				t.Fatalf("a permanent failure was retried %d times", c.Retried)
-			}
-			dls, err := b.store.ListDeadLetters(ctx, outbox.DeadLetterFilter{State: outbox.DeadLetterOpen})
-			if err != nil || len(dls) != 1 {
-				t.Fatalf("open dead letters: %v, %v", dls, err)
-			}
-			pub.heal("p")
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		ctx := context.Background()
+		br := newBroker(t, machineNATSURL())
+		pub := newFaulty(br.publisher(t))
+		pub.poison("p", outbox.Permanent(errBroker))
+		l := newLedger()
+		poison := newEvent(t, "p", 0)
+		if err := b.enqueue(ctx, poison); err != nil {
+			t.Fatal(err)
+		}
+		l.add(poison)
+		r := runRelay(t, b.store, pub, outbox.RelayConfig{})
+		waitUntil(t, "the permanent failure to be dead-lettered", func() bool { return r.Counters().DeadLettered == 1 })
+		if c := r.Counters(); c.Retried != 0 {
+			t.Fatalf("a permanent failure was retried %d times", c.Retried)
+		}
+		dls, err := b.store.ListDeadLetters(ctx, outbox.DeadLetterFilter{State: outbox.DeadLetterOpen})
+		if err != nil || len(dls) != 1 {
+			t.Fatalf("open dead letters: %v, %v", dls, err)
+		}
+		pub.heal("p")
 
-			var ok, resolved atomic.Int64
-			var wg sync.WaitGroup
-			for range 8 {
-				wg.Go(func() {
-					switch err := b.store.ReplayDeadLetter(ctx, dls[0].ID); {
-					case err == nil:
-						ok.Add(1)
-					case errors.Is(err, outbox.ErrAlreadyResolved):
-						resolved.Add(1)
-					default:
-						t.Errorf("replay: %v", err)
-					}
-				})
-			}
-			wg.Wait()
-			if ok.Load() != 1 || resolved.Load() != 7 {
-				t.Fatalf("8 racing replays: %d succeeded, %d already resolved; want 1 and 7", ok.Load(), resolved.Load())
-			}
-			waitDrained(t, b.store)
-			received := br.received(t)
-			v := l.check(received)
-			v.assertClean(t)
-			if len(received) != 1 {
-				t.Fatalf("replayed event delivered %d times", len(received))
-			}
-			dl, err := b.store.GetDeadLetter(ctx, dls[0].ID)
-			if err != nil || !dl.Reprocessed || dl.ReprocessedAt == nil || dl.State() != outbox.DeadLetterReplayed {
-				t.Fatalf("dead letter after replay: %+v, %v", dl, err)
-			}
-		})
-	}
+		var ok, resolved atomic.Int64
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				switch err := b.store.ReplayDeadLetter(ctx, dls[0].ID); {
+				case err == nil:
+					ok.Add(1)
+				case errors.Is(err, outbox.ErrAlreadyResolved):
+					resolved.Add(1)
+				default:
+					t.Errorf("replay: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		if ok.Load() != 1 || resolved.Load() != 7 {
+			t.Fatalf("8 racing replays: %d succeeded, %d already resolved; want 1 and 7", ok.Load(), resolved.Load())
+		}
+		waitDrained(t, b.store)
+		received := br.received(t)
+		v := l.check(received)
+		v.assertClean(t)
+		if len(received) != 1 {
+			t.Fatalf("replayed event delivered %d times", len(received))
+		}
+		dl, err := b.store.GetDeadLetter(ctx, dls[0].ID)
+		if err != nil || !dl.Reprocessed || dl.ReprocessedAt == nil || dl.State() != outbox.DeadLetterReplayed {
+			t.Fatalf("dead letter after replay: %+v, %v", dl, err)
+		}
+	})
 }

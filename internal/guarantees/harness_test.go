@@ -60,6 +60,18 @@ func (b *backend) enqueue(ctx context.Context, events ...outbox.Event) error {
 	return b.tx(ctx, func(h txHandle) error { return h.enqueue(events...) })
 }
 
+// forEachBackend runs test as a parallel subtest on a fresh backend of
+// each kind.
+func forEachBackend(t *testing.T, test func(t *testing.T, b *backend)) {
+	t.Helper()
+	for name, newBackend := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			test(t, newBackend(t))
+		})
+	}
+}
+
 func backends(t *testing.T) map[string]func(t *testing.T) *backend {
 	t.Helper()
 	return map[string]func(t *testing.T) *backend{
