@@ -1,7 +1,7 @@
 package pgstore
 
-// Claim queries, for EXPLAIN in tests.
+// Claim queries (the walk from a cursor), for EXPLAIN in tests.
 var (
-	ClaimParkingSQL = claimParkingSQL
-	ClaimMoveOnSQL  = claimMoveOnSQL
+	ClaimParkingSQL = claimSQLs[1][0]
+	ClaimMoveOnSQL  = claimSQLs[0][0]
 )

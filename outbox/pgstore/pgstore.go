@@ -23,6 +23,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -74,6 +75,9 @@ type Driver struct {
 	pool       *pgxpool.Pool
 	cfg        Config
 	claimBegin string
+
+	cursorMu sync.Mutex
+	cursor   aggregateKey // where the next claim's walk starts (exclusive)
 }
 
 var _ outbox.Driver[pgx.Tx] = (*Driver)(nil)
@@ -177,31 +181,45 @@ func (d *Driver) InsertTx(ctx context.Context, tx pgx.Tx, events []outbox.Event)
 	return out, nil
 }
 
-// claimSQL takes the due heads: events with no earlier event of their
-// aggregate left in the outbox (so at most one per aggregate) and, unless
-// moving on, no open dead letter of an earlier event of their aggregate. Rows another claim
-// holds are skipped; their successors are not heads because the held rows
-// are still visible to this statement. The NOT EXISTS probes run per
-// candidate row on the (aggregate_type, aggregate_id, sequence) key and on
-// the partial index of open dead letters, while the pos index yields candidates
-// oldest first and the LIMIT stops the walk.
+// claimSQL takes the due heads: the lowest-sequence event of each aggregate
+// (so at most one per aggregate), if it is due and, unless moving on, no open
+// dead letter of an earlier event of its aggregate parks it. A head another
+// claim holds is skipped, and its successors are never looked at: the held
+// row is still the lowest one this statement sees.
+//
+// It walks the aggregates in key order from a cursor (a loose index scan on
+// the (aggregate_type, aggregate_id, sequence) key: the first entry past an
+// aggregate is the next aggregate's head), so a claim costs O(limit) probes however
+// the backlog is shaped — a few aggregates with long backlogs included — and
+// successive claims take aggregates round robin. %[1]s is the parking
+// condition, %[2]s bounds the second walk, which wraps around to the start.
 const claimSQL = `
 DELETE FROM order_outbox
 WHERE id = ANY (ARRAY(
-	SELECT o.id FROM order_outbox o
+	WITH RECURSIVE walk(aggregate_type, aggregate_id, id) AS (
+		(SELECT x.aggregate_type, x.aggregate_id, x.id FROM order_outbox x
+		 WHERE (x.aggregate_type, x.aggregate_id) > ($2::text, $3::text) %[2]s
+		 ORDER BY x.aggregate_type, x.aggregate_id, x.sequence LIMIT 1)
+		UNION ALL
+		SELECT n.aggregate_type, n.aggregate_id, n.id FROM walk w
+		CROSS JOIN LATERAL (
+			SELECT x.aggregate_type, x.aggregate_id, x.id FROM order_outbox x
+			WHERE (x.aggregate_type, x.aggregate_id) > (w.aggregate_type, w.aggregate_id) %[2]s
+			ORDER BY x.aggregate_type, x.aggregate_id, x.sequence LIMIT 1) n
+	)
+	SELECT o.id FROM walk w
+	JOIN order_outbox o ON o.id = w.id
 	WHERE o.next_attempt_at <= now()
-	  AND NOT EXISTS (
-		SELECT 1 FROM order_outbox e
-		WHERE e.aggregate_type = o.aggregate_type
-		  AND e.aggregate_id = o.aggregate_id
-		  AND e.sequence < o.sequence)
-	  %s
-	ORDER BY o.pos
+	  %[1]s
 	LIMIT $1
-	FOR UPDATE SKIP LOCKED))
+	FOR UPDATE OF o SKIP LOCKED))
 RETURNING id, aggregate_type, aggregate_id, event_type, payload, headers,
 	coalesce(idempotency_key, ''), sequence, attempts, coalesce(last_error, ''),
 	created_at, first_failed_at, pos`
+
+// wrapBoundSQL stops the second walk of a claim at the aggregate where the
+// first one started.
+const wrapBoundSQL = `AND (x.aggregate_type, x.aggregate_id) <= ($4::text, $5::text)`
 
 // parkedSQL parks events behind an open dead letter of an earlier sequence
 // of their aggregate. A replayed dead letter is itself never parked by the
@@ -213,10 +231,14 @@ const parkedSQL = `AND NOT EXISTS (
 		  AND d.sequence < o.sequence
 		  AND NOT d.reprocessed AND d.discarded_at IS NULL)`
 
-var (
-	claimParkingSQL = fmt.Sprintf(claimSQL, parkedSQL)
-	claimMoveOnSQL  = fmt.Sprintf(claimSQL, "")
-)
+// The claim statements: [parking][wrap].
+var claimSQLs = [2][2]string{
+	{fmt.Sprintf(claimSQL, "", ""), fmt.Sprintf(claimSQL, "", wrapBoundSQL)},
+	{fmt.Sprintf(claimSQL, parkedSQL, ""), fmt.Sprintf(claimSQL, parkedSQL, wrapBoundSQL)},
+}
+
+// aggregateKey orders aggregates as the claim walks them.
+type aggregateKey struct{ typ, id string }
 
 // Claim deletes up to p.Limit due head events in a transaction that stays
 // open in the returned Batch until Finish or Release.
@@ -225,40 +247,29 @@ func (d *Driver) Claim(ctx context.Context, p outbox.ClaimParams) (outbox.Batch,
 	if limit <= 0 {
 		limit = DefaultClaimLimit
 	}
-	query := claimParkingSQL
+	queries := claimSQLs[1]
 	if p.MoveOnPastDeadLetters {
-		query = claimMoveOnSQL
+		queries = claimSQLs[0]
 	}
 	tx, err := d.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: d.claimBegin})
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: claim: begin: %w", err)
 	}
-	rows, _ := tx.Query(ctx, query, limit)
+	d.cursorMu.Lock()
+	from := d.cursor
+	d.cursorMu.Unlock()
+	// From the cursor to the last aggregate, then from the first one back to
+	// the cursor; rows the first pass deleted are gone for the second.
 	var (
 		records []outbox.Record
 		pos     []int64
 	)
-	for rows.Next() {
-		var (
-			r       outbox.Record
-			payload []byte
-			first   pgtype.Timestamptz
-			p       int64
-		)
-		if err := rows.Scan(&r.ID, &r.AggregateType, &r.AggregateID, &r.Type, &payload, &r.Headers,
-			&r.IdempotencyKey, &r.Sequence, &r.Attempts, &r.LastError, &r.CreatedAt, &first, &p); err != nil {
-			rows.Close()
-			return nil, rollbackAfter(ctx, tx, fmt.Errorf("pgstore: claim: scan: %w", err))
-		}
-		r.Payload = payload
-		if first.Valid {
-			r.FirstFailedAt = first.Time
-		}
-		records = append(records, r)
-		pos = append(pos, p)
+	records, pos, err = claimPass(ctx, tx, queries[0], limit, records, pos, from.typ, from.id)
+	if err == nil && len(records) < limit && from != (aggregateKey{}) {
+		records, pos, err = claimPass(ctx, tx, queries[1], limit-len(records), records, pos, "", "", from.typ, from.id)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, rollbackAfter(ctx, tx, fmt.Errorf("pgstore: claim: %w", err))
+	if err != nil {
+		return nil, rollbackAfter(ctx, tx, err)
 	}
 	if len(records) == 0 {
 		if err := rollbackAfter(ctx, tx, nil); err != nil {
@@ -266,6 +277,9 @@ func (d *Driver) Claim(ctx context.Context, p outbox.ClaimParams) (outbox.Batch,
 		}
 		return &batch{d: d}, nil
 	}
+	d.cursorMu.Lock()
+	d.cursor = walkEnd(from, records)
+	d.cursorMu.Unlock()
 	// RETURNING has no order; hand the records out oldest first.
 	idx := make([]int, len(records))
 	for i := range idx {
@@ -277,6 +291,56 @@ func (d *Driver) Claim(ctx context.Context, p outbox.ClaimParams) (outbox.Batch,
 		b.records[j], b.pos[j] = records[i], pos[i]
 	}
 	return b, nil
+}
+
+// walkEnd returns where the next walk starts: after the last aggregate this
+// claim took, in walk order (those past the cursor come before the wrapped
+// ones).
+func walkEnd(from aggregateKey, records []outbox.Record) aggregateKey {
+	less := func(a, b aggregateKey) bool { return a.typ < b.typ || (a.typ == b.typ && a.id < b.id) }
+	var beyond, wrapped aggregateKey
+	for i := range records {
+		k := aggregateKey{records[i].AggregateType, records[i].AggregateID}
+		if less(from, k) {
+			if less(beyond, k) {
+				beyond = k
+			}
+		} else if less(wrapped, k) {
+			wrapped = k
+		}
+	}
+	if wrapped != (aggregateKey{}) {
+		return wrapped
+	}
+	return beyond
+}
+
+// claimPass runs one walk of the claim and appends what it deleted.
+func claimPass(ctx context.Context, tx pgx.Tx, query string, limit int, records []outbox.Record, pos []int64, args ...any) ([]outbox.Record, []int64, error) {
+	rows, _ := tx.Query(ctx, query, append([]any{limit}, args...)...)
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			r       outbox.Record
+			payload []byte
+			first   pgtype.Timestamptz
+			p       int64
+		)
+		if err := rows.Scan(&r.ID, &r.AggregateType, &r.AggregateID, &r.Type, &payload, &r.Headers,
+			&r.IdempotencyKey, &r.Sequence, &r.Attempts, &r.LastError, &r.CreatedAt, &first, &p); err != nil {
+			return nil, nil, fmt.Errorf("pgstore: claim: scan: %w", err)
+		}
+		r.Payload = payload
+		if first.Valid {
+			r.FirstFailedAt = first.Time
+		}
+		records = append(records, r)
+		pos = append(pos, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("pgstore: claim: %w", err)
+	}
+	return records, pos, nil
 }
 
 // batch is a claim: its transaction has deleted the records and stays open

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -349,4 +350,43 @@ func releaseAtCleanup(t *testing.T, b outbox.Batch) {
 		defer cancel()
 		_ = b.Release(ctx)
 	})
+}
+
+// Claims walk the aggregates round robin from where the last one stopped:
+// aggregates with long backlogs written first do not hold back the others,
+// and the walk wraps around to the start.
+func TestClaimTakesAggregatesRoundRobin(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	d := newDriver(t, pgstore.Config{})
+	client := outbox.NewClient[pgx.Tx](d)
+	for _, agg := range []string{"A", "B", "C", "D"} {
+		for range 3 {
+			if _, err := client.Enqueue(ctx, outbox.Event{AggregateType: "order", AggregateID: agg, Type: "t", Payload: json.RawMessage(`{}`)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var got []string
+	for range 6 {
+		b, err := d.Claim(ctx, outbox.ClaimParams{Limit: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		outcomes := make([]outbox.Outcome, len(b.Records()))
+		for i, r := range b.Records() {
+			keys = append(keys, fmt.Sprintf("%s%d", r.AggregateID, r.Sequence))
+			outcomes[i] = outbox.Outcome{Kind: outbox.OutcomePublished}
+		}
+		slices.Sort(keys)
+		got = append(got, strings.Join(keys, ","))
+		if err := b.Finish(ctx, outcomes); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"A1,B1", "C1,D1", "A2,B2", "C2,D2", "A3,B3", "C3,D3"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("claims took %v, want %v", got, want)
+	}
 }
