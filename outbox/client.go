@@ -40,9 +40,22 @@ func (c *Client[TTx]) EnqueueTx(ctx context.Context, tx TTx, events ...Event) ([
 		return nil, nil
 	}
 	prepared := make([]Event, len(events))
+	numbered := map[[2]string]int64{} // aggregate → the caller's last sequence in this call, or -1
 	for i, e := range events {
 		if err := e.Validate(); err != nil {
 			return nil, fmt.Errorf("event %d: %w", i, err)
+		}
+		agg := [2]string{e.AggregateType, e.AggregateID}
+		last, seen := numbered[agg]
+		switch {
+		case seen && (last < 0) != (e.Sequence == 0):
+			return nil, fmt.Errorf("event %d: %w: events of one aggregate are numbered either all by the caller or all by the outbox", i, ErrInvalidEvent)
+		case seen && e.Sequence != 0 && e.Sequence != last+1:
+			return nil, fmt.Errorf("event %d: %w: sequence %d follows %d", i, ErrInvalidEvent, e.Sequence, last)
+		case e.Sequence == 0:
+			numbered[agg] = -1
+		default:
+			numbered[agg] = e.Sequence
 		}
 		if e.ID == uuid.Nil {
 			id, err := uuid.NewV7()

@@ -163,9 +163,9 @@ func TestEnqueueMode(t *testing.T) {
 			cfg := b.config(ModeEnqueue)
 			cfg.Duration, cfg.Clients = 500*time.Millisecond, 4
 			res := run(t, cfg).(*EnqueueResult)
-			want := 2
+			want := 3 // outbox, hand_insert, outbox_caller_seq
 			if b.dbURL != "" {
-				want = 3 // and outbox_no_notify
+				want = 4 // and outbox_no_notify
 			}
 			if len(res.Variants) != want {
 				t.Fatalf("variants %+v", res.Variants)

@@ -20,9 +20,10 @@ import (
 
 // Enqueue variants.
 const (
-	variantOutbox         = "outbox"           // Client.EnqueueTx, as Herald runs it
-	variantOutboxNoNotify = "outbox_no_notify" // the same with pgstore.Config.DisableNotify
-	variantHand           = "hand_insert"      // the same row INSERTed by hand
+	variantOutbox         = "outbox"            // Client.EnqueueTx, as Herald runs it
+	variantOutboxNoNotify = "outbox_no_notify"  // the same with pgstore.Config.DisableNotify
+	variantOutboxNumbered = "outbox_caller_seq" // Client.EnqueueTx with the sequence the caller keeps (Event.Sequence)
+	variantHand           = "hand_insert"       // the same row INSERTed by hand
 )
 
 // enqueueRounds is how many slices each variant's time is cut into; the
@@ -86,6 +87,14 @@ func runEnqueue(ctx context.Context, cfg Config) (*EnqueueResult, error) {
 		}
 		variants[variantOutbox] = viaClient(variantOutbox, lib)
 		variants[variantOutboxNoNotify] = viaClient(variantOutboxNoNotify, quiet)
+		variants[variantOutboxNumbered] = func(ctx context.Context, c, i int) error {
+			return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+				e := event(variantOutboxNumbered, c)
+				e.Sequence = int64(i)
+				_, err := lib.EnqueueTx(ctx, tx, e)
+				return err
+			})
+		}
 		variants[variantHand] = func(ctx context.Context, c, i int) error {
 			id, err := uuid.NewV7()
 			if err != nil {
@@ -99,7 +108,7 @@ func runEnqueue(ctx context.Context, cfg Config) (*EnqueueResult, error) {
 				return err
 			})
 		}
-		order = []string{variantOutbox, variantHand, variantOutboxNoNotify}
+		order = []string{variantOutbox, variantHand, variantOutboxNumbered, variantOutboxNoNotify}
 	} else {
 		lib := outbox.NewClient[*sql.Tx](db.sq)
 		variants[variantOutbox] = func(ctx context.Context, c, _ int) error {
@@ -126,7 +135,15 @@ func runEnqueue(ctx context.Context, cfg Config) (*EnqueueResult, error) {
 				return err
 			})
 		}
-		order = []string{variantOutbox, variantHand}
+		variants[variantOutboxNumbered] = func(ctx context.Context, c, i int) error {
+			return db.sq.WithTx(ctx, func(tx *sql.Tx) error {
+				e := event(variantOutboxNumbered, c)
+				e.Sequence = int64(i)
+				_, err := lib.EnqueueTx(ctx, tx, e)
+				return err
+			})
+		}
+		order = []string{variantOutbox, variantHand, variantOutboxNumbered}
 	}
 	for _, name := range order {
 		res.Variants = append(res.Variants, &EnqueueVariant{Name: name})
@@ -226,6 +243,9 @@ func (r *EnqueueResult) WriteSummary(w io.Writer) error {
 		return err
 	}
 	_, err := fmt.Fprintf(w, "overhead of Client.EnqueueTx over a hand-written INSERT: %.1f%%\n", r.overhead(variantOutbox))
+	if err == nil && r.variant(variantOutboxNumbered) != nil {
+		_, err = fmt.Fprintf(w, "  with the caller's sequence (Event.Sequence, no counter row): %.1f%%\n", r.overhead(variantOutboxNumbered))
+	}
 	if err == nil && r.variant(variantOutboxNoNotify) != nil {
 		_, err = fmt.Fprintf(w, "  without pg_notify (pgstore DisableNotify): %.1f%%\n", r.overhead(variantOutboxNoNotify))
 	}
@@ -246,6 +266,9 @@ func (r *EnqueueResult) JSON() any {
 	}
 	if r.variant(variantOutboxNoNotify) != nil {
 		j["overhead_no_notify_pct"] = r.overhead(variantOutboxNoNotify)
+	}
+	if r.variant(variantOutboxNumbered) != nil {
+		j["overhead_caller_seq_pct"] = r.overhead(variantOutboxNumbered)
 	}
 	return j
 }

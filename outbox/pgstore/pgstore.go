@@ -122,11 +122,19 @@ INSERT INTO order_outbox (id, aggregate_type, aggregate_id, event_type, payload,
 SELECT $1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb, $7, seq.last_sequence FROM seq
 RETURNING sequence`
 
+// insertNumberedSQL writes an event the caller numbered itself (its row
+// lock on the aggregate orders the writers); the counter is not touched.
+const insertNumberedSQL = `
+INSERT INTO order_outbox (id, aggregate_type, aggregate_id, event_type, payload, headers, idempotency_key, sequence)
+VALUES ($1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8)
+RETURNING sequence`
+
 const notifySQL = `SELECT pg_notify($1, '')`
 
 // InsertTx writes events in tx in one round trip, with a notification that
 // wakes relays when tx commits. Events are expected to be validated and to
-// carry ids (outbox.Client does both).
+// carry ids (outbox.Client does both). An event without a Sequence takes
+// the next one from its aggregate's counter row.
 func (d *Driver) InsertTx(ctx context.Context, tx pgx.Tx, events []outbox.Event) ([]outbox.Enqueued, error) {
 	if len(events) == 0 {
 		return nil, nil
@@ -152,6 +160,10 @@ func (d *Driver) InsertTx(ctx context.Context, tx pgx.Tx, events []outbox.Event)
 		headers, err := encodeHeaders(e.Headers)
 		if err != nil {
 			return nil, fmt.Errorf("%w: event %d: headers: %w", outbox.ErrInvalidEvent, i, err)
+		}
+		if e.Sequence > 0 {
+			b.Queue(insertNumberedSQL, e.ID, e.AggregateType, e.AggregateID, e.Type, string(e.Payload), headers, nullText(e.IdempotencyKey), e.Sequence)
+			continue
 		}
 		b.Queue(insertSQL, e.ID, e.AggregateType, e.AggregateID, e.Type, string(e.Payload), headers, nullText(e.IdempotencyKey))
 	}

@@ -32,8 +32,8 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9,
 
 type aggregateKey struct{ typ, id string }
 
-// InsertTx writes events in tx, giving each the next sequence of its
-// aggregate, and wakes this Driver's listeners. tx must be begun on DB()
+// InsertTx writes events in tx, giving each event without a Sequence the
+// next one of its aggregate, and wakes this Driver's listeners. tx must be begun on DB()
 // with BEGIN IMMEDIATE (the default of Open's handle). It returns an error
 // wrapping outbox.ErrDuplicate when an event id or idempotency key is
 // already in the outbox; tx must then be rolled back.
@@ -46,6 +46,9 @@ func (d *Driver) InsertTx(ctx context.Context, tx *sql.Tx, events []outbox.Event
 	counts := make(map[aggregateKey]int64, len(events))
 	order := make([]aggregateKey, 0, len(events))
 	for i := range events {
+		if events[i].Sequence > 0 {
+			continue // numbered by the caller: the counter stays untouched
+		}
 		k := aggregateKey{events[i].AggregateType, events[i].AggregateID}
 		if counts[k] == 0 {
 			order = append(order, k)
@@ -66,8 +69,11 @@ func (d *Driver) InsertTx(ctx context.Context, tx *sql.Tx, events []outbox.Event
 	for i := range events {
 		e := &events[i]
 		k := aggregateKey{e.AggregateType, e.AggregateID}
-		seq := next[k]
-		next[k]++
+		seq := e.Sequence
+		if seq == 0 {
+			seq = next[k]
+			next[k]++
+		}
 		headers, err := encodeHeaders(e.Headers)
 		if err != nil {
 			return nil, fmt.Errorf("sqlitestore: event %d: %w", i, err)

@@ -81,6 +81,7 @@ func Run[TTx any](t *testing.T, h Harness[TTx]) {
 		{name: "ReplayExactlyOnce", fn: testReplay[TTx]},
 		{name: "DiscardReleasesParkedEvents", fn: testDiscard[TTx]},
 		{name: "ReplayAfterIdempotencyKeyWasTaken", fn: testReplayKeyTaken[TTx]},
+		{name: "CallerNumberedSequences", fn: testCallerNumbered[TTx]},
 		{name: "ReplayDeadLettersByFilter", fn: testReplayByFilter[TTx]},
 		{name: "ListDeadLettersFiltersAndCursor", fn: testListDeadLetters[TTx]},
 		{name: "Stats", fn: testStats[TTx]},
@@ -1634,4 +1635,35 @@ func testReplayKeyTaken[TTx any](t *testing.T, s *suite[TTx]) {
 	if !maps.Equal(got, want) {
 		t.Fatalf("idempotency keys after replay %v, want %v", got, want)
 	}
+}
+
+// testCallerNumbered: events the caller numbers keep their sequences, are
+// claimed head first like any other, and a number already taken is a
+// duplicate; the outbox's own counter is left alone.
+func testCallerNumbered[TTx any](t *testing.T, s *suite[TTx]) {
+	x1, x2 := s.ev("X"), s.ev("X")
+	x1.Sequence, x2.Sequence = 1, 2
+	if got := s.enqueue(t, x1, x2); got[0].Sequence != 1 || got[1].Sequence != 2 {
+		t.Fatalf("caller-numbered events stored as %+v, want sequences 1 and 2", got)
+	}
+	again := s.ev("X")
+	again.Sequence = 2
+	if _, err := s.c.Enqueue(s.ctx, again); !errors.Is(err, outbox.ErrDuplicate) {
+		t.Fatalf("a taken sequence: %v, want ErrDuplicate", err)
+	}
+	if got := s.enqueue(t, s.ev("Y")); got[0].Sequence != 1 {
+		t.Fatalf("an outbox-numbered aggregate starts at %d, want 1", got[0].Sequence)
+	}
+	mixed := s.ev("Z")
+	mixed.Sequence = 1
+	if _, err := s.c.Enqueue(s.ctx, mixed, s.ev("Z")); !errors.Is(err, outbox.ErrInvalidEvent) {
+		t.Fatalf("one aggregate numbered both ways in one call: %v, want ErrInvalidEvent", err)
+	}
+	x3 := s.ev("X")
+	x3.Sequence = 3
+	s.enqueue(t, x3)
+	s.publishNext(t, "order/X#1", "order/Y#1")
+	s.publishNext(t, "order/X#2")
+	s.publishNext(t, "order/X#3")
+	s.expectCounts(t, 0, 0, 0)
 }
