@@ -93,7 +93,10 @@ func openPostgres(ctx context.Context, spec DatabaseSpec, relayWorkers int) (*Da
 		pool.Close()
 		return nil, fmt.Errorf("cannot connect to PostgreSQL %s: %w", RedactURL(spec.URL), err)
 	}
-	store := pgstore.New(pool, pgstore.Config{})
+	// The wake-up goes out after each commit, not inside the writing
+	// transaction: PostgreSQL serialises the commits of notifying
+	// transactions (docs/BENCHMARKS.md measures what that costs).
+	store := pgstore.New(pool, pgstore.Config{NotifyAfterCommit: true})
 	db := &Database{
 		Spec:    spec,
 		Store:   store,

@@ -165,7 +165,7 @@ func TestEnqueueMode(t *testing.T) {
 			res := run(t, cfg).(*EnqueueResult)
 			want := 3 // outbox, hand_insert, outbox_caller_seq
 			if b.dbURL != "" {
-				want = 4 // and outbox_no_notify
+				want = 5 // and outbox_notify_in_tx, outbox_no_notify
 			}
 			if len(res.Variants) != want {
 				t.Fatalf("variants %+v", res.Variants)

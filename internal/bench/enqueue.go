@@ -20,10 +20,11 @@ import (
 
 // Enqueue variants.
 const (
-	variantOutbox         = "outbox"            // Client.EnqueueTx, as Herald runs it
-	variantOutboxNoNotify = "outbox_no_notify"  // the same with pgstore.Config.DisableNotify
-	variantOutboxNumbered = "outbox_caller_seq" // Client.EnqueueTx with the sequence the caller keeps (Event.Sequence)
-	variantHand           = "hand_insert"       // the same row INSERTed by hand
+	variantOutbox         = "outbox"              // Client.EnqueueTx, as herald serve runs it (PostgreSQL: wake-up after the commit)
+	variantOutboxNumbered = "outbox_caller_seq"   // the same with the sequence the caller keeps (Event.Sequence): no counter row
+	variantOutboxInTx     = "outbox_notify_in_tx" // PostgreSQL: pg_notify inside the writing transaction (pgstore's default)
+	variantOutboxNoNotify = "outbox_no_notify"    // PostgreSQL: no wake-up at all (pgstore.Config.DisableNotify)
+	variantHand           = "hand_insert"         // the same row INSERTed by hand
 )
 
 // enqueueRounds is how many slices each variant's time is cut into; the
@@ -75,26 +76,30 @@ func runEnqueue(ctx context.Context, cfg Config) (*EnqueueResult, error) {
 	variants := map[string]writeTx{}
 	var order []string
 	if db.pg != nil {
-		lib := outbox.NewClient[pgx.Tx](db.pg)
-		quiet := outbox.NewClient[pgx.Tx](pgstore.New(db.pool, pgstore.Config{DisableNotify: true}))
-		viaClient := func(name string, client *outbox.Client[pgx.Tx]) writeTx {
-			return func(ctx context.Context, c, _ int) error {
-				return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-					_, err := client.EnqueueTx(ctx, tx, event(name, c))
+		// through writes one event with client on driver d, numbered by the
+		// caller or not, and sends the wake-up after the commit when d
+		// defers it (NotifyAfterCommit; a no-op otherwise).
+		through := func(name string, d *pgstore.Driver, numbered bool) writeTx {
+			client := outbox.NewClient[pgx.Tx](d)
+			return func(ctx context.Context, c, i int) error {
+				err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+					e := event(name, c)
+					if numbered {
+						e.Sequence = int64(i)
+					}
+					_, err := client.EnqueueTx(ctx, tx, e)
 					return err
 				})
+				if err == nil {
+					d.Notify()
+				}
+				return err
 			}
 		}
-		variants[variantOutbox] = viaClient(variantOutbox, lib)
-		variants[variantOutboxNoNotify] = viaClient(variantOutboxNoNotify, quiet)
-		variants[variantOutboxNumbered] = func(ctx context.Context, c, i int) error {
-			return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-				e := event(variantOutboxNumbered, c)
-				e.Sequence = int64(i)
-				_, err := lib.EnqueueTx(ctx, tx, e)
-				return err
-			})
-		}
+		variants[variantOutbox] = through(variantOutbox, db.pg, false)
+		variants[variantOutboxNumbered] = through(variantOutboxNumbered, db.pg, true)
+		variants[variantOutboxInTx] = through(variantOutboxInTx, pgstore.New(db.pool, pgstore.Config{}), false)
+		variants[variantOutboxNoNotify] = through(variantOutboxNoNotify, pgstore.New(db.pool, pgstore.Config{DisableNotify: true}), false)
 		variants[variantHand] = func(ctx context.Context, c, i int) error {
 			id, err := uuid.NewV7()
 			if err != nil {
@@ -108,7 +113,7 @@ func runEnqueue(ctx context.Context, cfg Config) (*EnqueueResult, error) {
 				return err
 			})
 		}
-		order = []string{variantOutbox, variantHand, variantOutboxNumbered, variantOutboxNoNotify}
+		order = []string{variantOutbox, variantHand, variantOutboxNumbered, variantOutboxInTx, variantOutboxNoNotify}
 	} else {
 		lib := outbox.NewClient[*sql.Tx](db.sq)
 		variants[variantOutbox] = func(ctx context.Context, c, _ int) error {
@@ -246,6 +251,9 @@ func (r *EnqueueResult) WriteSummary(w io.Writer) error {
 	if err == nil && r.variant(variantOutboxNumbered) != nil {
 		_, err = fmt.Fprintf(w, "  with the caller's sequence (Event.Sequence, no counter row): %.1f%%\n", r.overhead(variantOutboxNumbered))
 	}
+	if err == nil && r.variant(variantOutboxInTx) != nil {
+		_, err = fmt.Fprintf(w, "  with pg_notify inside the transaction (pgstore's default): %.1f%%\n", r.overhead(variantOutboxInTx))
+	}
 	if err == nil && r.variant(variantOutboxNoNotify) != nil {
 		_, err = fmt.Fprintf(w, "  without pg_notify (pgstore DisableNotify): %.1f%%\n", r.overhead(variantOutboxNoNotify))
 	}
@@ -269,6 +277,9 @@ func (r *EnqueueResult) JSON() any {
 	}
 	if r.variant(variantOutboxNumbered) != nil {
 		j["overhead_caller_seq_pct"] = r.overhead(variantOutboxNumbered)
+	}
+	if r.variant(variantOutboxInTx) != nil {
+		j["overhead_notify_in_tx_pct"] = r.overhead(variantOutboxInTx)
 	}
 	return j
 }

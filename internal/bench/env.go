@@ -167,7 +167,7 @@ func openDatabase(ctx context.Context, cfg Config, conns int) (_ *database, err 
 		return nil, fmt.Errorf("bench: open PostgreSQL: %w", err)
 	}
 	d.close.add(d.pool.Close)
-	d.pg = pgstore.New(d.pool, pgstore.Config{})
+	d.pg = pgstore.New(d.pool, pgstore.Config{NotifyAfterCommit: true}) // as herald serve runs it
 	d.store = d.pg
 	if err := d.pg.Migrate(ctx); err != nil {
 		return nil, err

@@ -45,10 +45,14 @@ func newEnqueuer(db *database) enqueuer {
 	if db.pg != nil {
 		client := outbox.NewClient[pgx.Tx](db.pg)
 		return func(ctx context.Context, e outbox.Event) error {
-			return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+			err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 				_, err := client.EnqueueTx(ctx, tx, e)
 				return err
 			})
+			if err == nil {
+				db.pg.Notify() // the wake-up after the commit, as herald serve sends it
+			}
+			return err
 		}
 	}
 	client := outbox.NewClient[*sql.Tx](db.sq)

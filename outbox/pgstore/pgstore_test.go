@@ -55,12 +55,19 @@ func newDriver(t testing.TB, cfg pgstore.Config) *pgstore.Driver {
 }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, storetest.Harness[pgx.Tx]{
-		New: func(t *testing.T) outbox.Driver[pgx.Tx] {
-			return newDriver(t, pgstore.Config{})
-		},
-		ConcurrentWriters: true,
-	})
+	for name, cfg := range map[string]pgstore.Config{
+		"notify_in_tx":        {},
+		"notify_after_commit": {NotifyAfterCommit: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			storetest.Run(t, storetest.Harness[pgx.Tx]{
+				New: func(t *testing.T) outbox.Driver[pgx.Tx] {
+					return newDriver(t, cfg)
+				},
+				ConcurrentWriters: true,
+			})
+		})
+	}
 }
 
 func TestMigrate(t *testing.T) {
@@ -338,6 +345,68 @@ func TestDisableNotify(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatalf("Listen: %v", err)
 		}
+	}
+}
+
+// With NotifyAfterCommit the writing transaction sends nothing; Notify (which
+// WithTx and Client.Enqueue call after the commit) wakes the relays.
+func TestNotifyAfterCommit(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	d := newDriver(t, pgstore.Config{NotifyAfterCommit: true, Channel: "herald_after_commit_test"})
+	listener := newDriver(t, pgstore.Config{Channel: "herald_after_commit_test"})
+	woke := make(chan struct{}, 64)
+	done := make(chan error, 1)
+	go func() { done <- listener.Listen(ctx, func() { woke <- struct{}{} }) }()
+	<-woke // the listener is listening
+	client := outbox.NewClient[pgx.Tx](d)
+	event := func() outbox.Event {
+		return outbox.Event{AggregateType: "order", AggregateID: "A", Type: "t", Payload: json.RawMessage(`{}`)}
+	}
+	waitWake := func(what string) {
+		t.Helper()
+		select {
+		case <-woke:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("no wake-up after %s", what)
+		}
+	}
+
+	// The caller's own transaction: nothing is sent at its commit...
+	tx, err := d.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.EnqueueTx(ctx, tx, event()); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-woke:
+		t.Fatal("InsertTx sent a notification with NotifyAfterCommit")
+	case <-time.After(300 * time.Millisecond):
+	}
+	// ...until the caller says it committed.
+	d.Notify()
+	waitWake("Notify")
+
+	// Client.Enqueue notifies by itself after its commit.
+	if _, err := client.Enqueue(ctx, event()); err != nil {
+		t.Fatal(err)
+	}
+	waitWake("Client.Enqueue")
+
+	// A burst of commits is coalesced, and the last one is never lost.
+	for range 50 {
+		d.Notify()
+	}
+	waitWake("a burst of Notify calls")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Listen: %v", err)
 	}
 }
 

@@ -32,9 +32,17 @@ import (
 
 // Store is the PostgreSQL orders store. It is safe for concurrent use.
 type Store struct {
-	pool   *pgxpool.Pool
-	outbox *outbox.Client[pgx.Tx]
+	pool        *pgxpool.Pool
+	outbox      *outbox.Client[pgx.Tx]
+	afterCommit func()
 }
+
+// Option configures a Store.
+type Option func(*Store)
+
+// AfterCommit has the store call fn after every transaction it commits:
+// pass the outbox driver's Notify when it runs with NotifyAfterCommit.
+func AfterCommit(fn func()) Option { return func(s *Store) { s.afterCommit = fn } }
 
 var (
 	_ ordersvc.Store    = (*Store)(nil)
@@ -44,8 +52,12 @@ var (
 // New returns a store on pool that enqueues events with client, whose driver
 // must run on the same database. Call Migrate (and the outbox driver's
 // Migrate) before first use.
-func New(pool *pgxpool.Pool, client *outbox.Client[pgx.Tx]) *Store {
-	return &Store{pool: pool, outbox: client}
+func New(pool *pgxpool.Pool, client *outbox.Client[pgx.Tx], opts ...Option) *Store {
+	s := &Store{pool: pool, outbox: client}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // WithTx runs fn in a new transaction and commits it when fn returns nil.
@@ -74,6 +86,9 @@ func (s *Store) WithTx(ctx context.Context, fn func(tx ordersvc.Tx) error) (err 
 		return fmt.Errorf("pgorders: commit: %w", err)
 	}
 	committed = true
+	if s.afterCommit != nil {
+		s.afterCommit()
+	}
 	return nil
 }
 

@@ -3,7 +3,9 @@ package pgorders_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/uuid"
@@ -47,11 +49,12 @@ func setup(t testing.TB) ordersvctest.Harness {
 	ctx := context.Background()
 	pool, schema := newPool(t)
 	// NOTIFY is database-wide: a channel per schema keeps parallel tests apart.
-	driver := pgstore.New(pool, pgstore.Config{Channel: schema})
+	// As herald serve runs it: the wake-up is sent after each commit.
+	driver := pgstore.New(pool, pgstore.Config{Channel: schema, NotifyAfterCommit: true})
 	if err := driver.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	store := pgorders.New(pool, outbox.NewClient[pgx.Tx](driver))
+	store := pgorders.New(pool, outbox.NewClient[pgx.Tx](driver), pgorders.AfterCommit(driver.Notify))
 	if err := store.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -131,4 +134,24 @@ func TestMigrate(t *testing.T) {
 
 func BenchmarkCreateOrder(b *testing.B) {
 	ordersvctest.BenchmarkCreateOrder(b, setup(b))
+}
+
+// AfterCommit runs once per committed transaction, never for one that
+// rolls back.
+func TestAfterCommit(t *testing.T) {
+	t.Parallel()
+	pool, _ := newPool(t)
+	var calls atomic.Int64
+	store := pgorders.New(pool, nil, pgorders.AfterCommit(func() { calls.Add(1) }))
+	ctx := context.Background()
+	if err := store.WithTx(ctx, func(ordersvc.Tx) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	if err := store.WithTx(ctx, func(ordersvc.Tx) error { return boom }); !errors.Is(err, boom) {
+		t.Fatalf("WithTx = %v, want boom", err)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("AfterCommit ran %d times for one commit and one rollback", n)
+	}
 }
