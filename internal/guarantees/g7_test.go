@@ -93,9 +93,7 @@ func TestG7PoisonIsolationAndParking(t *testing.T) {
 			t.Fatal(err)
 		}
 		l.add(poisoned...)
-		waitDrained(t, b.store)
-		v := l.check(br.received(t))
-		v.assertClean(t)
+		expectDelivered(t, b.store, br, l)
 	})
 }
 
