@@ -148,7 +148,7 @@ func (d *Driver) Notify() {
 func (d *Driver) sendNotifications() {
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := d.pool.Exec(ctx, notifySQL, d.cfg.Channel)
+		_, err := d.pool.Exec(ctx, notifyAsyncSQL, d.cfg.Channel)
 		cancel()
 		d.notifyMu.Lock()
 		// A failed notification is not retried: the relays' poll finds the
@@ -193,6 +193,12 @@ RETURNING sequence`
 
 const notifySQL = `SELECT pg_notify($1, '')`
 
+// notifyAsyncSQL is the notifier's own transaction. A NOTIFY gives its
+// transaction an xid, so its commit waits for a WAL flush like a write's
+// would; the wake-up is only a hint (a lost one costs a poll interval), so it
+// commits without waiting and leaves the writers' flushes alone.
+const notifyAsyncSQL = `SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')`
+
 // InsertTx writes events in tx in one round trip, with a notification that
 // wakes relays when tx commits (unless Config.NotifyAfterCommit). Events
 // are expected to be validated and to carry ids (outbox.Client does both).
@@ -201,6 +207,19 @@ const notifySQL = `SELECT pg_notify($1, '')`
 func (d *Driver) InsertTx(ctx context.Context, tx pgx.Tx, events []outbox.Event) ([]outbox.Enqueued, error) {
 	if len(events) == 0 {
 		return nil, nil
+	}
+	notifyInTx := !d.cfg.DisableNotify && !d.cfg.NotifyAfterCommit
+	if len(events) == 1 && !notifyInTx {
+		// The common case: a plain statement costs less than a batch.
+		query, args, err := insertArgs(&events[0], 0)
+		if err != nil {
+			return nil, err
+		}
+		var seq int64
+		if err := tx.QueryRow(ctx, query, args...).Scan(&seq); err != nil {
+			return nil, insertError(err)
+		}
+		return []outbox.Enqueued{{ID: events[0].ID, Sequence: seq}}, nil
 	}
 	// Take the counter locks of several aggregates in one global order, so
 	// that two transactions writing the same aggregates cannot deadlock on
@@ -216,21 +235,12 @@ func (d *Driver) InsertTx(ctx context.Context, tx pgx.Tx, events []outbox.Event)
 
 	b := &pgx.Batch{}
 	for _, i := range order {
-		e := &events[i]
-		if e.ID == uuid.Nil {
-			return nil, fmt.Errorf("%w: event %d has no id", outbox.ErrInvalidEvent, i)
-		}
-		headers, err := encodeHeaders(e.Headers)
+		query, args, err := insertArgs(&events[i], i)
 		if err != nil {
-			return nil, fmt.Errorf("%w: event %d: headers: %w", outbox.ErrInvalidEvent, i, err)
+			return nil, err
 		}
-		if e.Sequence > 0 {
-			b.Queue(insertNumberedSQL, e.ID, e.AggregateType, e.AggregateID, e.Type, string(e.Payload), headers, nullText(e.IdempotencyKey), e.Sequence)
-			continue
-		}
-		b.Queue(insertSQL, e.ID, e.AggregateType, e.AggregateID, e.Type, string(e.Payload), headers, nullText(e.IdempotencyKey))
+		b.Queue(query, args...)
 	}
-	notifyInTx := !d.cfg.DisableNotify && !d.cfg.NotifyAfterCommit
 	if notifyInTx {
 		b.Queue(notifySQL, d.cfg.Channel)
 	}
@@ -255,6 +265,22 @@ func (d *Driver) InsertTx(ctx context.Context, tx pgx.Tx, events []outbox.Event)
 		return nil, insertError(err)
 	}
 	return out, nil
+}
+
+// insertArgs returns the statement that writes e, the i-th event, and its
+// arguments.
+func insertArgs(e *outbox.Event, i int) (string, []any, error) {
+	if e.ID == uuid.Nil {
+		return "", nil, fmt.Errorf("%w: event %d has no id", outbox.ErrInvalidEvent, i)
+	}
+	headers, err := encodeHeaders(e.Headers)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: event %d: headers: %w", outbox.ErrInvalidEvent, i, err)
+	}
+	if e.Sequence > 0 {
+		return insertNumberedSQL, []any{e.ID, e.AggregateType, e.AggregateID, e.Type, string(e.Payload), headers, nullText(e.IdempotencyKey), e.Sequence}, nil
+	}
+	return insertSQL, []any{e.ID, e.AggregateType, e.AggregateID, e.Type, string(e.Payload), headers, nullText(e.IdempotencyKey)}, nil
 }
 
 // claimSQL takes the due heads: the lowest-sequence event of each aggregate
