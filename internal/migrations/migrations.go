@@ -90,9 +90,15 @@ type Set struct {
 // keyed on the current schema and the version table; on SQLite each
 // migration runs in a transaction, which holds the write lock.
 func (s Set) Up(ctx context.Context, db *sql.DB) error {
+	return s.UpTo(ctx, db, goose.MaxVersion)
+}
+
+// UpTo applies the set's pending migrations up to and including version,
+// as Up does; tests use it to write data under an older schema.
+func (s Set) UpTo(ctx context.Context, db *sql.DB, version int64) error {
 	p, err := s.provider(ctx, db)
 	if err == nil {
-		_, err = p.Up(ctx)
+		_, err = p.UpTo(ctx, version)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: migrate: %w", s.Owner, err)

@@ -120,7 +120,7 @@ func (s *Service) CreateOrder(ctx context.Context, req order.CreateOrder, opts o
 				return err
 			}
 		}
-		if err := tx.InsertOrder(ctx, &o); err != nil {
+		if err := tx.InsertOrder(ctx, &o, numberEvents(events, 0)); err != nil {
 			return fmt.Errorf("ordersvc: insert order: %w", err)
 		}
 		if err := write(ctx, tx, audit, events); err != nil {
@@ -254,7 +254,7 @@ func (s *Service) change(ctx context.Context, id uuid.UUID, opts order.RequestOp
 				return err
 			}
 		}
-		o, err := tx.LockOrder(ctx, id)
+		o, lastEvent, err := tx.LockOrder(ctx, id)
 		if err != nil {
 			return err
 		}
@@ -282,7 +282,8 @@ func (s *Service) change(ctx context.Context, id uuid.UUID, opts order.RequestOp
 		if err != nil {
 			return err
 		}
-		if err := tx.UpdateOrder(ctx, &o, changedItems(&o, changes)); err != nil {
+		lastEvent = numberEvents(events, lastEvent)
+		if err := tx.UpdateOrder(ctx, &o, changedItems(&o, changes), lastEvent); err != nil {
 			if errors.Is(err, ErrVersionConflict) {
 				return err
 			}
@@ -312,6 +313,18 @@ func write(ctx context.Context, tx Tx, audit []order.Transition, events []outbox
 		return fmt.Errorf("ordersvc: enqueue events: %w", err)
 	}
 	return nil
+}
+
+// numberEvents gives events the sequences that follow last, the order's
+// last event, and returns the new last one. The order keeps its own count
+// under the row lock its transaction holds, so the outbox need not keep one
+// in a counter row of its own: that is one row write less per change.
+func numberEvents(events []outbox.Event, last int64) int64 {
+	for i := range events {
+		last++
+		events[i].Sequence = last
+	}
+	return last
 }
 
 // outboxEvents turns domain events into outbox events with ids made up

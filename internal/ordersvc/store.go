@@ -46,16 +46,18 @@ type Store interface {
 // use.
 type Tx interface {
 	// LockOrder loads the order with its line items (in creation order) and
-	// locks it until the transaction ends, so that requests on one order
-	// take turns and its events' sequence follows commit order. Returns
-	// ErrNotFound.
-	LockOrder(ctx context.Context, id uuid.UUID) (order.Order, error)
-	// InsertOrder writes a new order and its line items.
-	InsertOrder(ctx context.Context, o *order.Order) error
-	// UpdateOrder writes o's status, total, version and update time, and the
-	// status of each of items, provided the stored order is still at version
-	// o.Version-1; otherwise it returns ErrVersionConflict.
-	UpdateOrder(ctx context.Context, o *order.Order, items []order.LineItem) error
+	// the sequence of its last event, and locks it until the transaction
+	// ends, so that requests on one order take turns and its events'
+	// sequence follows commit order. Returns ErrNotFound.
+	LockOrder(ctx context.Context, id uuid.UUID) (o order.Order, lastEvent int64, err error)
+	// InsertOrder writes a new order and its line items, with lastEvent as
+	// the sequence of its last event.
+	InsertOrder(ctx context.Context, o *order.Order, lastEvent int64) error
+	// UpdateOrder writes o's status, total, version and update time, the
+	// sequence of its last event, and the status of each of items, provided
+	// the stored order is still at version o.Version-1; otherwise it returns
+	// ErrVersionConflict.
+	UpdateOrder(ctx context.Context, o *order.Order, items []order.LineItem, lastEvent int64) error
 	// InsertTransitions appends audit rows, in order. Their ID fields are
 	// ignored: the store numbers them.
 	InsertTransitions(ctx context.Context, ts []order.Transition) error

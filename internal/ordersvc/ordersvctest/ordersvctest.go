@@ -1039,6 +1039,11 @@ func testConcurrentRequests(t *testing.T, b *bundle) {
 	ts := b.trail(t, o.ID)
 	evs := b.Outbox(t, o.ID)
 	checkTrailMatchesOutbox(t, final, ts, evs)
+	// The order row numbered the events: the outbox's counter row was never
+	// written.
+	if n := b.Count(t, "order_outbox_sequences"); n != 0 {
+		t.Errorf("order_outbox_sequences has %d rows; the order numbers its events itself", n)
+	}
 
 	// Every request's events carry its version: in sequence order they run
 	// 1, 2, … final.Version without a gap, so commits and sequences agree.
@@ -1181,7 +1186,7 @@ func testSchemaStatuses(t *testing.T, b *bundle) {
 	errRollback := errors.New("roll back")
 	insert := func(o order.Order) error {
 		err := b.Store.WithTx(ctx, func(tx ordersvc.Tx) error {
-			if err := tx.InsertOrder(ctx, &o); err != nil {
+			if err := tx.InsertOrder(ctx, &o, 0); err != nil {
 				return err
 			}
 			return errRollback
@@ -1269,4 +1274,42 @@ func BenchmarkCreateOrder(b *testing.B, h Harness) {
 	})
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "orders/s")
+}
+
+// Upgrade is what RunUpgrade needs of a store: one whose database has the
+// outbox's schema and no orders schema yet.
+type Upgrade struct {
+	Harness
+	// MigrateToFirst applies the first orders migration only.
+	MigrateToFirst func(t testing.TB)
+	// Migrate applies the rest.
+	Migrate func(t testing.TB)
+	// WriteFirstSchemaOrder writes under the first schema a pending order
+	// with one pending physical line item and n events that the outbox's
+	// counter numbered, as Herald did before the order numbered its own.
+	WriteFirstSchemaOrder func(t testing.TB, id uuid.UUID, n int)
+}
+
+// RunUpgrade checks that an order written before the order numbered its
+// own events goes on from the outbox counter's last number: its next events
+// follow without a gap and without taking a number twice.
+func RunUpgrade(t *testing.T, u Upgrade) {
+	ctx := context.Background()
+	id := uuid.Must(uuid.NewV7())
+	u.MigrateToFirst(t)
+	u.WriteFirstSchemaOrder(t, id, 2)
+	u.Migrate(t)
+	svc := ordersvc.New(u.Store, ordersvc.Config{})
+	if _, err := svc.TransitionOrder(ctx, id, order.TransitionRequest{To: order.StatusCancelled}, opts); err != nil {
+		t.Fatalf("cancel the order written before the upgrade: %v", err)
+	}
+	evs := u.Outbox(t, id)
+	if len(evs) < 3 {
+		t.Fatalf("%d events, want the 2 written before the upgrade and the cancellation's", len(evs))
+	}
+	for i, e := range evs {
+		if e.Sequence != int64(i+1) {
+			t.Fatalf("event %d (%s) has sequence %d, want %d: %v", i, e.Type, e.Sequence, i+1, eventTypes(evs))
+		}
+	}
 }

@@ -9,7 +9,8 @@
 //	svc := ordersvc.New(store, ordersvc.Config{})
 //
 // LockOrder takes the order row with SELECT … FOR UPDATE, so requests on one
-// order take turns and the order's events are numbered in commit order.
+// order take turns and the order's events are numbered in commit order; the
+// row keeps the number of its last event (orders.last_event_sequence).
 package pgorders
 
 import (
@@ -226,32 +227,35 @@ type pgTx struct {
 	outbox *outbox.Client[pgx.Tx]
 }
 
-const lockOrderSQL = `SELECT ` + orderColumns + ` FROM orders o WHERE o.id = $1 FOR UPDATE`
+const lockOrderSQL = `SELECT ` + orderColumns + `, o.last_event_sequence FROM orders o WHERE o.id = $1 FOR UPDATE`
 
 const loadItemsSQL = `SELECT ` + itemColumns + ` FROM order_line_items li WHERE li.order_id = $1 ORDER BY li.line_no`
 
 // LockOrder locks the order row, then reads its line items, in one round
 // trip. The line items are read by a later statement than the lock, so they
 // are as the previous holder of the lock committed them.
-func (t *pgTx) LockOrder(ctx context.Context, id uuid.UUID) (order.Order, error) {
+func (t *pgTx) LockOrder(ctx context.Context, id uuid.UUID) (order.Order, int64, error) {
 	b := &pgx.Batch{}
 	b.Queue(lockOrderSQL, id)
 	b.Queue(loadItemsSQL, id)
 	br := t.tx.SendBatch(ctx, b)
 	defer func() { _ = br.Close() }()
 
-	var o order.Order
+	var (
+		o         order.Order
+		lastEvent int64
+	)
 	err := br.QueryRow().Scan(&o.ID, &o.CustomerID, &o.Currency, &o.Status, &o.TotalAmount, &o.Version,
-		&o.CreatedAt, &o.UpdatedAt)
+		&o.CreatedAt, &o.UpdatedAt, &lastEvent)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return order.Order{}, ordersvc.ErrNotFound
+		return order.Order{}, 0, ordersvc.ErrNotFound
 	} else if err != nil {
-		return order.Order{}, fmt.Errorf("pgorders: lock order: %w", err)
+		return order.Order{}, 0, fmt.Errorf("pgorders: lock order: %w", err)
 	}
 	o.CreatedAt, o.UpdatedAt = o.CreatedAt.UTC(), o.UpdatedAt.UTC()
 	rows, err := br.Query()
 	if err != nil {
-		return order.Order{}, fmt.Errorf("pgorders: load line items: %w", err)
+		return order.Order{}, 0, fmt.Errorf("pgorders: load line items: %w", err)
 	}
 	o.LineItems, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (order.LineItem, error) {
 		var li order.LineItem
@@ -259,17 +263,17 @@ func (t *pgTx) LockOrder(ctx context.Context, id uuid.UUID) (order.Order, error)
 		return li, err
 	})
 	if err != nil {
-		return order.Order{}, fmt.Errorf("pgorders: load line items: %w", err)
+		return order.Order{}, 0, fmt.Errorf("pgorders: load line items: %w", err)
 	}
 	if err := br.Close(); err != nil {
-		return order.Order{}, fmt.Errorf("pgorders: lock order: %w", err)
+		return order.Order{}, 0, fmt.Errorf("pgorders: lock order: %w", err)
 	}
-	return o, nil
+	return o, lastEvent, nil
 }
 
 const insertOrderSQL = `
-INSERT INTO orders (id, customer_id, currency, status, total_amount, version, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
+INSERT INTO orders (id, customer_id, currency, status, total_amount, version, created_at, updated_at, last_event_sequence)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
 
 const insertItemsSQL = `
 INSERT INTO order_line_items (id, order_id, line_no, product_id, product_type, quantity, unit_price, status)
@@ -278,7 +282,7 @@ FROM unnest($2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::
 	WITH ORDINALITY AS u(id, product_id, product_type, quantity, unit_price, status, line_no)`
 
 // InsertOrder writes the order and its line items in one round trip.
-func (t *pgTx) InsertOrder(ctx context.Context, o *order.Order) error {
+func (t *pgTx) InsertOrder(ctx context.Context, o *order.Order, lastEvent int64) error {
 	n := len(o.LineItems)
 	ids := make([]uuid.UUID, n)
 	products, types, statuses := make([]string, n), make([]string, n), make([]string, n)
@@ -288,7 +292,7 @@ func (t *pgTx) InsertOrder(ctx context.Context, o *order.Order) error {
 		quantities[i], prices[i] = li.Quantity, li.UnitPrice
 	}
 	b := &pgx.Batch{}
-	b.Queue(insertOrderSQL, o.ID, o.CustomerID, o.Currency, string(o.Status), o.TotalAmount, o.Version, o.CreatedAt, o.UpdatedAt)
+	b.Queue(insertOrderSQL, o.ID, o.CustomerID, o.Currency, string(o.Status), o.TotalAmount, o.Version, o.CreatedAt, o.UpdatedAt, lastEvent)
 	b.Queue(insertItemsSQL, o.ID, ids, products, types, quantities, prices, statuses)
 	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("pgorders: insert order: %w", err)
@@ -297,7 +301,7 @@ func (t *pgTx) InsertOrder(ctx context.Context, o *order.Order) error {
 }
 
 const updateOrderSQL = `
-UPDATE orders SET status = $2, total_amount = $3, version = $4, updated_at = $5
+UPDATE orders SET status = $2, total_amount = $3, version = $4, updated_at = $5, last_event_sequence = $6
 WHERE id = $1 AND version = $4 - 1`
 
 const updateItemsSQL = `
@@ -307,9 +311,9 @@ WHERE li.id = u.id AND li.order_id = $1`
 
 // UpdateOrder writes the order's new state and its moved line items in one
 // round trip.
-func (t *pgTx) UpdateOrder(ctx context.Context, o *order.Order, items []order.LineItem) error {
+func (t *pgTx) UpdateOrder(ctx context.Context, o *order.Order, items []order.LineItem, lastEvent int64) error {
 	b := &pgx.Batch{}
-	b.Queue(updateOrderSQL, o.ID, string(o.Status), o.TotalAmount, o.Version, o.UpdatedAt)
+	b.Queue(updateOrderSQL, o.ID, string(o.Status), o.TotalAmount, o.Version, o.UpdatedAt, lastEvent)
 	if len(items) > 0 {
 		ids, statuses := make([]uuid.UUID, len(items)), make([]string, len(items))
 		for i, li := range items {

@@ -58,6 +58,12 @@ func setup(t testing.TB) ordersvctest.Harness {
 	if err := store.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
+	return harness(pool, store)
+}
+
+// harness is the suite's view of store's database.
+func harness(pool *pgxpool.Pool, store *pgorders.Store) ordersvctest.Harness {
+	ctx := context.Background()
 	return ordersvctest.Harness{
 		Store: store,
 		Outbox: func(t testing.TB, orderID uuid.UUID) []ordersvctest.OutboxEvent {
@@ -93,17 +99,29 @@ func TestConformance(t *testing.T) {
 	ordersvctest.Run(t, setup)
 }
 
+// migratedOutbox returns the outbox driver on a fresh schema whose outbox
+// tables, which the orders migrations build on, are migrated.
+func migratedOutbox(t *testing.T) (*pgxpool.Pool, *pgstore.Driver) {
+	t.Helper()
+	pool, schema := newPool(t)
+	driver := pgstore.New(pool, pgstore.Config{Channel: schema})
+	if err := driver.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return pool, driver
+}
+
 func TestMigrate(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, _ := newPool(t)
+	pool, _ := migratedOutbox(t)
 	store := pgorders.New(pool, nil)
 
 	status, err := store.MigrationStatus(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(status) != 1 || status.Pending() != 1 || status[0].Version != 1 || status[0].Name != "00001_orders.sql" {
+	if len(status) != 2 || status.Pending() != 2 || status[0].Version != 1 || status[0].Name != "00001_orders.sql" {
 		t.Fatalf("before Migrate: %v", status)
 	}
 	if err := store.Migrate(ctx); err != nil {
@@ -116,12 +134,12 @@ func TestMigrate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(status) != 1 || status.Pending() != 0 || !status[0].Applied() || !strings.Contains(status.String(), "00001_orders.sql") {
+	if len(status) != 2 || status.Pending() != 0 || !status[1].Applied() || !strings.Contains(status.String(), "00002_order_event_sequence.sql") {
 		t.Fatalf("after Migrate: %v", status)
 	}
 	var tables []string
 	rows, _ := pool.Query(ctx, `SELECT table_name FROM information_schema.tables
-		WHERE table_schema = current_schema() ORDER BY table_name`)
+		WHERE table_schema = current_schema() AND table_name NOT LIKE '%outbox%' ORDER BY table_name`)
 	tables, err = pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		t.Fatal(err)
@@ -130,6 +148,49 @@ func TestMigrate(t *testing.T) {
 	if strings.Join(tables, ",") != strings.Join(want, ",") {
 		t.Fatalf("tables = %v, want %v", tables, want)
 	}
+}
+
+func TestUpgradeGoesOnFromTheOutboxCounter(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, driver := migratedOutbox(t)
+	client := outbox.NewClient[pgx.Tx](driver)
+	store := pgorders.New(pool, client)
+	ordersvctest.RunUpgrade(t, ordersvctest.Upgrade{
+		Harness: harness(pool, store),
+		MigrateToFirst: func(t testing.TB) {
+			if err := store.MigrateTo(ctx, 1); err != nil {
+				t.Fatal(err)
+			}
+		},
+		Migrate: func(t testing.TB) {
+			if err := store.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+		},
+		WriteFirstSchemaOrder: func(t testing.TB, id uuid.UUID, n int) {
+			err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+				if _, err := tx.Exec(ctx, `INSERT INTO orders (id, customer_id, currency, status, total_amount, version, created_at, updated_at)
+					VALUES ($1, 'c', 'EUR', 'pending', 1999, 1, now(), now())`, id); err != nil {
+					return err
+				}
+				if _, err := tx.Exec(ctx, `INSERT INTO order_line_items (id, order_id, line_no, product_id, product_type, quantity, unit_price, status)
+					VALUES ($1, $2, 0, 'p', 'physical', 1, 1999, 'pending')`, uuid.New(), id); err != nil {
+					return err
+				}
+				for range n {
+					if _, err := client.EnqueueTx(ctx, tx, outbox.Event{AggregateType: "order", AggregateID: id.String(),
+						Type: "order.status_changed", Payload: json.RawMessage(`{}`)}); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		},
+	})
 }
 
 func BenchmarkCreateOrder(b *testing.B) {

@@ -55,7 +55,7 @@ func (s *Store) Close() error { return s.stmts.Close() }
 // hotQueries are the statements of the transactions, prepared once, outside
 // any transaction (see package sqlitestmt).
 var hotQueries = []string{
-	lockOrderSQL, insertOrderSQL, insertItemSQL, updateOrderSQL, updateItemSQL,
+	lastEventSQL, lockOrderSQL, insertOrderSQL, insertItemSQL, updateOrderSQL, updateItemSQL,
 	insertTransitionSQL, claimKeySQL, getKeySQL, setResponseSQL,
 }
 
@@ -256,35 +256,44 @@ FROM orders o JOIN order_line_items li ON li.order_id = o.id
 WHERE o.id = ?1
 ORDER BY li.line_no`
 
+const lastEventSQL = `SELECT last_event_sequence FROM orders WHERE id = ?1`
+
 // LockOrder loads the order. The transaction holds the database's write
 // lock already, so nobody can change the order until it ends.
-func (t *sqliteTx) LockOrder(ctx context.Context, id uuid.UUID) (order.Order, error) {
+func (t *sqliteTx) LockOrder(ctx context.Context, id uuid.UUID) (order.Order, int64, error) {
+	var lastEvent int64
+	err := t.q.QueryRowContext(ctx, lastEventSQL, id.String()).Scan(&lastEvent)
+	if errors.Is(err, sql.ErrNoRows) {
+		return order.Order{}, 0, ordersvc.ErrNotFound
+	} else if err != nil {
+		return order.Order{}, 0, fmt.Errorf("sqliteorders: lock order: %w", err)
+	}
 	rows, err := t.q.QueryContext(ctx, lockOrderSQL, id.String())
 	if err != nil {
-		return order.Order{}, fmt.Errorf("sqliteorders: lock order: %w", err)
+		return order.Order{}, 0, fmt.Errorf("sqliteorders: lock order: %w", err)
 	}
 	orders, err := scanOrders(rows)
 	if err != nil {
-		return order.Order{}, fmt.Errorf("sqliteorders: lock order: %w", err)
+		return order.Order{}, 0, fmt.Errorf("sqliteorders: lock order: %w", err)
 	}
 	if len(orders) == 0 {
-		return order.Order{}, ordersvc.ErrNotFound
+		return order.Order{}, 0, ordersvc.ErrNotFound
 	}
-	return orders[0], nil
+	return orders[0], lastEvent, nil
 }
 
 const insertOrderSQL = `
-INSERT INTO orders (id, customer_id, currency, status, total_amount, version, created_at, updated_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)`
+INSERT INTO orders (id, customer_id, currency, status, total_amount, version, created_at, updated_at, last_event_sequence)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)`
 
 const insertItemSQL = `
 INSERT INTO order_line_items (id, order_id, line_no, product_id, product_type, quantity, unit_price, status)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)`
 
 // InsertOrder writes the order and its line items.
-func (t *sqliteTx) InsertOrder(ctx context.Context, o *order.Order) error {
+func (t *sqliteTx) InsertOrder(ctx context.Context, o *order.Order, lastEvent int64) error {
 	if _, err := t.q.ExecContext(ctx, insertOrderSQL, o.ID.String(), o.CustomerID, o.Currency, string(o.Status), o.TotalAmount,
-		o.Version, o.CreatedAt.UnixMicro(), o.UpdatedAt.UnixMicro()); err != nil {
+		o.Version, o.CreatedAt.UnixMicro(), o.UpdatedAt.UnixMicro(), lastEvent); err != nil {
 		return fmt.Errorf("sqliteorders: insert order: %w", err)
 	}
 	oid := o.ID.String()
@@ -298,14 +307,14 @@ func (t *sqliteTx) InsertOrder(ctx context.Context, o *order.Order) error {
 }
 
 const updateOrderSQL = `
-UPDATE orders SET status = ?2, total_amount = ?3, version = ?4, updated_at = ?5
+UPDATE orders SET status = ?2, total_amount = ?3, version = ?4, updated_at = ?5, last_event_sequence = ?6
 WHERE id = ?1 AND version = ?4 - 1`
 
 const updateItemSQL = `UPDATE order_line_items SET status = ?3 WHERE id = ?1 AND order_id = ?2`
 
 // UpdateOrder writes the order's new state and its moved line items.
-func (t *sqliteTx) UpdateOrder(ctx context.Context, o *order.Order, items []order.LineItem) error {
-	res, err := t.q.ExecContext(ctx, updateOrderSQL, o.ID.String(), string(o.Status), o.TotalAmount, o.Version, o.UpdatedAt.UnixMicro())
+func (t *sqliteTx) UpdateOrder(ctx context.Context, o *order.Order, items []order.LineItem, lastEvent int64) error {
+	res, err := t.q.ExecContext(ctx, updateOrderSQL, o.ID.String(), string(o.Status), o.TotalAmount, o.Version, o.UpdatedAt.UnixMicro(), lastEvent)
 	if err != nil {
 		return fmt.Errorf("sqliteorders: update order: %w", err)
 	}

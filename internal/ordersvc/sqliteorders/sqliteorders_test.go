@@ -53,7 +53,12 @@ func setup(t testing.TB) ordersvctest.Harness {
 	if err := store.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	db := driver.DB()
+	return harness(driver.DB(), store)
+}
+
+// harness is the suite's view of store's database.
+func harness(db *sql.DB, store *sqliteorders.Store) ordersvctest.Harness {
+	ctx := context.Background()
 	return ordersvctest.Harness{
 		Store: store,
 		Outbox: func(t testing.TB, orderID uuid.UUID) []ordersvctest.OutboxEvent {
@@ -103,12 +108,16 @@ func TestMigrate(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	driver, store := open(t)
+	// The orders migrations build on the outbox's tables.
+	if err := driver.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
 
 	status, err := store.MigrationStatus(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(status) != 1 || status.Pending() != 1 || status[0].Version != 1 || status[0].Name != "00001_orders.sql" {
+	if len(status) != 2 || status.Pending() != 2 || status[0].Version != 1 || status[0].Name != "00001_orders.sql" {
 		t.Fatalf("before Migrate: %v", status)
 	}
 	if err := store.Migrate(ctx); err != nil {
@@ -121,11 +130,11 @@ func TestMigrate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(status) != 1 || status.Pending() != 0 || !status[0].Applied() || !strings.Contains(status.String(), "00001_orders.sql") {
+	if len(status) != 2 || status.Pending() != 0 || !status[1].Applied() || !strings.Contains(status.String(), "00002_order_event_sequence.sql") {
 		t.Fatalf("after Migrate: %v", status)
 	}
 	rows, err := driver.DB().QueryContext(ctx, `SELECT name FROM sqlite_schema
-		WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`)
+		WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '%outbox%' ORDER BY name`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,6 +154,52 @@ func TestMigrate(t *testing.T) {
 	if strings.Join(tables, ",") != strings.Join(want, ",") {
 		t.Fatalf("tables = %v, want %v", tables, want)
 	}
+}
+
+func TestUpgradeGoesOnFromTheOutboxCounter(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	driver, store := open(t)
+	if err := driver.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	db := driver.DB()
+	client := outbox.NewClient[*sql.Tx](driver)
+	ordersvctest.RunUpgrade(t, ordersvctest.Upgrade{
+		Harness: harness(db, store),
+		MigrateToFirst: func(t testing.TB) {
+			if err := store.MigrateTo(ctx, 1); err != nil {
+				t.Fatal(err)
+			}
+		},
+		Migrate: func(t testing.TB) {
+			if err := store.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+		},
+		WriteFirstSchemaOrder: func(t testing.TB, id uuid.UUID, n int) {
+			err := driver.WithTx(ctx, func(tx *sql.Tx) error {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO orders (id, customer_id, currency, status, total_amount, version, created_at, updated_at)
+					VALUES (?1, 'c', 'EUR', 'pending', 1999, 1, 0, 0)`, id.String()); err != nil {
+					return err
+				}
+				if _, err := tx.ExecContext(ctx, `INSERT INTO order_line_items (id, order_id, line_no, product_id, product_type, quantity, unit_price, status)
+					VALUES (?1, ?2, 0, 'p', 'physical', 1, 1999, 'pending')`, uuid.NewString(), id.String()); err != nil {
+					return err
+				}
+				for range n {
+					if _, err := client.EnqueueTx(ctx, tx, outbox.Event{AggregateType: "order", AggregateID: id.String(),
+						Type: "order.status_changed", Payload: json.RawMessage(`{}`)}); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		},
+	})
 }
 
 func BenchmarkCreateOrder(b *testing.B) {

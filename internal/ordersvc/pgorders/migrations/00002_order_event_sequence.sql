@@ -1,0 +1,23 @@
+-- The order row numbers its own events: the service takes the row lock
+-- anyway, so the sequence is kept here and the outbox's counter row
+-- (order_outbox_sequences) is no longer written for orders.
+
+-- +goose Up
+
+ALTER TABLE orders ADD COLUMN last_event_sequence bigint NOT NULL DEFAULT 0
+    CHECK (last_event_sequence >= 0);
+
+-- Orders written before were numbered by the outbox's counter: go on from it.
+UPDATE orders o SET last_event_sequence = s.last_sequence
+FROM order_outbox_sequences s
+WHERE s.aggregate_type = 'order' AND s.aggregate_id = o.id::text;
+
+-- +goose Down
+
+-- Hand the numbering back to the outbox's counter.
+INSERT INTO order_outbox_sequences (aggregate_type, aggregate_id, last_sequence)
+SELECT 'order', o.id::text, o.last_event_sequence FROM orders o WHERE o.last_event_sequence > 0
+ON CONFLICT (aggregate_type, aggregate_id)
+    DO UPDATE SET last_sequence = greatest(order_outbox_sequences.last_sequence, excluded.last_sequence);
+
+ALTER TABLE orders DROP COLUMN last_event_sequence;

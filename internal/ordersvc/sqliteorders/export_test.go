@@ -1,0 +1,9 @@
+package sqliteorders
+
+import "context"
+
+// MigrateTo applies the orders migrations up to version, so that a test can
+// write data under an older schema.
+func (s *Store) MigrateTo(ctx context.Context, version int64) error {
+	return migrationSet.UpTo(ctx, s.db, version)
+}
