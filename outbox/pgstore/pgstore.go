@@ -59,9 +59,10 @@ type Config struct {
 	// Channel is the LISTEN/NOTIFY channel that wakes relays; default
 	// DefaultChannel.
 	Channel string
-	// DisableNotify stops InsertTx from sending pg_notify and makes Listen
-	// wait for ctx without listening (for connection poolers that break
-	// LISTEN); relays then find events by polling.
+	// DisableNotify stops InsertTx and Notify from sending pg_notify and
+	// makes Listen wait for ctx without listening (for connection poolers
+	// that break LISTEN); relays then find events by polling, except that
+	// Notify still wakes those listening through this Driver in-process.
 	DisableNotify bool
 	// NotifyAfterCommit moves the wake-up out of the writing transaction:
 	// InsertTx sends nothing, and the caller calls Driver.Notify once its
@@ -69,7 +70,8 @@ type Config struct {
 	// themselves). PostgreSQL serialises the commits of transactions that
 	// notify, so with many concurrent writers this roughly doubles enqueue
 	// throughput; a Notify the caller forgets costs only latency, as the
-	// relay's fallback poll still finds the events.
+	// relay's fallback poll still finds the events. Notify also wakes the
+	// relays of this process that listen through this Driver directly.
 	NotifyAfterCommit bool
 	// ClaimTimeout bounds how long a claim transaction may sit idle (the
 	// relay publishing); after it the server ends the session and the events
@@ -90,6 +92,9 @@ type Driver struct {
 	notifyMu      sync.Mutex
 	notifying     bool // a goroutine is sending notifications
 	notifyPending bool // a commit happened after its last one was sent
+
+	localMu sync.Mutex
+	local   map[*func()]struct{} // the wake functions of this process's Listen calls
 }
 
 var _ outbox.Driver[pgx.Tx] = (*Driver)(nil)
@@ -126,12 +131,14 @@ func (d *Driver) WithTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	return nil
 }
 
-// Notify wakes the relays listening on the channel, from a connection of its
-// own. With Config.NotifyAfterCommit, call it after each commit that
-// enqueued events. It never blocks: notifications requested while one is
-// being sent are coalesced into one more, sent after it, so a burst of
-// commits costs a few notifications rather than one each.
+// Notify wakes the relays: those that listen through this Driver at once,
+// in-process, and those of other processes through pg_notify, sent from a
+// connection of its own. With Config.NotifyAfterCommit, call it after each
+// commit that enqueued events. It never blocks: notifications requested
+// while one is being sent are coalesced into one more, sent after it, so a
+// burst of commits costs a few notifications rather than one each.
 func (d *Driver) Notify() {
+	d.wakeLocal()
 	if d.cfg.DisableNotify {
 		return
 	}
@@ -160,15 +167,57 @@ func (d *Driver) sendNotifications() {
 		}
 		d.notifyPending = false
 		d.notifyMu.Unlock()
-		// Each notification takes PostgreSQL's notify lock at its commit;
-		// under a stream of commits one per interval keeps the relays awake.
-		time.Sleep(notifyInterval)
+		// Each notification is a transaction that takes PostgreSQL's notify
+		// lock at its commit; under a stream of commits one per interval
+		// keeps the relays awake.
+		time.Sleep(d.notifyPause())
 	}
 }
 
-// notifyInterval is the least time between two notifications of a Driver
-// under a stream of commits. It bounds the wake-up delay coalescing adds.
-const notifyInterval = time.Millisecond
+// The least time between two notifications of a Driver under a stream of
+// commits, which bounds the wake-up delay coalescing adds. When a relay of
+// this process listens, Notify has woken it already; the other processes'
+// relays only share the load, and a longer pause spares PostgreSQL most of
+// the notifications.
+const (
+	notifyInterval       = time.Millisecond
+	notifyIntervalShared = 25 * time.Millisecond
+)
+
+func (d *Driver) notifyPause() time.Duration {
+	d.localMu.Lock()
+	defer d.localMu.Unlock()
+	if len(d.local) > 0 {
+		return notifyIntervalShared
+	}
+	return notifyInterval
+}
+
+// wakeLocal calls the wake function of every Listen call of this Driver.
+func (d *Driver) wakeLocal() {
+	d.localMu.Lock()
+	defer d.localMu.Unlock()
+	for wake := range d.local {
+		(*wake)()
+	}
+}
+
+// addLocal registers a Listen call's wake function until the returned
+// function is called.
+func (d *Driver) addLocal(wake func()) (remove func()) {
+	key := &wake
+	d.localMu.Lock()
+	defer d.localMu.Unlock()
+	if d.local == nil {
+		d.local = map[*func()]struct{}{}
+	}
+	d.local[key] = struct{}{}
+	return func() {
+		d.localMu.Lock()
+		defer d.localMu.Unlock()
+		delete(d.local, key)
+	}
+}
 
 // insertSQL bumps the aggregate's counter and inserts the event in one
 // statement. The counter row stays locked until the caller's transaction
@@ -188,8 +237,7 @@ RETURNING sequence`
 // lock on the aggregate orders the writers); the counter is not touched.
 const insertNumberedSQL = `
 INSERT INTO order_outbox (id, aggregate_type, aggregate_id, event_type, payload, headers, idempotency_key, sequence)
-VALUES ($1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8)
-RETURNING sequence`
+VALUES ($1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8)`
 
 const notifySQL = `SELECT pg_notify($1, '')`
 
@@ -211,15 +259,21 @@ func (d *Driver) InsertTx(ctx context.Context, tx pgx.Tx, events []outbox.Event)
 	notifyInTx := !d.cfg.DisableNotify && !d.cfg.NotifyAfterCommit
 	if len(events) == 1 && !notifyInTx {
 		// The common case: a plain statement costs less than a batch.
-		query, args, err := insertArgs(&events[0], 0)
+		e := &events[0]
+		query, args, err := insertArgs(e, 0)
 		if err != nil {
 			return nil, err
 		}
-		var seq int64
-		if err := tx.QueryRow(ctx, query, args...).Scan(&seq); err != nil {
+		seq := e.Sequence
+		if seq > 0 {
+			_, err = tx.Exec(ctx, query, args...)
+		} else {
+			err = tx.QueryRow(ctx, query, args...).Scan(&seq)
+		}
+		if err != nil {
 			return nil, insertError(err)
 		}
-		return []outbox.Enqueued{{ID: events[0].ID, Sequence: seq}}, nil
+		return []outbox.Enqueued{{ID: e.ID, Sequence: seq}}, nil
 	}
 	// Take the counter locks of several aggregates in one global order, so
 	// that two transactions writing the same aggregates cannot deadlock on
@@ -248,8 +302,14 @@ func (d *Driver) InsertTx(ctx context.Context, tx pgx.Tx, events []outbox.Event)
 	br := tx.SendBatch(ctx, b)
 	out := make([]outbox.Enqueued, len(events))
 	for _, i := range order {
-		var seq int64
-		if err := br.QueryRow().Scan(&seq); err != nil {
+		seq := events[i].Sequence
+		var err error
+		if seq > 0 {
+			_, err = br.Exec()
+		} else {
+			err = br.QueryRow().Scan(&seq)
+		}
+		if err != nil {
 			_ = br.Close()
 			return nil, insertError(err)
 		}
@@ -268,7 +328,7 @@ func (d *Driver) InsertTx(ctx context.Context, tx pgx.Tx, events []outbox.Event)
 }
 
 // insertArgs returns the statement that writes e, the i-th event, and its
-// arguments.
+// arguments. The statement returns the sequence unless e has one already.
 func insertArgs(e *outbox.Event, i int) (string, []any, error) {
 	if e.ID == uuid.Nil {
 		return "", nil, fmt.Errorf("%w: event %d has no id", outbox.ErrInvalidEvent, i)
@@ -594,9 +654,11 @@ func (b *batch) Finish(ctx context.Context, outcomes []outbox.Outcome) (err erro
 
 // Listen holds a connection of its own LISTENing on the channel and calls
 // wake for every notification, and once as soon as it listens (events may
-// have been committed while nobody listened). It returns nil when ctx ends
+// have been committed while nobody listened). Until it returns, Notify calls
+// wake too, in-process; wake must not block. It returns nil when ctx ends
 // and an error when the connection fails.
 func (d *Driver) Listen(ctx context.Context, wake func()) error {
+	defer d.addLocal(wake)()
 	if d.cfg.DisableNotify {
 		<-ctx.Done()
 		return nil

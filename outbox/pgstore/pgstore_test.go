@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -407,6 +408,36 @@ func TestNotifyAfterCommit(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Listen: %v", err)
+	}
+}
+
+// Notify wakes a relay listening through the same Driver in-process: with
+// DisableNotify nothing goes through PostgreSQL, and the wake-up still comes,
+// until that Listen call has returned.
+func TestNotifyWakesListenersOfThisDriverInProcess(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	d := newDriver(t, pgstore.Config{NotifyAfterCommit: true, DisableNotify: true})
+	var wakes atomic.Int64
+	done := make(chan error, 1)
+	go func() { done <- d.Listen(ctx, func() { wakes.Add(1) }) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for wakes.Load() == 0 { // until Listen has registered its wake function
+		if time.Now().After(deadline) {
+			t.Fatal("Notify never woke the listener of its own Driver")
+		}
+		d.Notify()
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	before := wakes.Load()
+	d.Notify()
+	if n := wakes.Load(); n != before {
+		t.Fatalf("Notify woke a listener whose Listen had returned (%d wake-ups, was %d)", n, before)
 	}
 }
 
