@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -170,15 +171,73 @@ func TestEnqueueMode(t *testing.T) {
 			if len(res.Variants) != want {
 				t.Fatalf("variants %+v", res.Variants)
 			}
+			// 500ms is under enqueueMinRounds slices of enqueueSlice: the minimum.
+			if res.Rounds != enqueueMinRounds || res.Slice != cfg.Duration/enqueueMinRounds {
+				t.Errorf("%d rounds of %s", res.Rounds, res.Slice)
+			}
 			for _, v := range res.Variants {
 				if v.Tx == 0 || v.TxPerSec <= 0 || v.Errors != 0 {
 					t.Errorf("variant %+v", v)
 				}
+				// The rounds add up to the variant's totals.
+				var tx int64
+				for _, r := range v.Rounds {
+					tx += r.Tx
+				}
+				if len(v.Rounds) != res.Rounds || tx != v.Tx {
+					t.Errorf("%s: %d rounds with %d transactions, want %d rounds with %d", v.Name, len(v.Rounds), tx, res.Rounds, v.Tx)
+				}
+				o := v.EnqueueOverhead
+				if (o == nil) != (v.Name == variantHand) {
+					t.Errorf("%s: overhead %+v", v.Name, o)
+					continue
+				}
+				if o == nil {
+					continue
+				}
+				// A figure per round with transactions on both sides: all of
+				// them but on a machine so loaded that a 100ms slice passed
+				// before a client started.
+				if len(o.RoundPct) == 0 || len(o.RoundPct) > res.Rounds || o.P25Pct > o.MedianPct || o.MedianPct > o.P75Pct ||
+					o.P25Pct < slices.Min(o.RoundPct) || o.P75Pct > slices.Max(o.RoundPct) {
+					t.Errorf("%s: overhead %+v", v.Name, o)
+				}
 			}
-			if m := jsonLine(t, res); m["overhead_pct"] == nil || m["hand_tx_per_sec"] == nil {
-				t.Errorf("json %v", m)
+			m := jsonLine(t, res)
+			for _, k := range []string{"overhead_pct", "overhead_median_pct", "overhead_p25_pct", "overhead_p75_pct", "hand_tx_per_sec", "rounds"} {
+				if _, ok := m[k]; !ok {
+					t.Errorf("JSON line lacks %q: %v", k, m)
+				}
+			}
+			if m["rounds"] != float64(res.Rounds) {
+				t.Errorf("json rounds %v", m["rounds"])
+			}
+			for _, jv := range m["variants"].([]any) {
+				jv := jv.(map[string]any)
+				_, has := jv["overhead_median_pct"]
+				if rounds, _ := jv["rounds"].([]any); len(rounds) != res.Rounds || has != (jv["name"] != variantHand) {
+					t.Errorf("json variant %v", jv)
+				}
 			}
 		})
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	for _, c := range []struct {
+		xs      []float64
+		q, want float64
+	}{
+		{nil, 0.5, 0},
+		{[]float64{3}, 0.25, 3},
+		{[]float64{1, 2, 3, 4, 5}, 0.5, 3},
+		{[]float64{1, 2, 3, 4, 5}, 0.25, 2},
+		{[]float64{1, 2, 3, 4}, 0.5, 2.5},
+		{[]float64{1, 2, 3, 4}, 0.75, 3.25},
+	} {
+		if got := quantile(c.xs, c.q); got != c.want {
+			t.Errorf("quantile(%v, %v) = %v, want %v", c.xs, c.q, got, c.want)
+		}
 	}
 }
 

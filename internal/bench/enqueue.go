@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -20,35 +22,80 @@ import (
 
 // Enqueue variants.
 const (
-	variantOutbox         = "outbox"              // Client.EnqueueTx, as herald serve runs it (PostgreSQL: wake-up after the commit)
-	variantOutboxNumbered = "outbox_caller_seq"   // the same with the sequence the caller keeps (Event.Sequence): no counter row
+	variantOutbox         = "outbox"              // Client.EnqueueTx numbered by the outbox's counter row (PostgreSQL: wake-up after the commit, as herald serve sends it)
+	variantOutboxNumbered = "outbox_caller_seq"   // the same with the sequence the caller keeps (Event.Sequence), as herald serve's orders do: no counter row
 	variantOutboxInTx     = "outbox_notify_in_tx" // PostgreSQL: pg_notify inside the writing transaction (pgstore's default)
 	variantOutboxNoNotify = "outbox_no_notify"    // PostgreSQL: no wake-up at all (pgstore.Config.DisableNotify)
 	variantHand           = "hand_insert"         // the same row INSERTed by hand
 )
 
-// enqueueRounds is how many slices each variant's time is cut into; the
-// variants take turns slice by slice, so that a drift of the machine's load
-// or of the table's size falls on all of them alike.
-const enqueueRounds = 5
+// Each variant's --duration is cut into rounds of about enqueueSlice, and
+// the variants take turns round by round, so that a drift of the machine's
+// load or of the table's size falls on all of them alike. Many short rounds
+// give many paired figures (library against hand_insert in the same round),
+// whose spread shows how far one run can be trusted; a short --duration
+// still gets enqueueMinRounds.
+const (
+	enqueueSlice     = 2 * time.Second
+	enqueueMinRounds = 5
+	enqueueWarmup    = time.Second // each variant's uncounted turn before the rounds
+)
 
 // EnqueueVariant is the figures of one way of writing the event.
 type EnqueueVariant struct {
-	Name     string  `json:"name"`
-	Tx       int64   `json:"transactions"`
-	Errors   int64   `json:"errors"`
-	Seconds  float64 `json:"seconds"`
-	TxPerSec float64 `json:"tx_per_sec"`
-	P50ms    float64 `json:"p50_ms"`
-	P99ms    float64 `json:"p99_ms"`
-	lat      Samples
-	elapsed  time.Duration
+	Name     string         `json:"name"`
+	Tx       int64          `json:"transactions"`
+	Errors   int64          `json:"errors"`
+	Seconds  float64        `json:"seconds"`
+	TxPerSec float64        `json:"tx_per_sec"`
+	P50ms    float64        `json:"p50_ms"`
+	P99ms    float64        `json:"p99_ms"`
+	Rounds   []EnqueueRound `json:"rounds"` // one per round, in round order
+	// Embedded so that its keys sit in the variant's own JSON object; nil
+	// for hand_insert, the reference.
+	*EnqueueOverhead
+	lat     Samples
+	elapsed time.Duration
+}
+
+// EnqueueRound is what one variant did in one round.
+type EnqueueRound struct {
+	Tx      int64         `json:"transactions"`
+	Seconds float64       `json:"seconds"`
+	elapsed time.Duration // unrounded, for the rate
+}
+
+func (r EnqueueRound) rate() float64 {
+	if r.elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Tx) / r.elapsed.Seconds()
+}
+
+// EnqueueOverhead is how much more a transaction costs through the library
+// than by hand, in percent: hand rate / library rate − 1.
+type EnqueueOverhead struct {
+	Pct float64 `json:"overhead_pct"` // over the whole run, from the total rates
+	// Each round's library rate against hand_insert's in the same round, and
+	// their median and quartiles: the spread from round to round.
+	RoundPct  []float64 `json:"overhead_round_pct"`
+	MedianPct float64   `json:"overhead_median_pct"`
+	P25Pct    float64   `json:"overhead_p25_pct"`
+	P75Pct    float64   `json:"overhead_p75_pct"`
+}
+
+// String renders the overhead for people.
+func (o *EnqueueOverhead) String() string {
+	return fmt.Sprintf("%.1f%% (per round: median %.1f%%, IQR %.1f–%.1f%%, %d rounds)",
+		o.Pct, o.MedianPct, o.P25Pct, o.P75Pct, len(o.RoundPct))
 }
 
 // EnqueueResult is the result of the enqueue mode.
 type EnqueueResult struct {
 	Database string
 	Clients  int
+	Rounds   int
+	Slice    time.Duration // each variant's time in one round
 	Variants []*EnqueueVariant
 	Load     Load
 }
@@ -76,6 +123,20 @@ func runEnqueue(ctx context.Context, cfg Config) (*EnqueueResult, error) {
 	variants := map[string]writeTx{}
 	var order []string
 	if db.pg != nil {
+		// herald serve's relay listens through the driver its writers
+		// notify, which wakes it in-process and paces the notifications
+		// for other processes; a listener that ignores its wake-ups stands
+		// in for it, without a relay's load on the machine.
+		lctx, stopListening := context.WithCancel(ctx)
+		listened := make(chan struct{})
+		go func() {
+			defer close(listened)
+			_ = db.pg.Listen(lctx, func() {}) // a failed listener changes only the notifications' pace
+		}()
+		defer func() {
+			stopListening()
+			<-listened
+		}()
 		// through writes one event with client on driver d, numbered by the
 		// caller or not, and sends the wake-up after the commit when d
 		// defers it (NotifyAfterCommit; a no-op otherwise).
@@ -154,26 +215,43 @@ func runEnqueue(ctx context.Context, cfg Config) (*EnqueueResult, error) {
 		res.Variants = append(res.Variants, &EnqueueVariant{Name: name})
 	}
 
-	slice := cfg.Duration / enqueueRounds
+	res.Rounds = max(enqueueMinRounds, int(cfg.Duration/enqueueSlice))
+	res.Slice = cfg.Duration / time.Duration(res.Rounds)
 	counters := make([]int, cfg.Clients) // per variant and client: the next sequence
 	next := map[string][]int{}
 	for _, name := range order {
 		next[name] = append([]int(nil), counters...)
 	}
 	var current atomic.Pointer[EnqueueVariant]
+	var round atomic.Int64
 	prog := StartProgress(cfg.Progress, func() (float64, string) {
 		v := current.Load()
 		if v == nil {
 			return -1, "enqueue"
 		}
-		return -1, fmt.Sprintf("enqueue: %s, %d transactions", v.Name, atomic.LoadInt64(&v.Tx))
+		return -1, fmt.Sprintf("enqueue: round %d/%d, %s, %d transactions", round.Load()+1, res.Rounds, v.Name, atomic.LoadInt64(&v.Tx))
 	})
 	defer prog.Stop()
-	for range enqueueRounds {
-		for i, name := range order {
+	// A warm-up turn of each variant, not counted, opens the connections and
+	// prepares the statements, which the first round would pay for alone.
+	for i, name := range order {
+		warm := &EnqueueVariant{Name: res.Variants[i].Name}
+		current.Store(warm)
+		if err := runSlice(ctx, warm, variants[name], next[name], min(res.Slice, enqueueWarmup)); err != nil {
+			return nil, err
+		}
+	}
+	// Each round runs the variants in an order of its own, shuffled with a
+	// fixed seed, so that no variant always comes first or always follows the
+	// same one: the backlog one leaves (pg_notify in the transaction) or a
+	// checkpoint falls on each alike.
+	shuffle := rand.New(rand.NewPCG(1, 2)) //nolint:gosec // a reproducible order, not a secret
+	for r := range res.Rounds {
+		round.Store(int64(r))
+		for _, i := range shuffle.Perm(len(order)) {
 			v := res.Variants[i]
 			current.Store(v)
-			if err := runSlice(ctx, v, variants[name], next[name], slice); err != nil {
+			if err := runSlice(ctx, v, variants[order[i]], next[order[i]], res.Slice); err != nil {
 				return nil, err
 			}
 		}
@@ -185,6 +263,12 @@ func runEnqueue(ctx context.Context, cfg Config) (*EnqueueResult, error) {
 		v.TxPerSec = round2(float64(v.Tx) / v.elapsed.Seconds())
 		v.P50ms, v.P99ms = ms(s.P50), ms(s.P99)
 	}
+	hand := res.variant(variantHand)
+	for _, v := range res.Variants {
+		if v != hand {
+			v.EnqueueOverhead = overheadOf(v, hand)
+		}
+	}
 	return res, nil
 }
 
@@ -193,6 +277,7 @@ func runSlice(ctx context.Context, v *EnqueueVariant, tx writeTx, next []int, d 
 	sctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var wg sync.WaitGroup
+	tx0 := atomic.LoadInt64(&v.Tx)
 	start := time.Now()
 	for c := range next {
 		wg.Go(func() {
@@ -213,7 +298,9 @@ func runSlice(ctx context.Context, v *EnqueueVariant, tx writeTx, next []int, d 
 		})
 	}
 	wg.Wait()
-	v.elapsed += time.Since(start)
+	elapsed := time.Since(start)
+	v.elapsed += elapsed
+	v.Rounds = append(v.Rounds, EnqueueRound{Tx: atomic.LoadInt64(&v.Tx) - tx0, Seconds: round2(elapsed.Seconds()), elapsed: elapsed})
 	return ctx.Err()
 }
 
@@ -226,19 +313,62 @@ func (r *EnqueueResult) variant(name string) *EnqueueVariant {
 	return nil
 }
 
-// overhead is how much more a transaction costs through the library than by
-// hand, in percent: hand rate / library rate − 1.
-func (r *EnqueueResult) overhead(name string) float64 {
-	lib, hand := r.variant(name), r.variant(variantHand)
-	if lib == nil || hand == nil || lib.TxPerSec == 0 {
+// overheadOf compares lib with hand over the whole run and round by round.
+func overheadOf(lib, hand *EnqueueVariant) *EnqueueOverhead {
+	o := &EnqueueOverhead{RoundPct: []float64{}}
+	if hand == nil {
+		return o
+	}
+	if lib.TxPerSec > 0 {
+		o.Pct = round2((hand.TxPerSec/lib.TxPerSec - 1) * 100)
+	}
+	for i := range min(len(lib.Rounds), len(hand.Rounds)) {
+		l, h := lib.Rounds[i].rate(), hand.Rounds[i].rate()
+		if l == 0 || h == 0 {
+			continue // a round without a transaction on either side compares nothing
+		}
+		o.RoundPct = append(o.RoundPct, round2((h/l-1)*100))
+	}
+	sorted := slices.Sorted(slices.Values(o.RoundPct))
+	o.MedianPct = round2(quantile(sorted, 0.50))
+	o.P25Pct = round2(quantile(sorted, 0.25))
+	o.P75Pct = round2(quantile(sorted, 0.75))
+	return o
+}
+
+// quantile returns the q-quantile (0 to 1) of sorted, interpolating between
+// the two nearest values: with as few as 5 rounds, nearest rank would jump.
+func quantile(sorted []float64, q float64) float64 {
+	if len(sorted) == 0 {
 		return 0
 	}
-	return round2((hand.TxPerSec/lib.TxPerSec - 1) * 100)
+	pos := q * float64(len(sorted)-1)
+	lo := int(pos)
+	hi := min(lo+1, len(sorted)-1)
+	return sorted[lo] + (pos-float64(lo))*(sorted[hi]-sorted[lo])
+}
+
+// overhead is the library variant's overhead over the whole run, in percent.
+func (r *EnqueueResult) overhead(name string) float64 {
+	if o := r.overheadFigures(name); o != nil {
+		return o.Pct
+	}
+	return 0
+}
+
+// overheadFigures is the named library variant's overhead; nil if it did
+// not run.
+func (r *EnqueueResult) overheadFigures(name string) *EnqueueOverhead {
+	if v := r.variant(name); v != nil {
+		return v.EnqueueOverhead
+	}
+	return nil
 }
 
 // WriteSummary writes the rates and the overhead.
 func (r *EnqueueResult) WriteSummary(w io.Writer) error {
-	_, _ = fmt.Fprintf(w, "herald bench --mode enqueue: %s, %d clients, one event per transaction, load %s\n", r.Database, r.Clients, r.Load)
+	_, _ = fmt.Fprintf(w, "herald bench --mode enqueue: %s, %d clients, one event per transaction, %d rounds of %s per variant, load %s\n",
+		r.Database, r.Clients, r.Rounds, r.Slice.Round(time.Millisecond), r.Load)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	_, _ = fmt.Fprintln(tw, "variant\ttransactions\terrors\ttx/s\tp50 ms\tp99 ms\t")
 	for _, v := range r.Variants {
@@ -247,24 +377,31 @@ func (r *EnqueueResult) WriteSummary(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "overhead of Client.EnqueueTx over a hand-written INSERT: %.1f%%\n", r.overhead(variantOutbox))
-	if err == nil && r.variant(variantOutboxNumbered) != nil {
-		_, err = fmt.Fprintf(w, "  with the caller's sequence (Event.Sequence, no counter row): %.1f%%\n", r.overhead(variantOutboxNumbered))
+	lines := []struct{ variant, label string }{
+		{variantOutboxNumbered, "overhead of Client.EnqueueTx over a hand-written INSERT of the same row, numbered by the caller as by hand (herald serve's orders)"},
+		{variantOutbox, "  numbered by the outbox's counter row instead"},
+		{variantOutboxInTx, "  with pg_notify inside the transaction (pgstore's default)"},
+		{variantOutboxNoNotify, "  without pg_notify (pgstore DisableNotify)"},
 	}
-	if err == nil && r.variant(variantOutboxInTx) != nil {
-		_, err = fmt.Fprintf(w, "  with pg_notify inside the transaction (pgstore's default): %.1f%%\n", r.overhead(variantOutboxInTx))
+	for _, l := range lines {
+		if o := r.overheadFigures(l.variant); o != nil {
+			if _, err := fmt.Fprintf(w, "%s: %s\n", l.label, o); err != nil {
+				return err
+			}
+		}
 	}
-	if err == nil && r.variant(variantOutboxNoNotify) != nil {
-		_, err = fmt.Fprintf(w, "  without pg_notify (pgstore DisableNotify): %.1f%%\n", r.overhead(variantOutboxNoNotify))
-	}
-	return err
+	return nil
 }
 
 // JSON returns the result's line.
 func (r *EnqueueResult) JSON() any {
 	j := map[string]any{
 		"mode": ModeEnqueue, "db": r.Database, "clients": r.Clients,
+		"rounds": r.Rounds, "round_seconds": round2(r.Slice.Seconds()),
 		"overhead_pct": r.overhead(variantOutbox), "variants": r.Variants, "load1": r.Load.One,
+	}
+	if o := r.overheadFigures(variantOutbox); o != nil {
+		j["overhead_median_pct"], j["overhead_p25_pct"], j["overhead_p75_pct"] = o.MedianPct, o.P25Pct, o.P75Pct
 	}
 	if v := r.variant(variantOutbox); v != nil {
 		j["outbox_tx_per_sec"] = v.TxPerSec
