@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -93,8 +94,8 @@ type Driver struct {
 	notifying     bool // a goroutine is sending notifications
 	notifyPending bool // a commit happened after its last one was sent
 
-	localMu sync.Mutex
-	local   map[*func()]struct{} // the wake functions of this process's Listen calls
+	localMu sync.Mutex                // serialises changes to local
+	local   atomic.Pointer[[]*func()] // the wake functions of this process's Listen calls, copied on change
 }
 
 var _ outbox.Driver[pgx.Tx] = (*Driver)(nil)
@@ -185,20 +186,19 @@ const (
 )
 
 func (d *Driver) notifyPause() time.Duration {
-	d.localMu.Lock()
-	defer d.localMu.Unlock()
-	if len(d.local) > 0 {
+	if l := d.local.Load(); l != nil && len(*l) > 0 {
 		return notifyIntervalShared
 	}
 	return notifyInterval
 }
 
 // wakeLocal calls the wake function of every Listen call of this Driver.
+// It holds no lock while it does: a wake function may take its own.
 func (d *Driver) wakeLocal() {
-	d.localMu.Lock()
-	defer d.localMu.Unlock()
-	for wake := range d.local {
-		(*wake)()
+	if l := d.local.Load(); l != nil {
+		for _, wake := range *l {
+			(*wake)()
+		}
 	}
 }
 
@@ -206,17 +206,25 @@ func (d *Driver) wakeLocal() {
 // function is called.
 func (d *Driver) addLocal(wake func()) (remove func()) {
 	key := &wake
+	d.changeLocal(func(l []*func()) []*func() { return append(l, key) })
+	return func() {
+		d.changeLocal(func(l []*func()) []*func() {
+			return slices.DeleteFunc(l, func(w *func()) bool { return w == key })
+		})
+	}
+}
+
+// changeLocal replaces the list of wake functions with change's result on a
+// copy, so that wakeLocal can read it without a lock.
+func (d *Driver) changeLocal(change func([]*func()) []*func()) {
 	d.localMu.Lock()
 	defer d.localMu.Unlock()
-	if d.local == nil {
-		d.local = map[*func()]struct{}{}
+	var l []*func()
+	if old := d.local.Load(); old != nil {
+		l = slices.Clone(*old)
 	}
-	d.local[key] = struct{}{}
-	return func() {
-		d.localMu.Lock()
-		defer d.localMu.Unlock()
-		delete(d.local, key)
-	}
+	l = change(l)
+	d.local.Store(&l)
 }
 
 // insertSQL bumps the aggregate's counter and inserts the event in one

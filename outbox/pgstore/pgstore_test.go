@@ -356,6 +356,10 @@ func TestNotifyAfterCommit(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	d := newDriver(t, pgstore.Config{NotifyAfterCommit: true, Channel: "herald_after_commit_test"})
+	// A relay of d's own process listens too, so d paces its notifications
+	// for the other process's relay, which must still get them.
+	localDone := make(chan error, 1)
+	go func() { localDone <- d.Listen(ctx, func() {}) }()
 	listener := newDriver(t, pgstore.Config{Channel: "herald_after_commit_test"})
 	woke := make(chan struct{}, 64)
 	done := make(chan error, 1)
@@ -408,6 +412,9 @@ func TestNotifyAfterCommit(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Listen: %v", err)
+	}
+	if err := <-localDone; err != nil {
+		t.Fatalf("Listen on the notifying driver: %v", err)
 	}
 }
 
