@@ -37,6 +37,9 @@ type testBundle struct {
 	client   *outbox.Client[*sql.Tx]
 	registry *prometheus.Registry
 	logs     *syncBuffer
+	// lastSeq numbers deadLetter's events per aggregate, as the orders
+	// service numbers its own (the outbox's counter refuses orders).
+	lastSeq map[string]int64
 }
 
 // setup builds the bundle; opts adjust the Config before New.
@@ -305,8 +308,12 @@ func (b *testBundle) pay(tb testing.TB, o order.Order) order.Order {
 func (b *testBundle) deadLetter(tb testing.TB, aggID, eventType string) outbox.DeadLetter {
 	tb.Helper()
 	ctx := context.Background()
+	if b.lastSeq == nil {
+		b.lastSeq = map[string]int64{}
+	}
+	b.lastSeq[aggID]++
 	enq, err := b.client.Enqueue(ctx, outbox.Event{
-		AggregateType: "order", AggregateID: aggID, Type: eventType,
+		AggregateType: "order", AggregateID: aggID, Type: eventType, Sequence: b.lastSeq[aggID],
 		Payload: json.RawMessage(`{"n":1}`), Headers: map[string]string{"traceparent": "00-abc-def-01"},
 	})
 	if err != nil {

@@ -92,7 +92,7 @@ func deadLetters(t *testing.T, aggregateIDs ...string) string {
 	client := outbox.NewClient[*sql.Tx](d)
 	for _, id := range aggregateIDs {
 		if _, err := client.Enqueue(ctx, outbox.Event{
-			AggregateType: "order", AggregateID: id, Type: "order.created",
+			AggregateType: "order", AggregateID: id, Type: "order.created", Sequence: 1, // as the orders service numbers it
 			Payload: json.RawMessage(`{"order_id":"` + id + `"}`),
 			Headers: map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
 		}); err != nil {

@@ -106,6 +106,19 @@ func (s Set) UpTo(ctx context.Context, db *sql.DB, version int64) error {
 	return nil
 }
 
+// DownTo rolls the set's migrations back until version is the last one
+// applied; tests use it to check the Down migrations.
+func (s Set) DownTo(ctx context.Context, db *sql.DB, version int64) error {
+	p, err := s.provider(ctx, db)
+	if err == nil {
+		_, err = p.DownTo(ctx, version)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: migrate down: %w", s.Owner, err)
+	}
+	return nil
+}
+
 // Status reports which of the set's migrations are applied to db. It
 // creates the empty version table when there is none.
 func (s Set) Status(ctx context.Context, db *sql.DB) (List, error) {

@@ -1284,21 +1284,32 @@ type Upgrade struct {
 	MigrateToFirst func(t testing.TB)
 	// Migrate applies the rest.
 	Migrate func(t testing.TB)
+	// MigrateDownToFirst rolls the others back.
+	MigrateDownToFirst func(t testing.TB)
 	// WriteFirstSchemaOrder writes under the first schema a pending order
 	// with one pending physical line item and n events that the outbox's
 	// counter numbered, as Herald did before the order numbered its own.
 	WriteFirstSchemaOrder func(t testing.TB, id uuid.UUID, n int)
+	// EnqueueByCounter writes an event of the order numbered by the
+	// outbox's counter, as a Herald of the first schema does, and returns
+	// its sequence.
+	EnqueueByCounter func(id uuid.UUID) (int64, error)
 }
 
 // RunUpgrade checks that an order written before the order numbered its
 // own events goes on from the outbox counter's last number: its next events
-// follow without a gap and without taking a number twice.
+// follow without a gap and without taking a number twice; that a writer of
+// the first schema, still running, can no longer number events of orders;
+// and that migrating back hands the numbering back to the counter.
 func RunUpgrade(t *testing.T, u Upgrade) {
 	ctx := context.Background()
 	id := uuid.Must(uuid.NewV7())
 	u.MigrateToFirst(t)
 	u.WriteFirstSchemaOrder(t, id, 2)
 	u.Migrate(t)
+	if seq, err := u.EnqueueByCounter(id); err == nil {
+		t.Fatalf("after the upgrade the outbox's counter still numbered an order's event (sequence %d)", seq)
+	}
 	svc := ordersvc.New(u.Store, ordersvc.Config{})
 	if _, err := svc.TransitionOrder(ctx, id, order.TransitionRequest{To: order.StatusCancelled}, opts); err != nil {
 		t.Fatalf("cancel the order written before the upgrade: %v", err)
@@ -1311,5 +1322,14 @@ func RunUpgrade(t *testing.T, u Upgrade) {
 		if e.Sequence != int64(i+1) {
 			t.Fatalf("event %d (%s) has sequence %d, want %d: %v", i, e.Type, e.Sequence, i+1, eventTypes(evs))
 		}
+	}
+
+	u.MigrateDownToFirst(t)
+	seq, err := u.EnqueueByCounter(id)
+	if err != nil {
+		t.Fatalf("after migrating back the counter refuses the order: %v", err)
+	}
+	if want := int64(len(evs) + 1); seq != want {
+		t.Fatalf("after migrating back the counter numbered the order's next event %d, want %d", seq, want)
 	}
 }

@@ -13,3 +13,10 @@ func (s *Store) MigrateTo(ctx context.Context, version int64) error {
 	defer func() { _ = db.Close() }()
 	return migrationSet.UpTo(ctx, db, version)
 }
+
+// MigrateDownTo rolls the orders migrations back to version.
+func (s *Store) MigrateDownTo(ctx context.Context, version int64) error {
+	db := stdlib.OpenDBFromPool(s.pool)
+	defer func() { _ = db.Close() }()
+	return migrationSet.DownTo(ctx, db, version)
+}

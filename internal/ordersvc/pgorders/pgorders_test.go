@@ -168,6 +168,19 @@ func TestUpgradeGoesOnFromTheOutboxCounter(t *testing.T) {
 				t.Fatal(err)
 			}
 		},
+		MigrateDownToFirst: func(t testing.TB) {
+			if err := store.MigrateDownTo(ctx, 1); err != nil {
+				t.Fatal(err)
+			}
+		},
+		EnqueueByCounter: func(id uuid.UUID) (int64, error) {
+			enq, err := client.Enqueue(ctx, outbox.Event{AggregateType: "order", AggregateID: id.String(),
+				Type: "order.status_changed", Payload: json.RawMessage(`{}`)})
+			if err != nil {
+				return 0, err
+			}
+			return enq[0].Sequence, nil
+		},
 		WriteFirstSchemaOrder: func(t testing.TB, id uuid.UUID, n int) {
 			err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 				if _, err := tx.Exec(ctx, `INSERT INTO orders (id, customer_id, currency, status, total_amount, version, created_at, updated_at)

@@ -7,3 +7,8 @@ import "context"
 func (s *Store) MigrateTo(ctx context.Context, version int64) error {
 	return migrationSet.UpTo(ctx, s.db, version)
 }
+
+// MigrateDownTo rolls the orders migrations back to version.
+func (s *Store) MigrateDownTo(ctx context.Context, version int64) error {
+	return migrationSet.DownTo(ctx, s.db, version)
+}
