@@ -212,6 +212,10 @@ func TestEnqueueMode(t *testing.T) {
 			if m["rounds"] != float64(res.Rounds) {
 				t.Errorf("json rounds %v", m["rounds"])
 			}
+			// The headline is the summary's first line: numbered by the caller.
+			if m["overhead_pct"] != res.variant(variantOutboxNumbered).Pct || m["overhead_counter_pct"] != res.variant(variantOutbox).Pct {
+				t.Errorf("json overhead_pct %v, overhead_counter_pct %v", m["overhead_pct"], m["overhead_counter_pct"])
+			}
 			for _, jv := range m["variants"].([]any) {
 				jv := jv.(map[string]any)
 				_, has := jv["overhead_median_pct"]
