@@ -20,7 +20,9 @@ var migrationSet = migrations.Set{
 
 // Migrate applies the orders schema's pending migrations to the pool's
 // current schema, recording them in ordersvc.MigrationTable. Concurrent
-// callers take turns on an advisory lock keyed on the schema.
+// callers take turns on an advisory lock keyed on the schema. The outbox's
+// tables (pgstore's Migrate) must be there first: the orders schema builds
+// on them.
 func (s *Store) Migrate(ctx context.Context) error {
 	db := stdlib.OpenDBFromPool(s.pool) // closing it leaves the pool open
 	defer func() { _ = db.Close() }()

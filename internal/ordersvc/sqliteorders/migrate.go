@@ -19,7 +19,8 @@ var migrationSet = migrations.Set{
 }
 
 // Migrate applies the orders schema's pending migrations, recording them in
-// ordersvc.MigrationTable.
+// ordersvc.MigrationTable. The outbox's tables (sqlitestore's Migrate) must
+// be there first: the orders schema builds on them.
 func (s *Store) Migrate(ctx context.Context) error {
 	if err := migrationSet.Up(ctx, s.db); err != nil {
 		return err
