@@ -157,47 +157,23 @@ func TestUpgradeGoesOnFromTheOutboxCounter(t *testing.T) {
 	client := outbox.NewClient[pgx.Tx](driver)
 	store := pgorders.New(pool, client)
 	ordersvctest.RunUpgrade(t, ordersvctest.Upgrade{
-		Harness: harness(pool, store),
-		MigrateToFirst: func(t testing.TB) {
-			if err := store.MigrateTo(ctx, 1); err != nil {
+		Harness:    harness(pool, store),
+		Migrations: store,
+		Enqueue:    client.Enqueue,
+		Publish: func(t testing.TB, id uuid.UUID) {
+			if _, err := pool.Exec(ctx, `DELETE FROM order_outbox WHERE aggregate_type = 'order' AND aggregate_id = $1`, id.String()); err != nil {
 				t.Fatal(err)
 			}
 		},
-		Migrate: func(t testing.TB) {
-			if err := store.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
-		},
-		MigrateDownToFirst: func(t testing.TB) {
-			if err := store.MigrateDownTo(ctx, 1); err != nil {
-				t.Fatal(err)
-			}
-		},
-		EnqueueByCounter: func(id uuid.UUID) (int64, error) {
-			enq, err := client.Enqueue(ctx, outbox.Event{AggregateType: "order", AggregateID: id.String(),
-				Type: "order.status_changed", Payload: json.RawMessage(`{}`)})
-			if err != nil {
-				return 0, err
-			}
-			return enq[0].Sequence, nil
-		},
-		WriteFirstSchemaOrder: func(t testing.TB, id uuid.UUID, n int) {
+		InsertFirstSchemaOrder: func(t testing.TB, id uuid.UUID) {
 			err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 				if _, err := tx.Exec(ctx, `INSERT INTO orders (id, customer_id, currency, status, total_amount, version, created_at, updated_at)
 					VALUES ($1, 'c', 'EUR', 'pending', 1999, 1, now(), now())`, id); err != nil {
 					return err
 				}
-				if _, err := tx.Exec(ctx, `INSERT INTO order_line_items (id, order_id, line_no, product_id, product_type, quantity, unit_price, status)
-					VALUES ($1, $2, 0, 'p', 'physical', 1, 1999, 'pending')`, uuid.New(), id); err != nil {
-					return err
-				}
-				for range n {
-					if _, err := client.EnqueueTx(ctx, tx, outbox.Event{AggregateType: "order", AggregateID: id.String(),
-						Type: "order.status_changed", Payload: json.RawMessage(`{}`)}); err != nil {
-						return err
-					}
-				}
-				return nil
+				_, err := tx.Exec(ctx, `INSERT INTO order_line_items (id, order_id, line_no, product_id, product_type, quantity, unit_price, status)
+					VALUES ($1, $2, 0, 'p', 'physical', 1, 1999, 'pending')`, uuid.New(), id)
+				return err
 			})
 			if err != nil {
 				t.Fatal(err)

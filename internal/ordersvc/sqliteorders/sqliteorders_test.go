@@ -166,47 +166,23 @@ func TestUpgradeGoesOnFromTheOutboxCounter(t *testing.T) {
 	db := driver.DB()
 	client := outbox.NewClient[*sql.Tx](driver)
 	ordersvctest.RunUpgrade(t, ordersvctest.Upgrade{
-		Harness: harness(db, store),
-		MigrateToFirst: func(t testing.TB) {
-			if err := store.MigrateTo(ctx, 1); err != nil {
+		Harness:    harness(db, store),
+		Migrations: store,
+		Enqueue:    client.Enqueue,
+		Publish: func(t testing.TB, id uuid.UUID) {
+			if _, err := db.ExecContext(ctx, `DELETE FROM order_outbox WHERE aggregate_type = 'order' AND aggregate_id = ?1`, id.String()); err != nil {
 				t.Fatal(err)
 			}
 		},
-		Migrate: func(t testing.TB) {
-			if err := store.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
-		},
-		MigrateDownToFirst: func(t testing.TB) {
-			if err := store.MigrateDownTo(ctx, 1); err != nil {
-				t.Fatal(err)
-			}
-		},
-		EnqueueByCounter: func(id uuid.UUID) (int64, error) {
-			enq, err := client.Enqueue(ctx, outbox.Event{AggregateType: "order", AggregateID: id.String(),
-				Type: "order.status_changed", Payload: json.RawMessage(`{}`)})
-			if err != nil {
-				return 0, err
-			}
-			return enq[0].Sequence, nil
-		},
-		WriteFirstSchemaOrder: func(t testing.TB, id uuid.UUID, n int) {
+		InsertFirstSchemaOrder: func(t testing.TB, id uuid.UUID) {
 			err := driver.WithTx(ctx, func(tx *sql.Tx) error {
 				if _, err := tx.ExecContext(ctx, `INSERT INTO orders (id, customer_id, currency, status, total_amount, version, created_at, updated_at)
 					VALUES (?1, 'c', 'EUR', 'pending', 1999, 1, 0, 0)`, id.String()); err != nil {
 					return err
 				}
-				if _, err := tx.ExecContext(ctx, `INSERT INTO order_line_items (id, order_id, line_no, product_id, product_type, quantity, unit_price, status)
-					VALUES (?1, ?2, 0, 'p', 'physical', 1, 1999, 'pending')`, uuid.NewString(), id.String()); err != nil {
-					return err
-				}
-				for range n {
-					if _, err := client.EnqueueTx(ctx, tx, outbox.Event{AggregateType: "order", AggregateID: id.String(),
-						Type: "order.status_changed", Payload: json.RawMessage(`{}`)}); err != nil {
-						return err
-					}
-				}
-				return nil
+				_, err := tx.ExecContext(ctx, `INSERT INTO order_line_items (id, order_id, line_no, product_id, product_type, quantity, unit_price, status)
+					VALUES (?1, ?2, 0, 'p', 'physical', 1, 1999, 'pending')`, uuid.NewString(), id.String())
+				return err
 			})
 			if err != nil {
 				t.Fatal(err)
