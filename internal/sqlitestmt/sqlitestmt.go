@@ -75,15 +75,26 @@ func (c *Cache) Stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 	if err != nil {
 		return nil, err
 	}
+	kept, err := c.keep(query, st)
+	if kept != st {
+		// Closed outside c.mu: closing takes database/sql's connection
+		// locks, and a transaction on that connection may be waiting for
+		// c.mu (Tx.stmt), which would deadlock.
+		_ = st.Close() //nolint:sqlclosecheck // not kept
+	}
+	return kept, err
+}
+
+// keep stores st as query's statement and returns it, or returns the one
+// stored meanwhile, or ErrClosed.
+func (c *Cache) keep(query string, st *sql.Stmt) (*sql.Stmt, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		_ = st.Close() //nolint:sqlclosecheck // not kept
 		return nil, ErrClosed
 	}
 	if prev := c.stmts[query]; prev != nil {
-		_ = st.Close() //nolint:sqlclosecheck // prepared concurrently; prev is kept
-		return prev, nil
+		return prev, nil // prepared concurrently; prev is kept
 	}
 	if c.stmts == nil {
 		c.stmts = make(map[string]*sql.Stmt, len(c.hot))
@@ -144,12 +155,14 @@ func (t Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql
 // run as text afterwards.
 func (c *Cache) Close() error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.closed = true
+	stmts := c.stmts
+	c.stmts = nil
+	c.mu.Unlock()
+	// Closed outside c.mu, as in Stmt.
 	var errs []error
-	for q, st := range c.stmts {
+	for _, st := range stmts {
 		errs = append(errs, st.Close())
-		delete(c.stmts, q)
 	}
 	return errors.Join(errs...)
 }
