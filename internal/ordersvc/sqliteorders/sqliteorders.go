@@ -55,7 +55,7 @@ func (s *Store) Close() error { return s.stmts.Close() }
 // hotQueries are the statements of the transactions, prepared once, outside
 // any transaction (see package sqlitestmt).
 var hotQueries = []string{
-	lastEventSQL, lockOrderSQL, insertOrderSQL, insertItemSQL, updateOrderSQL, updateItemSQL,
+	lockOrderSQL, insertOrderSQL, insertItemSQL, updateOrderSQL, updateItemSQL,
 	insertTransitionSQL, claimKeySQL, getKeySQL, setResponseSQL,
 }
 
@@ -107,7 +107,7 @@ func (s *Store) GetOrder(ctx context.Context, id uuid.UUID) (order.Order, error)
 	if err != nil {
 		return order.Order{}, fmt.Errorf("sqliteorders: get order: %w", err)
 	}
-	orders, err := scanOrders(rows)
+	orders, err := scanOrders(rows, nil)
 	if err != nil {
 		return order.Order{}, fmt.Errorf("sqliteorders: get order: %w", err)
 	}
@@ -158,7 +158,7 @@ ORDER BY o.created_at DESC, o.id DESC, li.line_no`
 	if err != nil {
 		return nil, fmt.Errorf("sqliteorders: list orders: %w", err)
 	}
-	orders, err := scanOrders(rows)
+	orders, err := scanOrders(rows, nil)
 	if err != nil {
 		return nil, fmt.Errorf("sqliteorders: list orders: %w", err)
 	}
@@ -167,7 +167,9 @@ ORDER BY o.created_at DESC, o.id DESC, li.line_no`
 
 // scanOrders reads rows of orderColumns followed by itemColumns, grouped by
 // order, and closes rows.
-func scanOrders(rows *sql.Rows) ([]order.Order, error) {
+// scanOrders reads rows of orderColumns and itemColumns, followed by the
+// order's last_event_sequence into lastEvent when lastEvent is not nil.
+func scanOrders(rows *sql.Rows, lastEvent *int64) ([]order.Order, error) {
 	defer func() { _ = rows.Close() }()
 	var out []order.Order
 	for rows.Next() {
@@ -177,9 +179,13 @@ func scanOrders(rows *sql.Rows) ([]order.Order, error) {
 			created, updated  int64
 			orderID, lineItem uuid.UUID
 		)
-		if err := rows.Scan(&orderID, &o.CustomerID, &o.Currency, &o.Status, &o.TotalAmount, &o.Version,
+		dest := []any{&orderID, &o.CustomerID, &o.Currency, &o.Status, &o.TotalAmount, &o.Version,
 			&created, &updated,
-			&lineItem, &li.ProductID, &li.ProductType, &li.Quantity, &li.UnitPrice, &li.Status); err != nil {
+			&lineItem, &li.ProductID, &li.ProductType, &li.Quantity, &li.UnitPrice, &li.Status}
+		if lastEvent != nil {
+			dest = append(dest, lastEvent)
+		}
+		if err := rows.Scan(dest...); err != nil {
 			return nil, err
 		}
 		li.ID = lineItem
@@ -251,28 +257,20 @@ type sqliteTx struct {
 	q  sqlitestmt.Tx // tx, running the store's prepared statements
 }
 
-const lockOrderSQL = `SELECT ` + orderColumns + `, ` + itemColumns + `
+const lockOrderSQL = `SELECT ` + orderColumns + `, ` + itemColumns + `, o.last_event_sequence
 FROM orders o JOIN order_line_items li ON li.order_id = o.id
 WHERE o.id = ?1
 ORDER BY li.line_no`
 
-const lastEventSQL = `SELECT last_event_sequence FROM orders WHERE id = ?1`
-
 // LockOrder loads the order. The transaction holds the database's write
 // lock already, so nobody can change the order until it ends.
 func (t *sqliteTx) LockOrder(ctx context.Context, id uuid.UUID) (order.Order, int64, error) {
-	var lastEvent int64
-	err := t.q.QueryRowContext(ctx, lastEventSQL, id.String()).Scan(&lastEvent)
-	if errors.Is(err, sql.ErrNoRows) {
-		return order.Order{}, 0, ordersvc.ErrNotFound
-	} else if err != nil {
-		return order.Order{}, 0, fmt.Errorf("sqliteorders: lock order: %w", err)
-	}
 	rows, err := t.q.QueryContext(ctx, lockOrderSQL, id.String())
 	if err != nil {
 		return order.Order{}, 0, fmt.Errorf("sqliteorders: lock order: %w", err)
 	}
-	orders, err := scanOrders(rows)
+	var lastEvent int64
+	orders, err := scanOrders(rows, &lastEvent)
 	if err != nil {
 		return order.Order{}, 0, fmt.Errorf("sqliteorders: lock order: %w", err)
 	}
