@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/heraldhq/herald/internal/migrations"
+	"github.com/heraldhq/herald/outbox/migration"
 	"github.com/heraldhq/herald/outbox"
 	"github.com/heraldhq/herald/outbox/sqlitestore"
 )
@@ -153,7 +153,7 @@ func (a *App) migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if pending := migrations.Pending(ms); pending > 0 {
+	if pending := migration.Pending(ms); pending > 0 {
 		return fmt.Errorf("the database schema is not up to date (%d migrations pending) and --no-migrate is set; run herald migrate", pending)
 	}
 	return nil

@@ -11,7 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/heraldhq/herald/internal/migrations"
+	"github.com/heraldhq/herald/outbox/migration"
 	"github.com/heraldhq/herald/order"
 	"github.com/heraldhq/herald/outbox"
 	"github.com/heraldhq/herald/outbox/pgstore"
@@ -37,13 +37,13 @@ type Database struct {
 // orders').
 type migrationSet struct {
 	name string // "outbox" or "orders"
-	m    migrations.Migrator
+	m    migration.Migrator
 }
 
 // Migration is the state of one migration of one set.
 type Migration struct {
 	Set string // "outbox" or "orders"
-	migrations.Migration
+	migration.Migration
 }
 
 // connectTimeout bounds opening the database and its first ping.

@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/heraldhq/herald/internal/app"
-	"github.com/heraldhq/herald/internal/migrations"
+	"github.com/heraldhq/herald/outbox/migration"
 )
 
 func (c *cli) migrateCommand() *cobra.Command {
@@ -108,7 +108,7 @@ func writeMigrations(w io.Writer, ms []app.Migration) error {
 		return err
 	}
 	p = &printer{w: w}
-	if pending := migrations.Pending(ms); pending == 0 {
+	if pending := migration.Pending(ms); pending == 0 {
 		p.printf("the schema is up to date\n")
 	} else {
 		p.printf("%s pending: run herald migrate\n", plural(pending, "migration"))

@@ -7,7 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/heraldhq/herald/internal/migrations"
+	"github.com/heraldhq/herald/outbox/migration"
 	"github.com/heraldhq/herald/order"
 	"github.com/heraldhq/herald/outbox"
 )
@@ -114,15 +114,15 @@ type Cursor struct {
 }
 
 // Migration is the state of one schema migration of a store.
-type Migration = migrations.Migration
+type Migration = migration.Migration
 
 // Migrations is the state of every migration of a store, oldest first.
-type Migrations = migrations.List
+type Migrations = migration.List
 
 // Migrator is what both stores offer for herald migrate: they apply their
 // own embedded migrations and keep their own version table,
 // herald_orders_migrations, apart from the outbox's.
-type Migrator = migrations.Migrator
+type Migrator = migration.Migrator
 
 // MigrationTable is the goose version table of the orders schema in both
 // databases.

@@ -7,7 +7,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 
-	"github.com/heraldhq/herald/internal/migrations"
+	"github.com/heraldhq/herald/outbox/migration"
 )
 
 // MigrationTable records which of the outbox's migrations are applied. It is
@@ -18,15 +18,15 @@ const MigrationTable = "herald_outbox_migrations"
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-var migrationSet = migrations.Set{
+var migrationSet = migration.Set{
 	Owner: "pgstore", FS: migrationFiles, Dir: "migrations", Dialect: goose.DialectPostgres, Table: MigrationTable,
 }
 
 // Migration is the state of one schema migration.
-type Migration = migrations.Migration
+type Migration = migration.Migration
 
 // Migrations is the state of every migration, oldest first.
-type Migrations = migrations.List
+type Migrations = migration.List
 
 // Migrate applies the outbox schema's pending migrations to the pool's
 // current schema. Concurrent callers (several relays starting at once) take

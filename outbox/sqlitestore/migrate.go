@@ -7,7 +7,7 @@ import (
 
 	"github.com/pressly/goose/v3"
 
-	"github.com/heraldhq/herald/internal/migrations"
+	"github.com/heraldhq/herald/outbox/migration"
 )
 
 // MigrationTable is the table in which the driver's migrations record their
@@ -19,15 +19,15 @@ const MigrationTable = "herald_outbox_migrations"
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-var migrationSet = migrations.Set{
+var migrationSet = migration.Set{
 	Owner: "sqlitestore", FS: migrationFiles, Dir: "migrations", Dialect: goose.DialectSQLite3, Table: MigrationTable,
 }
 
 // Migration is the state of one schema migration.
-type Migration = migrations.Migration
+type Migration = migration.Migration
 
 // Migrations is the state of every migration, oldest first.
-type Migrations = migrations.List
+type Migrations = migration.List
 
 // Migrate applies the driver's pending migrations, each in a transaction
 // (which holds the write lock, so two processes migrating at once take

@@ -31,8 +31,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/heraldhq/herald/internal/sqlitestmt"
 	"github.com/heraldhq/herald/outbox"
+	"github.com/heraldhq/herald/outbox/sqlitestore/sqlitestmt"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )

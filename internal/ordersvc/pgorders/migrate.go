@@ -7,14 +7,14 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 
-	"github.com/heraldhq/herald/internal/migrations"
+	"github.com/heraldhq/herald/outbox/migration"
 	"github.com/heraldhq/herald/internal/ordersvc"
 )
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-var migrationSet = migrations.Set{
+var migrationSet = migration.Set{
 	Owner: "pgorders", FS: migrationFiles, Dir: "migrations", Dialect: goose.DialectPostgres, Table: ordersvc.MigrationTable,
 }
 

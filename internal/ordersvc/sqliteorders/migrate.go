@@ -7,14 +7,14 @@ import (
 
 	"github.com/pressly/goose/v3"
 
-	"github.com/heraldhq/herald/internal/migrations"
+	"github.com/heraldhq/herald/outbox/migration"
 	"github.com/heraldhq/herald/internal/ordersvc"
 )
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-var migrationSet = migrations.Set{
+var migrationSet = migration.Set{
 	Owner: "sqliteorders", FS: migrationFiles, Dir: "migrations", Dialect: goose.DialectSQLite3, Table: ordersvc.MigrationTable,
 }
 

@@ -24,7 +24,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/heraldhq/herald/internal/ordersvc"
-	"github.com/heraldhq/herald/internal/sqlitestmt"
+	"github.com/heraldhq/herald/outbox/sqlitestore/sqlitestmt"
 	"github.com/heraldhq/herald/order"
 	"github.com/heraldhq/herald/outbox"
 )

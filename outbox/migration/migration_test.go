@@ -1,4 +1,4 @@
-package migrations_test
+package migration_test
 
 import (
 	"context"
@@ -10,14 +10,14 @@ import (
 
 	"github.com/pressly/goose/v3"
 
-	"github.com/heraldhq/herald/internal/migrations"
+	"github.com/heraldhq/herald/outbox/migration"
 
 	_ "modernc.org/sqlite"
 )
 
 func TestList(t *testing.T) {
 	t.Parallel()
-	ms := migrations.List{
+	ms := migration.List{
 		{Version: 1, Name: "00001_a.sql", AppliedAt: time.Date(2031, 5, 6, 7, 8, 9, 0, time.FixedZone("x", 3600))},
 		{Version: 2, Name: "00002_b.sql"},
 	}
@@ -31,9 +31,9 @@ func TestList(t *testing.T) {
 	}
 	type wrapped struct {
 		Set string
-		migrations.Migration
+		migration.Migration
 	}
-	if n := migrations.Pending([]wrapped{{"a", ms[0]}, {"b", ms[1]}, {"b", ms[1]}}); n != 2 {
+	if n := migration.Pending([]wrapped{{"a", ms[0]}, {"b", ms[1]}, {"b", ms[1]}}); n != 2 {
 		t.Errorf("Pending(wrapped) = %d, want 2", n)
 	}
 }
@@ -46,7 +46,7 @@ func TestSetSQLite(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	set := migrations.Set{
+	set := migration.Set{
 		Owner: "test",
 		FS: fstest.MapFS{
 			"m/00001_a.sql": {Data: []byte("-- +goose Up\nCREATE TABLE a (x INTEGER);\n")},
@@ -81,5 +81,33 @@ func TestSetSQLite(t *testing.T) {
 	bad.Table = "bad_migrations"
 	if err := bad.Up(ctx, db); err == nil || !strings.HasPrefix(err.Error(), "test: migrate: ") {
 		t.Errorf("Up of a bad migration: %v", err)
+	}
+}
+
+// One set of files serves several names: two outboxes in one database each
+// get their own tables and their own history.
+func TestSetNames(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := sql.Open("sqlite", "file:"+t.TempDir()+"/n.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	files := fstest.MapFS{"m/00001_a.sql": {Data: []byte("-- +goose Up\nCREATE TABLE {{name}}_events (x INTEGER);\n")}}
+	for _, name := range []string{"payments", "invoices"} {
+		set := migration.Set{
+			Owner: "test", FS: files, Dir: "m", Dialect: goose.DialectSQLite3,
+			Table: name + "_migrations", Names: strings.NewReplacer("{{name}}", name),
+		}
+		if err := set.Up(ctx, db); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if _, err := db.ExecContext(ctx, "INSERT INTO "+name+"_events VALUES (1)"); err != nil {
+			t.Fatalf("%s: the rendered table is missing: %v", name, err)
+		}
+	}
+	if _, err := db.ExecContext(ctx, "SELECT 1 FROM {{name}}_events"); err == nil {
+		t.Error("the placeholder itself became a table")
 	}
 }

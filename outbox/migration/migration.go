@@ -1,9 +1,10 @@
-// Package migrations applies and reports the embedded goose migrations of
-// Herald's storage packages (the outbox drivers, the orders stores). Each
-// package keeps its own migration files and its own version table; this
-// package holds what they share: the goose provider, the schema-keyed lock
-// on PostgreSQL, and the status type.
-package migrations
+// Package migration applies and reports embedded goose migrations: the outbox
+// drivers' (pgstore, sqlitestore) and those of applications that keep their
+// own schema beside the outbox, as Herald's orders service does. Each set
+// keeps its own files and its own version table; this package holds what
+// they share: the goose provider, the schema-keyed lock on PostgreSQL,
+// placeholders for names chosen at run time, and the status type.
+package migration
 
 import (
 	"context"
@@ -14,6 +15,7 @@ import (
 	"io/fs"
 	"path"
 	"strings"
+	"testing/fstest"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -83,6 +85,10 @@ type Set struct {
 	// Table is the goose version table. Each set has its own, so that
 	// several sets in one schema keep separate histories.
 	Table string
+	// Names, when set, rewrites every file before goose reads it: an outbox
+	// named "payments" turns {{outbox}} into payments. Goose records versions,
+	// not text, so the same files serve every name.
+	Names *strings.Replacer
 }
 
 // Up applies the set's pending migrations to db. On PostgreSQL, concurrent
@@ -144,7 +150,7 @@ func (s Set) Status(ctx context.Context, db *sql.DB) (List, error) {
 // provider returns a goose provider of the set on db. It is not to be
 // closed: Close would close db, which belongs to the caller.
 func (s Set) provider(ctx context.Context, db *sql.DB) (*goose.Provider, error) {
-	fsys, err := fs.Sub(s.FS, s.Dir)
+	fsys, err := s.files()
 	if err != nil {
 		return nil, err
 	}
@@ -160,6 +166,27 @@ func (s Set) provider(ctx context.Context, db *sql.DB) (*goose.Provider, error) 
 		opts = append(opts, goose.WithSessionLocker(locker))
 	}
 	return goose.NewProvider(s.Dialect, db, fsys, opts...)
+}
+
+// files returns the set's directory, with Names applied to every file.
+func (s Set) files() (fs.FS, error) {
+	dir, err := fs.Sub(s.FS, s.Dir)
+	if err != nil || s.Names == nil {
+		return dir, err
+	}
+	out := fstest.MapFS{}
+	err = fs.WalkDir(dir, ".", func(name string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(dir, name)
+		if err != nil {
+			return err
+		}
+		out[name] = &fstest.MapFile{Data: []byte(s.Names.Replace(string(b))), Mode: 0o444}
+		return nil
+	})
+	return out, err
 }
 
 // schemaLocker returns a PostgreSQL session lock for migrating the set in

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/heraldhq/herald/internal/sqlitestmt"
+	"github.com/heraldhq/herald/outbox/sqlitestore/sqlitestmt"
 
 	_ "modernc.org/sqlite"
 )
