@@ -44,6 +44,10 @@ type Harness[TTx any] struct {
 	// lock) the suite never writes or claims while a batch or transaction
 	// of its own is open, and skips the tests that need two writers at once.
 	ConcurrentWriters bool
+	// Named returns a driver of the outbox called name on the same database
+	// as d (a driver New made), migrated, released when t ends. The suite
+	// runs two named outboxes side by side with it.
+	Named func(t *testing.T, d outbox.Driver[TTx], name string) outbox.Driver[TTx]
 }
 
 // opTimeout bounds each test; a driver that hangs fails instead of
@@ -60,8 +64,8 @@ type test[TTx any] struct {
 // Run runs the conformance suite against the driver h makes.
 func Run[TTx any](t *testing.T, h Harness[TTx]) {
 	t.Helper()
-	if h.New == nil {
-		t.Fatal("storetest: Harness.New is nil")
+	if h.New == nil || h.Named == nil {
+		t.Fatal("storetest: Harness.New and Harness.Named are required")
 	}
 	tests := []test[TTx]{
 		{name: "SequencesPerAggregate", fn: testSequences[TTx]},
@@ -89,6 +93,7 @@ func Run[TTx any](t *testing.T, h Harness[TTx]) {
 		{name: "ListenWakesAfterCommit", fn: testListen[TTx]},
 		{name: "LateCommitIsStillClaimed", concurrent: true, fn: testLateCommit[TTx]},
 		{name: "WritersOfOneAggregateCommitInSequenceOrder", concurrent: true, fn: testWriterOrder[TTx]},
+		{name: "NamedOutboxesSideBySide", fn: func(t *testing.T, s *suite[TTx]) { testNamedOutboxes(t, s, h.Named) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1666,4 +1671,61 @@ func testCallerNumbered[TTx any](t *testing.T, s *suite[TTx]) {
 	s.publishNext(t, "order/X#2")
 	s.publishNext(t, "order/X#3")
 	s.expectCounts(t, 0, 0, 0)
+}
+
+// testNamedOutboxes runs two outboxes with other names in the database of
+// s's driver: each numbers, claims, dead-letters and counts only its own
+// events, even for an aggregate of the same type and id.
+func testNamedOutboxes[TTx any](t *testing.T, s *suite[TTx], named func(*testing.T, outbox.Driver[TTx], string) outbox.Driver[TTx]) {
+	pay := &suite[TTx]{d: named(t, s.d, "payments"), ctx: s.ctx}
+	inv := &suite[TTx]{d: named(t, s.d, "invoices"), ctx: s.ctx}
+	for _, o := range []*suite[TTx]{pay, inv} {
+		o.c = outbox.NewClient(o.d)
+		t.Cleanup(o.releaseOpen)
+	}
+	// The same aggregate in all three outboxes: each numbers it from 1.
+	for i, o := range []*suite[TTx]{s, pay, inv, pay} {
+		want := []int64{1}
+		if i == 3 {
+			want = []int64{2}
+		}
+		if got := seqs(o.enqueue(t, o.ev("a"))); !slices.Equal(got, want) {
+			t.Fatalf("outbox %d: sequences %v, want %v", i, got, want)
+		}
+	}
+	inv.enqueue(t, inv.ev("b"))
+
+	// Each claim sees its own outbox only. (One batch at a time: SQLite
+	// has one writer.)
+	b := pay.claimExpect(t, outbox.ClaimParams{Limit: 10}, "order/a#1")
+	inv.expectCounts(t, 2, 0, 0)
+	pay.finishAll(t, b, outbox.Outcome{Kind: outbox.OutcomeDeadLetter, Error: "poison"})
+	inv.publishNext(t, "order/a#1", "order/b#1")
+
+	// A dead letter in payments parks payments' a#2 only.
+	pay.expectNothing(t, outbox.ClaimParams{Limit: 10})
+	pay.expectCounts(t, 1, 0, 1)
+	inv.expectCounts(t, 0, 0, 0)
+	s.expectCounts(t, 1, 0, 0)
+	if dls := inv.list(t, outbox.DeadLetterFilter{}); len(dls) != 0 {
+		t.Fatalf("invoices lists payments' dead letters: %v", dls)
+	}
+	s.publishNext(t, "order/a#1")
+	dls := pay.list(t, outbox.DeadLetterFilter{})
+	if len(dls) != 1 {
+		t.Fatalf("payments' dead letters: %v", dls)
+	}
+	if err := inv.d.ReplayDeadLetter(s.ctx, dls[0].ID); !errors.Is(err, outbox.ErrNotFound) {
+		t.Fatalf("invoices replayed payments' dead letter: %v", err)
+	}
+	if err := pay.d.ReplayDeadLetter(s.ctx, dls[0].ID); err != nil {
+		t.Fatalf("ReplayDeadLetter: %v", err)
+	}
+	pay.publishNext(t, "order/a#1")
+	pay.publishNext(t, "order/a#2")
+	for i, o := range []*suite[TTx]{s, pay, inv} {
+		if st := o.stats(t); st.Pending != 0 || st.DeadLetters != 0 {
+			t.Errorf("outbox %d: stats %+v, want empty", i, st)
+		}
+	}
 }
