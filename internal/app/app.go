@@ -10,8 +10,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/heraldhq/herald/outbox/migration"
 	"github.com/heraldhq/herald/outbox"
+	"github.com/heraldhq/herald/outbox/migration"
 	"github.com/heraldhq/herald/outbox/sqlitestore"
 )
 

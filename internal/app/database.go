@@ -11,9 +11,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/heraldhq/herald/outbox/migration"
 	"github.com/heraldhq/herald/order"
 	"github.com/heraldhq/herald/outbox"
+	"github.com/heraldhq/herald/outbox/migration"
 	"github.com/heraldhq/herald/outbox/pgstore"
 	"github.com/heraldhq/herald/outbox/sqlitestore"
 )

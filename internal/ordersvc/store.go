@@ -7,9 +7,9 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/heraldhq/herald/outbox/migration"
 	"github.com/heraldhq/herald/order"
 	"github.com/heraldhq/herald/outbox"
+	"github.com/heraldhq/herald/outbox/migration"
 )
 
 // Errors a Store returns; the Service turns them into *order.Error values.
@@ -127,3 +127,8 @@ type Migrator = migration.Migrator
 // MigrationTable is the goose version table of the orders schema in both
 // databases.
 const MigrationTable = "herald_orders_migrations"
+
+// OutboxName is the name of the orders service's outbox. Its tables keep
+// the names they had before outboxes were named: order_outbox,
+// order_outbox_dlq and order_outbox_sequences.
+const OutboxName = "order_outbox"

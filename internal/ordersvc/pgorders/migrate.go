@@ -7,8 +7,8 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 
-	"github.com/heraldhq/herald/outbox/migration"
 	"github.com/heraldhq/herald/internal/ordersvc"
+	"github.com/heraldhq/herald/outbox/migration"
 )
 
 //go:embed migrations/*.sql

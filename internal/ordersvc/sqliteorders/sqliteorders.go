@@ -24,9 +24,9 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/heraldhq/herald/internal/ordersvc"
-	"github.com/heraldhq/herald/outbox/sqlitestore/sqlitestmt"
 	"github.com/heraldhq/herald/order"
 	"github.com/heraldhq/herald/outbox"
+	"github.com/heraldhq/herald/outbox/sqlitestore/sqlitestmt"
 )
 
 // Store is the SQLite orders store. It is safe for concurrent use.
