@@ -1,4 +1,4 @@
-// Package httpapi is Herald's HTTP API (SPEC §5): the order routes over an
+// Package httpapi is Herald's HTTP API: the order routes over an
 // order.Service, the dead-letter and stats routes over the outbox engine,
 // health, readiness, Prometheus metrics and the OpenAPI 3.1 document.
 //
@@ -12,7 +12,7 @@
 //	}
 //	h := httpapi.New(httpapi.Config{
 //		Orders:     svc,   // order.Service
-//		Outbox:     store, // outbox.Store or *outbox.Client
+//		Outbox:     driver, // outbox.Admin: the dead letters and figures
 //		APIToken:   apiToken,
 //		AdminToken: adminToken,
 //		Logger:     logger,
@@ -36,31 +36,12 @@ import (
 	"github.com/heraldhq/herald/outbox"
 )
 
-// MaxBodyBytes is the largest request body the API reads (SPEC §5); a
-// larger one is refused with 413.
+// MaxBodyBytes is the largest request body the API reads; a larger one is
+// refused with 413.
 const MaxBodyBytes = 1 << 20
 
 // ReadyTimeout bounds one readiness check.
 const ReadyTimeout = 5 * time.Second
-
-// Outbox is the part of the outbox engine the API operates on. Both
-// outbox.Store and *outbox.Client implement it.
-type Outbox interface {
-	ListDeadLetters(ctx context.Context, f outbox.DeadLetterFilter) ([]outbox.DeadLetter, error)
-	// GetDeadLetter returns an error wrapping outbox.ErrNotFound for an unknown id.
-	GetDeadLetter(ctx context.Context, id int64) (outbox.DeadLetter, error)
-	// ReplayDeadLetter returns outbox.ErrNotFound or outbox.ErrAlreadyResolved.
-	ReplayDeadLetter(ctx context.Context, id int64) error
-	ReplayDeadLetters(ctx context.Context, f outbox.DeadLetterFilter) (int, error)
-	// DiscardDeadLetter returns outbox.ErrNotFound or outbox.ErrAlreadyResolved.
-	DiscardDeadLetter(ctx context.Context, id int64, reason string) error
-	Stats(ctx context.Context) (outbox.Stats, error)
-}
-
-var (
-	_ Outbox = outbox.Store(nil)
-	_ Outbox = (*outbox.Client[any])(nil)
-)
 
 // Registry is where the API registers its metrics and what /metrics serves.
 // *prometheus.Registry is one.
@@ -74,7 +55,7 @@ type Config struct {
 	// Orders serves the order routes. Required.
 	Orders order.Service
 	// Outbox serves the dead-letter and stats routes. Required.
-	Outbox Outbox
+	Outbox outbox.Admin
 	// RelayCounters, when set, adds the in-process relay's published,
 	// retried and dead-lettered counts to GET /api/v1/outbox/stats.
 	RelayCounters func() outbox.RelayCounters

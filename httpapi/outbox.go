@@ -22,7 +22,8 @@ const (
 	MaxDeadLettersLimit     = 500
 )
 
-// StatsResponse is the body of GET /api/v1/outbox/stats.
+// StatsResponse is the body of GET /api/v1/outbox/stats, and what herald
+// stats --json prints (without the relay's counts).
 type StatsResponse struct {
 	Pending         int64      `json:"pending"`           // events waiting in the outbox
 	InRetry         int64      `json:"in_retry"`          // of those, events that failed at least once
@@ -36,19 +37,25 @@ type StatsResponse struct {
 	DeadLettered *uint64 `json:"dead_lettered,omitempty"`
 }
 
+// NewStats is st as the API shows it at time now.
+func NewStats(st outbox.Stats, now time.Time) StatsResponse {
+	resp := StatsResponse{Pending: st.Pending, InRetry: st.Retrying, DLQSize: st.DeadLetters}
+	if !st.OldestPending.IsZero() {
+		t := st.OldestPending.UTC()
+		resp.OldestPendingAt = &t
+		// Clocks of the database and this process may differ a little.
+		resp.LagSeconds = math.Round(max(0, now.Sub(t).Seconds())*1000) / 1000
+	}
+	return resp
+}
+
 func (s *server) handleStats(w http.ResponseWriter, r *http.Request) {
 	st, err := s.cfg.Outbox.Stats(r.Context())
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	resp := StatsResponse{Pending: st.Pending, InRetry: st.Retrying, DLQSize: st.DeadLetters}
-	if !st.OldestPending.IsZero() {
-		t := st.OldestPending.UTC()
-		resp.OldestPendingAt = &t
-		// Clocks of the database and this process may differ a little.
-		resp.LagSeconds = math.Round(max(0, time.Since(t).Seconds())*1000) / 1000
-	}
+	resp := NewStats(st, time.Now())
 	if s.cfg.RelayCounters != nil {
 		c := s.cfg.RelayCounters()
 		resp.Published, resp.Retried, resp.DeadLettered = &c.Published, &c.Retried, &c.DeadLettered
@@ -74,13 +81,13 @@ type DeadLetter struct {
 	CreatedAt     time.Time              `json:"created_at"`
 	FirstFailedAt time.Time              `json:"first_failed_at,omitzero"`
 	MovedAt       time.Time              `json:"moved_at"`
-	Reprocessed   bool                   `json:"reprocessed"`
-	ReprocessedAt *time.Time             `json:"reprocessed_at"`
+	ReplayedAt    *time.Time             `json:"replayed_at"`
 	DiscardedAt   *time.Time             `json:"discarded_at"`
 	DiscardReason string                 `json:"discard_reason,omitempty"`
 }
 
-func toDeadLetter(d outbox.DeadLetter) DeadLetter {
+// NewDeadLetter is d as the API (and herald dlq --json) shows it.
+func NewDeadLetter(d outbox.DeadLetter) DeadLetter {
 	payload := d.Payload
 	if !json.Valid(payload) { // never stored so; shown as a string rather than break the response
 		payload, _ = json.Marshal(string(payload))
@@ -105,8 +112,7 @@ func toDeadLetter(d outbox.DeadLetter) DeadLetter {
 		CreatedAt:      d.CreatedAt,
 		FirstFailedAt:  d.FirstFailedAt,
 		MovedAt:        d.MovedAt,
-		Reprocessed:    d.Reprocessed,
-		ReprocessedAt:  d.ReprocessedAt,
+		ReplayedAt:     d.ReprocessedAt,
 		DiscardedAt:    d.DiscardedAt,
 		DiscardReason:  d.DiscardReason,
 	}
@@ -156,7 +162,7 @@ func (s *server) handleListDeadLetters(w http.ResponseWriter, r *http.Request) {
 		resp.NextCursor = strconv.FormatInt(dls[limit-1].ID, 10)
 	}
 	for _, d := range dls {
-		resp.DeadLetters = append(resp.DeadLetters, toDeadLetter(d))
+		resp.DeadLetters = append(resp.DeadLetters, NewDeadLetter(d))
 	}
 	s.writeJSON(w, r, http.StatusOK, resp)
 }
@@ -339,5 +345,5 @@ func (s *server) writeDeadLetter(w http.ResponseWriter, r *http.Request, id int6
 		s.writeError(w, r, err)
 		return
 	}
-	s.writeJSON(w, r, http.StatusOK, toDeadLetter(d))
+	s.writeJSON(w, r, http.StatusOK, NewDeadLetter(d))
 }

@@ -9,25 +9,9 @@ import (
 
 // RetryPolicy decides how often and how fast a failing event is retried.
 type RetryPolicy struct {
-	Base        time.Duration // delay after the first failure; default 1s
-	Cap         time.Duration // longest delay; default 5m
-	MaxAttempts int           // attempts before dead-lettering; default 10
-}
-
-func (p RetryPolicy) withDefaults() RetryPolicy {
-	if p.Base <= 0 {
-		p.Base = time.Second
-	}
-	if p.Cap <= 0 {
-		p.Cap = 5 * time.Minute
-	}
-	if p.Cap < p.Base {
-		p.Cap = p.Base
-	}
-	if p.MaxAttempts <= 0 {
-		p.MaxAttempts = 10
-	}
-	return p
+	Base        time.Duration // delay after the first failure; default DefaultRetryBase
+	Cap         time.Duration // longest delay; default DefaultRetryCap
+	MaxAttempts int           // attempts before dead-lettering; default DefaultMaxAttempts
 }
 
 // Delay returns the wait before attempt number attempts+1, given that
@@ -35,7 +19,7 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 // jitter" (half fixed, half random) so that a burst of failures spreads out
 // without ever retrying immediately.
 func (p RetryPolicy) Delay(attempts int) time.Duration {
-	p = p.withDefaults()
+	p = p.WithDefaults()
 	d := p.Cap
 	if shift := attempts - 1; shift < 62 {
 		if exp := p.Base << max(shift, 0); exp > 0 && exp < p.Cap {
@@ -49,7 +33,7 @@ func (p RetryPolicy) Delay(attempts int) time.Duration {
 // outcome turns one publish result into the verdict stored for the event.
 // attempts counts the attempts before this one.
 func (p RetryPolicy) outcome(err error, attempts int) Outcome {
-	p = p.withDefaults()
+	p = p.WithDefaults()
 	switch {
 	case err == nil:
 		return Outcome{Kind: OutcomePublished}

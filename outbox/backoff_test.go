@@ -26,11 +26,11 @@ func TestRetryDelayGrowsAndStaysInBounds(t *testing.T) {
 
 func TestRetryPolicyDefaults(t *testing.T) {
 	t.Parallel()
-	p := RetryPolicy{}.withDefaults()
+	p := RetryPolicy{}.WithDefaults()
 	if p.Base != time.Second || p.Cap != 5*time.Minute || p.MaxAttempts != 10 {
 		t.Fatalf("defaults = %+v, want 1s, 5m, 10 (issue 2)", p)
 	}
-	if d := (RetryPolicy{Base: time.Hour, Cap: time.Second}).withDefaults(); d.Cap != time.Hour {
+	if d := (RetryPolicy{Base: time.Hour, Cap: time.Second}).WithDefaults(); d.Cap != time.Hour {
 		t.Fatalf("a cap below the base must be raised to it, got %s", d.Cap)
 	}
 }

@@ -7,9 +7,9 @@ import (
 	"github.com/google/uuid"
 )
 
-// Client enqueues events and operates the dead-letter queue on one database.
-// TTx is the driver's transaction type: pgx.Tx for pgstore, *sql.Tx for
-// sqlitestore.
+// Client enqueues events in the application's transactions. TTx is the
+// driver's transaction type: pgx.Tx for pgstore, *sql.Tx for sqlitestore.
+// The dead-letter queue and the figures are the driver's Admin side.
 type Client[TTx any] struct {
 	driver Driver[TTx]
 }
@@ -19,22 +19,49 @@ func NewClient[TTx any](driver Driver[TTx]) *Client[TTx] {
 	return &Client[TTx]{driver: driver}
 }
 
-// Store returns the storage the relay runs on.
-func (c *Client[TTx]) Store() Store { return c.driver }
+// WithTx runs fn in a new transaction of the driver, commits it when fn
+// returns nil and then wakes the relays. It is the cheapest way to write an
+// application change and its events together:
+//
+//	err := client.WithTx(ctx, func(tx pgx.Tx) error {
+//		var version int64
+//		err := tx.QueryRow(ctx, `UPDATE accounts SET balance = balance + $2, version = version + 1
+//			WHERE id = $1 RETURNING version`, id, amount).Scan(&version)
+//		if err != nil {
+//			return err
+//		}
+//		_, err = client.EnqueueTx(ctx, tx, outbox.Event{AggregateType: "account", AggregateID: id,
+//			Type: "account.credited", Payload: payload, Sequence: version})
+//		return err
+//	})
+//
+// When fn fails or panics the transaction is rolled back (also after ctx is
+// cancelled) and fn's error is returned unchanged.
+func (c *Client[TTx]) WithTx(ctx context.Context, fn func(tx TTx) error) error {
+	return c.driver.WithTx(ctx, fn)
+}
+
+// Notify wakes the relays after a commit of the caller's own that enqueued
+// events. WithTx and Enqueue do it themselves; without it, the relays find
+// the events at their next poll (RelayConfig.PollInterval).
+func (c *Client[TTx]) Notify() { c.driver.Notify() }
 
 // EnqueueTx writes events inside the caller's transaction, so they commit or
-// roll back together with the caller's own changes:
+// roll back together with the caller's own changes (see WithTx for the whole
+// pattern). A caller that commits tx itself calls Notify afterwards, so that
+// the relays need not wait for their next poll.
 //
-//	tx, _ := pool.Begin(ctx)
-//	defer tx.Rollback(ctx)
-//	// ... update the aggregate ...
-//	_, err := client.EnqueueTx(ctx, tx, outbox.Event{AggregateType: "order", ...})
-//	// ...
-//	tx.Commit(ctx)
+// Each event's sequence is its position in its aggregate: 1, 2, 3… in commit
+// order. When the caller holds a row lock on the aggregate anyway (an UPDATE
+// of its row, as above), it numbers the events itself with Event.Sequence,
+// from a version column, and the enqueue costs no more than inserting the
+// row by hand. Left zero, the outbox numbers them from a counter row per
+// aggregate, which works without any lock of the caller's but writes that
+// row too (docs/BENCHMARKS.md measures the difference).
 //
 // Events without an ID get a UUIDv7. Invalid events are refused with
-// ErrInvalidEvent before anything is written; ErrDuplicate means an id or
-// idempotency key is taken and tx must be rolled back.
+// ErrInvalidEvent before anything is written; ErrDuplicate means an id,
+// idempotency key or caller's sequence is taken and tx must be rolled back.
 func (c *Client[TTx]) EnqueueTx(ctx context.Context, tx TTx, events ...Event) ([]Enqueued, error) {
 	if len(events) == 0 {
 		return nil, nil
@@ -69,7 +96,7 @@ func (c *Client[TTx]) EnqueueTx(ctx context.Context, tx TTx, events ...Event) ([
 	return c.driver.InsertTx(ctx, tx, prepared)
 }
 
-// Enqueue writes events in a transaction of its own.
+// Enqueue writes events in a transaction of its own and wakes the relays.
 func (c *Client[TTx]) Enqueue(ctx context.Context, events ...Event) ([]Enqueued, error) {
 	var out []Enqueued
 	err := c.driver.WithTx(ctx, func(tx TTx) error {
@@ -78,37 +105,4 @@ func (c *Client[TTx]) Enqueue(ctx context.Context, events ...Event) ([]Enqueued,
 		return err
 	})
 	return out, err
-}
-
-// ListDeadLetters lists dead letters matching f, ordered by id.
-func (c *Client[TTx]) ListDeadLetters(ctx context.Context, f DeadLetterFilter) ([]DeadLetter, error) {
-	return c.driver.ListDeadLetters(ctx, f)
-}
-
-// GetDeadLetter returns one dead letter, or ErrNotFound.
-func (c *Client[TTx]) GetDeadLetter(ctx context.Context, id int64) (DeadLetter, error) {
-	return c.driver.GetDeadLetter(ctx, id)
-}
-
-// ReplayDeadLetter returns a dead letter's event to the outbox exactly once.
-// Returns ErrNotFound or ErrAlreadyResolved.
-func (c *Client[TTx]) ReplayDeadLetter(ctx context.Context, id int64) error {
-	return c.driver.ReplayDeadLetter(ctx, id)
-}
-
-// ReplayDeadLetters replays every open dead letter matching f.
-func (c *Client[TTx]) ReplayDeadLetters(ctx context.Context, f DeadLetterFilter) (int, error) {
-	f.State = DeadLetterOpen
-	return c.driver.ReplayDeadLetters(ctx, f)
-}
-
-// DiscardDeadLetter resolves a dead letter without publishing it, keeping
-// the row and reason as an audit record. Returns ErrNotFound or ErrAlreadyResolved.
-func (c *Client[TTx]) DiscardDeadLetter(ctx context.Context, id int64, reason string) error {
-	return c.driver.DiscardDeadLetter(ctx, id, reason)
-}
-
-// Stats describes the backlog and the dead-letter queue.
-func (c *Client[TTx]) Stats(ctx context.Context) (Stats, error) {
-	return c.driver.Stats(ctx)
 }

@@ -7,9 +7,6 @@ import (
 	"time"
 )
 
-// DefaultSource is the CloudEvents source used when none is configured.
-const DefaultSource = "/herald/orders"
-
 // CloudEvent is the wire form of an event: a CloudEvents 1.0 structured JSON
 // document with Herald's extensions.
 type CloudEvent struct {

@@ -9,27 +9,45 @@ import (
 )
 
 // Driver is the storage contract the engine runs on, implemented by the
-// pgstore and sqlitestore packages. It is exported so that drivers can live in
-// packages of their own; applications use Client and Relay, not Driver.
-// Every driver passes the suite in package storetest.
+// pgstore and sqlitestore packages and checked by the suite in package
+// storetest. Applications hand a Driver to NewClient (to enqueue) and to
+// NewRelay (as its Source), and give its Admin side to operator tools; they
+// do not call InsertTx themselves.
 //
 // TTx is the driver's transaction type (pgx.Tx, *sql.Tx): the caller's own
 // transaction goes straight to InsertTx, with no wrapping or type switch.
 type Driver[TTx any] interface {
 	Store
 
-	// InsertTx writes events in tx, giving each the next sequence of its
-	// aggregate. The sequence counter is row-locked until tx ends, so writers
-	// of one aggregate commit in sequence order and a rollback leaves no gap.
-	// It returns ErrDuplicate when an id or idempotency key is already stored.
+	// InsertTx writes events in tx. An event without a Sequence takes the
+	// next one of its aggregate from a counter row that stays locked until
+	// tx ends, so writers of one aggregate commit in sequence order and a
+	// rollback leaves no gap. It returns ErrDuplicate when an id, an
+	// idempotency key or a caller's sequence is already stored.
 	InsertTx(ctx context.Context, tx TTx, events []Event) ([]Enqueued, error)
 
-	// WithTx runs fn in a new transaction and commits it when fn returns nil.
+	// WithTx runs fn in a new transaction and commits it when fn returns
+	// nil, then calls Notify. When fn fails or panics it rolls back, also
+	// after ctx is cancelled, and returns fn's error unchanged (or panics
+	// again).
 	WithTx(ctx context.Context, fn func(tx TTx) error) error
+
+	// Notify tells the relays that events were committed: those listening
+	// through this driver at once, others as the driver can. It never
+	// blocks. A Notify that is never sent costs latency only: relays poll.
+	Notify()
 }
 
-// Store is the part of a Driver that the relay and the operator tools need.
+// Store is both sides of a driver without its transaction type: what a
+// process that relays and operates one outbox holds.
 type Store interface {
+	Source
+	Admin
+}
+
+// Source is what a Relay needs from storage: claiming batches of events
+// and hearing that new ones were committed.
+type Source interface {
 	// Claim takes up to p.Limit events that are due and are the oldest
 	// unpublished event of their aggregate (its head), so at most one event
 	// per aggregate is ever in flight. Events claimed by another Batch are
@@ -42,21 +60,30 @@ type Store interface {
 	// been committed. It returns early with an error if it loses its
 	// connection; the relay then polls and calls Listen again.
 	Listen(ctx context.Context, wake func()) error
+}
 
+// Admin is the operator's side of an outbox: the backlog's figures and the
+// dead-letter queue. HTTP and command-line front ends depend on it alone.
+type Admin interface {
+	// ListDeadLetters lists the dead letters matching f, ordered by id.
 	ListDeadLetters(ctx context.Context, f DeadLetterFilter) ([]DeadLetter, error)
 	// GetDeadLetter returns ErrNotFound for an unknown id.
 	GetDeadLetter(ctx context.Context, id int64) (DeadLetter, error)
 	// ReplayDeadLetter puts the event back in the outbox with its original
-	// id and sequence and marks the dead letter reprocessed, in one
-	// transaction. Returns ErrNotFound or ErrAlreadyResolved.
+	// id and sequence and marks the dead letter replayed, in one
+	// transaction, so a replay happens exactly once. Returns ErrNotFound or
+	// ErrAlreadyResolved.
 	ReplayDeadLetter(ctx context.Context, id int64) error
-	// ReplayDeadLetters replays every open dead letter matching f and
-	// returns how many it replayed.
+	// ReplayDeadLetters replays every open dead letter matching f, oldest
+	// first, and returns how many it replayed. Only open dead letters can be
+	// replayed: f.State "" means open, another state matches nothing.
 	ReplayDeadLetters(ctx context.Context, f DeadLetterFilter) (int, error)
 	// DiscardDeadLetter resolves a dead letter without publishing it; the row
-	// stays as an audit record. Returns ErrNotFound or ErrAlreadyResolved.
+	// stays as an audit record, with reason. The aggregate's parked events
+	// flow again. Returns ErrNotFound or ErrAlreadyResolved.
 	DiscardDeadLetter(ctx context.Context, id int64, reason string) error
 
+	// Stats describes the backlog and the dead-letter queue.
 	Stats(ctx context.Context) (Stats, error)
 }
 

@@ -11,42 +11,21 @@ import (
 	"time"
 )
 
-// RelayConfig tunes a Relay. The zero value is usable.
+// RelayConfig tunes a Relay. The zero value is usable: zero fields take the
+// defaults in defaults.go (see WithDefaults).
 type RelayConfig struct {
-	BatchSize      int           // events claimed per batch; default 500
-	Workers        int           // concurrent claim/publish loops; default 1
-	PollInterval   time.Duration // fallback poll when no wake-up arrives; default 1s
+	BatchSize      int           // events claimed per batch; default DefaultBatchSize
+	Workers        int           // concurrent claim/publish loops; default DefaultWorkers
+	PollInterval   time.Duration // fallback poll when no wake-up arrives; default DefaultPollInterval
 	PollOnly       bool          // don't LISTEN (for poolers that break it); poll only
-	PublishTimeout time.Duration // longest wait for a batch's acks; default 30s
+	PublishTimeout time.Duration // longest wait for a batch's acks; default DefaultPublishTimeout
 	Retry          RetryPolicy
 	// MoveOnPastDeadLetters lets an aggregate's later events flow while an
-	// earlier one is dead-lettered, instead of parking them (SPEC G7).
+	// earlier one is dead-lettered, instead of parking them until an
+	// operator replays or discards it.
 	MoveOnPastDeadLetters bool
 	Source                string // CloudEvents source; default DefaultSource
 	Logger                *slog.Logger
-}
-
-func (c RelayConfig) withDefaults() RelayConfig {
-	if c.BatchSize <= 0 {
-		c.BatchSize = 500
-	}
-	if c.Workers <= 0 {
-		c.Workers = 1
-	}
-	if c.PollInterval <= 0 {
-		c.PollInterval = time.Second
-	}
-	if c.PublishTimeout <= 0 {
-		c.PublishTimeout = 30 * time.Second
-	}
-	if c.Source == "" {
-		c.Source = DefaultSource
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	c.Retry = c.Retry.withDefaults()
-	return c
 }
 
 // RelayCounters count what a relay did since it started.
@@ -61,9 +40,9 @@ type RelayCounters struct {
 // process or many, may run against one database: each claims distinct
 // aggregates' head events, so per-aggregate order holds (see docs/DESIGN.md).
 type Relay struct {
-	store Store
-	pub   Publisher
-	cfg   RelayConfig
+	src Source
+	pub Publisher
+	cfg RelayConfig
 
 	mu    sync.Mutex
 	wakes []chan struct{}
@@ -71,9 +50,14 @@ type Relay struct {
 	published, retried, deadLettered, batches atomic.Uint64
 }
 
-// NewRelay returns a relay that publishes from store to pub.
-func NewRelay(store Store, pub Publisher, cfg RelayConfig) *Relay {
-	return &Relay{store: store, pub: pub, cfg: cfg.withDefaults()}
+// NewRelay returns a relay that publishes the events of src (a driver) to
+// pub. A nil cfg.Logger discards the relay's log.
+func NewRelay(src Source, pub Publisher, cfg RelayConfig) *Relay {
+	cfg = cfg.WithDefaults()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Relay{src: src, pub: pub, cfg: cfg}
 }
 
 // Counters returns what the relay has done so far.
@@ -130,7 +114,7 @@ func (r *Relay) Run(ctx context.Context) error {
 // listen keeps a wake-up subscription open, reconnecting after failures.
 func (r *Relay) listen(ctx context.Context) {
 	for ctx.Err() == nil {
-		err := r.store.Listen(ctx, r.Wake)
+		err := r.src.Listen(ctx, r.Wake)
 		if ctx.Err() != nil {
 			return
 		}
@@ -170,7 +154,7 @@ func (r *Relay) work(ctx context.Context, worker int, wake <-chan struct{}) {
 // relayBatch claims one batch, publishes it and records the outcomes. It
 // returns how many events it claimed.
 func (r *Relay) relayBatch(ctx context.Context) (int, error) {
-	batch, err := r.store.Claim(ctx, ClaimParams{
+	batch, err := r.src.Claim(ctx, ClaimParams{
 		Limit:                 r.cfg.BatchSize,
 		MoveOnPastDeadLetters: r.cfg.MoveOnPastDeadLetters,
 	})

@@ -1,5 +1,5 @@
-// Package embeddednats runs a NATS server with JetStream inside the Herald
-// process: the default broker (SPEC §4, --broker embedded). It listens on
+// Package embeddednats runs a NATS server with JetStream inside the
+// process: Herald's default broker (--broker embedded). It listens on
 // 127.0.0.1:4223, never on NATS's standard port 4222, so it does not collide
 // with a NATS server already running on the machine, and keeps its JetStream
 // data under Herald's data directory.

@@ -62,7 +62,7 @@ func TestStartServesJetStream(t *testing.T) {
 func TestDefaults(t *testing.T) {
 	t.Parallel()
 	if embeddednats.DefaultPort == 4222 || embeddednats.DefaultPort != 4223 {
-		t.Fatalf("DefaultPort = %d, want 4223 (SPEC §4: never the standard port)", embeddednats.DefaultPort)
+		t.Fatalf("DefaultPort = %d, want 4223 (never NATS's standard port)", embeddednats.DefaultPort)
 	}
 	if embeddednats.DefaultHost != "127.0.0.1" {
 		t.Fatalf("DefaultHost = %q", embeddednats.DefaultHost)

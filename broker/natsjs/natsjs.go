@@ -1,11 +1,12 @@
-// Package natsjs publishes outbox events to NATS JetStream (SPEC §4).
+// Package natsjs publishes outbox events to NATS JetStream.
 //
-// Each event goes to subject <SubjectPrefix><event type> (orders.order.created)
-// of the stream Stream (ORDERS, subjects orders.>), with its CloudEvents JSON
-// as the body and these headers:
+// Each event goes to subject <SubjectPrefix><event type> (by default
+// outbox.invoice.paid) of the stream Stream (by default OUTBOX, subjects
+// outbox.>), with its CloudEvents JSON as the body and these headers:
 //
 //	Nats-Msg-Id   the event id, so JetStream drops a re-published event
-//	              within the stream's duplicate window (SPEC G5)
+//	              within the stream's duplicate window: a relay that
+//	              crashed after the broker's ack publishes it again
 //	Content-Type  application/cloudevents+json
 //	traceparent   and tracestate, when the event carries a trace context
 //
@@ -35,8 +36,8 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultStream          = "ORDERS"
-	DefaultSubjectPrefix   = "orders."
+	DefaultStream          = "OUTBOX"
+	DefaultSubjectPrefix   = "outbox."
 	DefaultDuplicateWindow = 2 * time.Minute
 	DefaultMaxPending      = 4096
 	DefaultAckTimeout      = 30 * time.Second
@@ -48,8 +49,8 @@ const ContentType = "application/cloudevents+json"
 // ErrClosed is returned for messages published after Close.
 var ErrClosed = errors.New("natsjs: publisher closed")
 
-// Config configures a Publisher (and Subscribe). The zero value gives the
-// SPEC's naming: stream ORDERS on orders.>.
+// Config configures a Publisher (and Subscribe). The zero value publishes to
+// stream OUTBOX on outbox.>; Herald's orders service uses ORDERS on orders.>.
 type Config struct {
 	Stream string // stream name; default DefaultStream
 	// SubjectPrefix is put before the event type to form the subject; the

@@ -46,10 +46,10 @@ func streamInfo(t *testing.T, url, stream string) *jetstream.StreamInfo {
 func TestDefaultConfig(t *testing.T) {
 	t.Parallel()
 	var cfg natsjs.Config
-	if got := cfg.Subject("order.created"); got != "orders.order.created" {
-		t.Fatalf("Subject = %q, want orders.order.created", got)
+	if got := cfg.Subject("order.created"); got != "outbox.order.created" {
+		t.Fatalf("Subject = %q, want outbox.order.created", got)
 	}
-	if natsjs.DefaultStream != "ORDERS" || natsjs.DefaultDuplicateWindow != 2*time.Minute {
+	if natsjs.DefaultStream != "OUTBOX" || natsjs.DefaultDuplicateWindow != 2*time.Minute {
 		t.Fatalf("defaults: stream %q, window %s", natsjs.DefaultStream, natsjs.DefaultDuplicateWindow)
 	}
 	if got := (natsjs.Config{SubjectPrefix: "x"}).Subject("a.b"); got != "x.a.b" {
@@ -57,25 +57,25 @@ func TestDefaultConfig(t *testing.T) {
 	}
 }
 
-// TestDefaultStreamOnEmbedded uses the SPEC's names (a private server, so
-// ORDERS collides with nothing).
+// TestDefaultStreamOnEmbedded uses the default names (a private server, so
+// OUTBOX collides with nothing).
 func TestDefaultStreamOnEmbedded(t *testing.T) {
 	t.Parallel()
 	url := startEmbedded(t).ClientURL()
 	p := connect(t, url, natsjs.Config{})
-	info := streamInfo(t, url, "ORDERS")
+	info := streamInfo(t, url, "OUTBOX")
 	c := info.Config
-	if len(c.Subjects) != 1 || c.Subjects[0] != "orders.>" || c.Storage != jetstream.FileStorage ||
+	if len(c.Subjects) != 1 || c.Subjects[0] != "outbox.>" || c.Storage != jetstream.FileStorage ||
 		c.Duplicates != 2*time.Minute || c.Replicas != 1 {
-		t.Fatalf("stream config: subjects %v, storage %v, duplicates %s, replicas %d; want [orders.>], file, 2m, 1",
+		t.Fatalf("stream config: subjects %v, storage %v, duplicates %s, replicas %d; want [outbox.>], file, 2m, 1",
 			c.Subjects, c.Storage, c.Duplicates, c.Replicas)
 	}
 	rec := publishertest.NewRecord("o-1", 1)
 	rec.Type = "order.created"
 	publishOK(t, p, []outbox.Message{publishertest.NewMessage(t, rec)})
 	d := next(t, subscribe(t, url, natsjs.Config{}, natsjs.SubscribeOptions{}))
-	if d.Subject != "orders.order.created" {
-		t.Fatalf("subject %q, want orders.order.created", d.Subject)
+	if d.Subject != "outbox.order.created" {
+		t.Fatalf("subject %q, want outbox.order.created", d.Subject)
 	}
 }
 
@@ -398,7 +398,7 @@ func TestBrokerOutage(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	info := streamInfo(t, url, "ORDERS")
+	info := streamInfo(t, url, natsjs.DefaultStream)
 	if info.State.Msgs != 20 {
 		t.Fatalf("stream holds %d messages after the restart, want 20 (10 before, 10 after)", info.State.Msgs)
 	}

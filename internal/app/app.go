@@ -98,7 +98,7 @@ func Start(ctx context.Context, cfg Config, opts Options) (_ *App, err error) {
 		// because a broker is slow to acknowledge.
 		rc.PublishTimeout = sqlitestore.BusyTimeout / 2
 	}
-	a.Relay = outbox.NewRelay(a.DB.Store, a.Broker.Publisher, rc)
+	a.Relay = outbox.NewRelay(a.DB.Source, a.Broker.Publisher, rc)
 
 	if opts.HTTP {
 		handler, err := newHandler(a)

@@ -15,6 +15,7 @@ import (
 	"github.com/heraldhq/herald/broker/embeddednats"
 	"github.com/heraldhq/herald/broker/logpub"
 	"github.com/heraldhq/herald/broker/natsjs"
+	"github.com/heraldhq/herald/internal/ordersvc"
 	"github.com/heraldhq/herald/outbox"
 )
 
@@ -71,7 +72,7 @@ func OpenBroker(ctx context.Context, cfg Config) (*Broker, error) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
-	pub, err := natsjs.Connect(cctx, b.ClientURL, natsjs.Config{Logger: cfg.Logger.With("component", "natsjs")})
+	pub, err := natsjs.Connect(cctx, b.ClientURL, NATSConfig(cfg.Logger.With("component", "natsjs")))
 	if err != nil {
 		if b.embedded != nil {
 			b.embedded.Shutdown()
@@ -144,4 +145,10 @@ func (f levelFilter) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (f levelFilter) WithGroup(name string) slog.Handler {
 	return levelFilter{Handler: f.Handler.WithGroup(name), min: f.min}
+}
+
+// NATSConfig is the orders' stream and subjects on NATS JetStream (ORDERS,
+// orders.<event type>), for the publisher and for readers of the stream.
+func NATSConfig(logger *slog.Logger) natsjs.Config {
+	return natsjs.Config{Stream: ordersvc.Stream, SubjectPrefix: ordersvc.SubjectPrefix, Logger: logger}
 }

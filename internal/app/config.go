@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/heraldhq/herald/httpapi"
+	"github.com/heraldhq/herald/internal/ordersvc"
 	"github.com/heraldhq/herald/outbox"
 )
 
@@ -108,7 +109,7 @@ func (c Config) withDefaults() Config {
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
-	c.Relay = relayDefaults(c.Relay)
+	c.Relay = RelayDefaults(c.Relay)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -182,38 +183,30 @@ func (c Config) ValidateRelay() error {
 	return ValidateRelayConfig(c.withDefaults().Relay)
 }
 
-// Defaults of the relay tuning, those of outbox.RelayConfig.
-const (
-	DefaultBatchSize    = 500
-	DefaultWorkers      = 1
-	DefaultPollInterval = time.Second
-	DefaultMaxAttempts  = 10
-	DefaultRetryBase    = time.Second
-	DefaultRetryCap     = 5 * time.Minute
-)
-
-// relayDefaults fills the zero fields of r.
-func relayDefaults(r outbox.RelayConfig) outbox.RelayConfig {
+// RelayDefaults fills the zero fields of r with the engine's defaults
+// (outbox.Default…) and the orders' CloudEvents source. Only zero fields:
+// a negative value stays, for Validate to refuse.
+func RelayDefaults(r outbox.RelayConfig) outbox.RelayConfig {
 	if r.BatchSize == 0 {
-		r.BatchSize = DefaultBatchSize
+		r.BatchSize = outbox.DefaultBatchSize
 	}
 	if r.Workers == 0 {
-		r.Workers = DefaultWorkers
+		r.Workers = outbox.DefaultWorkers
 	}
 	if r.PollInterval == 0 {
-		r.PollInterval = DefaultPollInterval
+		r.PollInterval = outbox.DefaultPollInterval
 	}
 	if r.Retry.MaxAttempts == 0 {
-		r.Retry.MaxAttempts = DefaultMaxAttempts
+		r.Retry.MaxAttempts = outbox.DefaultMaxAttempts
 	}
 	if r.Retry.Base == 0 {
-		r.Retry.Base = DefaultRetryBase
+		r.Retry.Base = outbox.DefaultRetryBase
 	}
 	if r.Retry.Cap == 0 {
-		r.Retry.Cap = max(DefaultRetryCap, r.Retry.Base)
+		r.Retry.Cap = max(outbox.DefaultRetryCap, r.Retry.Base)
 	}
 	if r.Source == "" {
-		r.Source = outbox.DefaultSource
+		r.Source = ordersvc.EventSource
 	}
 	return r
 }

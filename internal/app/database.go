@@ -23,8 +23,10 @@ import (
 // for the API, and the migrations of both.
 type Database struct {
 	Spec DatabaseSpec
-	// Store is the outbox storage (pgstore or sqlitestore).
-	Store outbox.Store
+	// Source and Admin are the outbox's storage (a pgstore or sqlitestore
+	// driver): the relay's side and the operator's.
+	Source outbox.Source
+	Admin  outbox.Admin
 	// Orders is the orders service on the same database.
 	Orders order.Service
 
@@ -99,7 +101,8 @@ func openPostgres(ctx context.Context, spec DatabaseSpec, relayWorkers int) (*Da
 	store := pgstore.New(pool, pgstore.Config{NotifyAfterCommit: true})
 	db := &Database{
 		Spec:    spec,
-		Store:   store,
+		Source:  store,
+		Admin:   store,
 		ping:    pool.Ping,
 		sets:    []migrationSet{{name: "outbox", m: store}},
 		closers: []func() error{func() error { pool.Close(); return nil }},
@@ -124,7 +127,8 @@ func openSQLite(spec DatabaseSpec) (*Database, error) {
 	}
 	db := &Database{
 		Spec:    spec,
-		Store:   store,
+		Source:  store,
+		Admin:   store,
 		ping:    store.DB().PingContext,
 		sets:    []migrationSet{{name: "outbox", m: store}},
 		closers: []func() error{store.Close},

@@ -17,14 +17,14 @@ func newHandler(a *App) (http.Handler, error) {
 	}
 	api := httpapi.New(httpapi.Config{
 		Orders:        a.DB.Orders,
-		Outbox:        a.DB.Store,
+		Outbox:        a.DB.Admin,
 		RelayCounters: a.Relay.Counters,
 		Ready:         a.ready,
 		APIToken:      a.cfg.APIToken,
 		AdminToken:    a.cfg.AdminToken,
 		Logger:        a.cfg.Logger.With("component", "http"),
 		Version:       a.cfg.Version,
-		Registry:      newRegistry(a.DB.Store, a.Relay.Counters),
+		Registry:      newRegistry(a.DB.Admin, a.Relay.Counters),
 	})
 	return withTraceContext(api), nil
 }

@@ -12,7 +12,7 @@ import (
 
 // newRegistry returns the registry /metrics serves: Go and process metrics,
 // the relay's counters and the outbox backlog.
-func newRegistry(store outbox.Store, counters func() outbox.RelayCounters) *prometheus.Registry {
+func newRegistry(store outbox.Admin, counters func() outbox.RelayCounters) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -33,17 +33,17 @@ var (
 		"Non-empty batches the relay finished.", nil, nil)
 	descPending = prometheus.NewDesc("herald_outbox_pending",
 		"Events waiting in the outbox.", nil, nil)
-	descRetrying = prometheus.NewDesc("herald_outbox_retrying",
+	descRetrying = prometheus.NewDesc("herald_outbox_in_retry",
 		"Pending events that failed at least once.", nil, nil)
 	descLag = prometheus.NewDesc("herald_outbox_lag_seconds",
 		"Age of the oldest pending event; 0 when the outbox is empty.", nil, nil)
-	descDLQ = prometheus.NewDesc("herald_outbox_dead_letters",
+	descDLQ = prometheus.NewDesc("herald_outbox_dlq_size",
 		"Open dead letters waiting for an operator.", nil, nil)
 )
 
 // outboxCollector reads the relay's counters and the backlog at scrape time.
 type outboxCollector struct {
-	store    outbox.Store
+	store    outbox.Admin
 	counters func() outbox.RelayCounters
 }
 

@@ -16,7 +16,7 @@ import (
 
 // wirePostgresOrders adds the orders service and its migrations on pool.
 func wirePostgresOrders(db *Database, pool *pgxpool.Pool, driver *pgstore.Driver) error {
-	store := pgorders.New(pool, outbox.NewClient[pgx.Tx](driver), pgorders.AfterCommit(driver.Notify))
+	store := pgorders.New(pool, outbox.NewClient[pgx.Tx](driver))
 	db.Orders = ordersvc.New(store, ordersvc.Config{})
 	db.sets = append(db.sets, migrationSet{name: "orders", m: store})
 	return nil

@@ -26,30 +26,7 @@ import (
 )
 
 // relayConfig fills the zero fields of r with Herald's defaults.
-func relayConfig(r outbox.RelayConfig) outbox.RelayConfig {
-	if r.BatchSize == 0 {
-		r.BatchSize = app.DefaultBatchSize
-	}
-	if r.Workers == 0 {
-		r.Workers = app.DefaultWorkers
-	}
-	if r.PollInterval == 0 {
-		r.PollInterval = app.DefaultPollInterval
-	}
-	if r.Retry.MaxAttempts == 0 {
-		r.Retry.MaxAttempts = app.DefaultMaxAttempts
-	}
-	if r.Retry.Base == 0 {
-		r.Retry.Base = app.DefaultRetryBase
-	}
-	if r.Retry.Cap == 0 {
-		r.Retry.Cap = max(app.DefaultRetryCap, r.Retry.Base)
-	}
-	if r.Source == "" {
-		r.Source = outbox.DefaultSource
-	}
-	return r
-}
+func relayConfig(r outbox.RelayConfig) outbox.RelayConfig { return app.RelayDefaults(r) }
 
 func randomHex(n int) string {
 	b := make([]byte, n)

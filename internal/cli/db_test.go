@@ -241,8 +241,8 @@ func TestDLQ(t *testing.T) {
 
 	var st struct {
 		Pending       int64      `json:"pending"`
-		DeadLetters   int64      `json:"dead_letters"`
-		OldestPending *time.Time `json:"oldest_pending"`
+		DeadLetters   int64      `json:"dlq_size"`
+		OldestPending *time.Time `json:"oldest_pending_at"`
 		LagSeconds    float64    `json:"lag_seconds"`
 	}
 	if err := json.Unmarshal([]byte(mustRun(t, env, "stats", "--json")), &st); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/heraldhq/herald/httpapi"
 	"github.com/heraldhq/herald/internal/app"
 	"github.com/heraldhq/herald/outbox"
 )
@@ -85,7 +86,7 @@ func (c *cli) dlqListCommand() *cobra.Command {
 				return usagef("--after must not be negative, got %d", after)
 			}
 			filter.AfterID, filter.Limit = after, limit
-			return c.withStore(cmd.Context(), timeout, func(ctx context.Context, store outbox.Store) error {
+			return c.withStore(cmd.Context(), timeout, func(ctx context.Context, store outbox.Admin) error {
 				dls, err := store.ListDeadLetters(ctx, filter)
 				if err != nil {
 					return err
@@ -121,13 +122,13 @@ func (c *cli) dlqShowCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return c.withStore(cmd.Context(), timeout, func(ctx context.Context, store outbox.Store) error {
+			return c.withStore(cmd.Context(), timeout, func(ctx context.Context, store outbox.Admin) error {
 				dl, err := store.GetDeadLetter(ctx, id)
 				if err != nil {
 					return deadLetterError(id, err)
 				}
 				if asJSON {
-					return writeJSON(c.stdout, newDeadLetterJSON(&dl))
+					return writeJSON(c.stdout, httpapi.NewDeadLetter(dl))
 				}
 				return writeDeadLetter(c.stdout, &dl)
 			})
@@ -160,7 +161,7 @@ then publishes it and, after it, the aggregate's events that waited.`,
 			case !all && (f != dlqFilter{}):
 				return usagef("--aggregate-type, --aggregate-id and --event-type go with --all")
 			}
-			return c.withStore(cmd.Context(), timeout, func(ctx context.Context, store outbox.Store) error {
+			return c.withStore(cmd.Context(), timeout, func(ctx context.Context, store outbox.Admin) error {
 				if all {
 					filter := f.filter()
 					filter.State = outbox.DeadLetterOpen
@@ -209,7 +210,7 @@ as an audit record, and the aggregate's later events flow again.`,
 			if strings.TrimSpace(reason) == "" {
 				return usagef("--reason is required: say why the event is dropped")
 			}
-			return c.withStore(cmd.Context(), timeout, func(ctx context.Context, store outbox.Store) error {
+			return c.withStore(cmd.Context(), timeout, func(ctx context.Context, store outbox.Admin) error {
 				if err := store.DiscardDeadLetter(ctx, id, reason); err != nil {
 					return deadLetterError(id, err)
 				}
@@ -229,14 +230,14 @@ func addTimeout(fs *pflag.FlagSet, d *time.Duration) {
 }
 
 // withStore opens the database for fn, bounded by timeout.
-func (c *cli) withStore(ctx context.Context, timeout time.Duration, fn func(context.Context, outbox.Store) error) error {
+func (c *cli) withStore(ctx context.Context, timeout time.Duration, fn func(context.Context, outbox.Admin) error) error {
 	if timeout <= 0 {
 		return usagef("--timeout must be positive, got %s", timeout)
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	return c.withDatabase(ctx, func(ctx context.Context, db *app.Database) error {
-		return fn(ctx, db.Store)
+		return fn(ctx, db.Admin)
 	})
 }
 
@@ -259,55 +260,10 @@ func deadLetterError(id int64, err error) error {
 	return err
 }
 
-// deadLetterJSON is a dead letter as the JSON output prints it.
-type deadLetterJSON struct {
-	ID             int64             `json:"id"`
-	State          string            `json:"state"`
-	EventID        string            `json:"event_id"`
-	EventType      string            `json:"event_type"`
-	AggregateType  string            `json:"aggregate_type"`
-	AggregateID    string            `json:"aggregate_id"`
-	Sequence       int64             `json:"sequence"`
-	IdempotencyKey string            `json:"idempotency_key,omitempty"`
-	Attempts       int               `json:"attempts"`
-	Error          string            `json:"error"`
-	CreatedAt      time.Time         `json:"created_at"`
-	FirstFailedAt  time.Time         `json:"first_failed_at"`
-	MovedAt        time.Time         `json:"moved_at"`
-	ReplayedAt     *time.Time        `json:"replayed_at,omitempty"`
-	DiscardedAt    *time.Time        `json:"discarded_at,omitempty"`
-	DiscardReason  string            `json:"discard_reason,omitempty"`
-	Headers        map[string]string `json:"headers,omitempty"`
-	Payload        json.RawMessage   `json:"payload"`
-}
-
-func newDeadLetterJSON(d *outbox.DeadLetter) deadLetterJSON {
-	return deadLetterJSON{
-		ID:             d.ID,
-		State:          string(d.State()),
-		EventID:        d.EventID.String(),
-		EventType:      d.EventType,
-		AggregateType:  d.AggregateType,
-		AggregateID:    d.AggregateID,
-		Sequence:       d.Sequence,
-		IdempotencyKey: d.IdempotencyKey,
-		Attempts:       d.Attempts,
-		Error:          d.Error,
-		CreatedAt:      d.CreatedAt.UTC(),
-		FirstFailedAt:  d.FirstFailedAt.UTC(),
-		MovedAt:        d.MovedAt.UTC(),
-		ReplayedAt:     d.ReprocessedAt,
-		DiscardedAt:    d.DiscardedAt,
-		DiscardReason:  d.DiscardReason,
-		Headers:        d.Headers,
-		Payload:        d.Payload,
-	}
-}
-
-func deadLettersJSON(dls []outbox.DeadLetter) []deadLetterJSON {
-	out := make([]deadLetterJSON, len(dls))
+func deadLettersJSON(dls []outbox.DeadLetter) []httpapi.DeadLetter {
+	out := make([]httpapi.DeadLetter, len(dls))
 	for i := range dls {
-		out[i] = newDeadLetterJSON(&dls[i])
+		out[i] = httpapi.NewDeadLetter(dls[i])
 	}
 	return out
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/heraldhq/herald/internal/app"
+	"github.com/heraldhq/herald/internal/ordersvc"
 	"github.com/heraldhq/herald/outbox"
 )
 
@@ -43,15 +44,15 @@ func (s *settings) addShared(fs *pflag.FlagSet) {
 
 // addRelay adds the relay tuning flags.
 func (s *settings) addRelay(fs *pflag.FlagSet) {
-	fs.IntVar(&s.batchSize, "batch-size", app.DefaultBatchSize, "events the relay claims per batch")
-	fs.IntVar(&s.workers, "workers", app.DefaultWorkers, "concurrent claim-and-publish loops of the relay")
-	fs.DurationVar(&s.pollInterval, "poll-interval", app.DefaultPollInterval, "how often the relay looks for events when no wake-up arrives")
+	fs.IntVar(&s.batchSize, "batch-size", outbox.DefaultBatchSize, "events the relay claims per batch")
+	fs.IntVar(&s.workers, "workers", outbox.DefaultWorkers, "concurrent claim-and-publish loops of the relay")
+	fs.DurationVar(&s.pollInterval, "poll-interval", outbox.DefaultPollInterval, "how often the relay looks for events when no wake-up arrives")
 	fs.BoolVar(&s.pollOnly, "poll-only", false, "never LISTEN for wake-ups, only poll (for connection poolers that break LISTEN)")
-	fs.IntVar(&s.maxAttempts, "max-attempts", app.DefaultMaxAttempts, "publish attempts before an event is dead-lettered")
-	fs.DurationVar(&s.retryBase, "retry-base", app.DefaultRetryBase, "delay before the first retry; it doubles with each failure")
-	fs.DurationVar(&s.retryCap, "retry-cap", app.DefaultRetryCap, "longest delay between retries")
+	fs.IntVar(&s.maxAttempts, "max-attempts", outbox.DefaultMaxAttempts, "publish attempts before an event is dead-lettered")
+	fs.DurationVar(&s.retryBase, "retry-base", outbox.DefaultRetryBase, "delay before the first retry; it doubles with each failure")
+	fs.DurationVar(&s.retryCap, "retry-cap", outbox.DefaultRetryCap, "longest delay between retries")
 	fs.BoolVar(&s.moveOn, "move-on-past-dead-letters", false, "let an aggregate's later events flow while an earlier one is dead-lettered")
-	fs.StringVar(&s.source, "source", outbox.DefaultSource, "CloudEvents source of the published events")
+	fs.StringVar(&s.source, "source", ordersvc.EventSource, "CloudEvents source of the published events")
 }
 
 // addLifecycle adds the flags of the long-running commands.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/heraldhq/herald/httpapi"
 	"github.com/heraldhq/herald/outbox"
 )
 
@@ -25,13 +26,13 @@ being retried, the age of the oldest (the relay's lag), and the number of open
 dead letters.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return c.withStore(cmd.Context(), timeout, func(ctx context.Context, store outbox.Store) error {
+			return c.withStore(cmd.Context(), timeout, func(ctx context.Context, store outbox.Admin) error {
 				st, err := store.Stats(ctx)
 				if err != nil {
 					return err
 				}
 				if asJSON {
-					return writeJSON(c.stdout, newStatsJSON(st, time.Now()))
+					return writeJSON(c.stdout, httpapi.NewStats(st, time.Now()))
 				}
 				return writeStats(c.stdout, st, time.Now())
 			})
@@ -40,25 +41,6 @@ dead letters.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of text")
 	addTimeout(cmd.Flags(), &timeout)
 	return cmd
-}
-
-// statsJSON is outbox.Stats as the JSON output prints it.
-type statsJSON struct {
-	Pending       int64      `json:"pending"`
-	Retrying      int64      `json:"retrying"`
-	OldestPending *time.Time `json:"oldest_pending"`
-	LagSeconds    float64    `json:"lag_seconds"`
-	DeadLetters   int64      `json:"dead_letters"`
-}
-
-func newStatsJSON(st outbox.Stats, now time.Time) statsJSON {
-	out := statsJSON{Pending: st.Pending, Retrying: st.Retrying, DeadLetters: st.DeadLetters}
-	if !st.OldestPending.IsZero() {
-		t := st.OldestPending.UTC()
-		out.OldestPending = &t
-		out.LagSeconds = lag(st, now).Seconds()
-	}
-	return out
 }
 
 // lag is the age of the oldest pending event, zero when there is none.
@@ -73,7 +55,7 @@ func writeStats(w io.Writer, st outbox.Stats, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	p := &printer{w: tw}
 	p.printf("pending\t%d\n", st.Pending)
-	p.printf("retrying\t%d\n", st.Retrying)
+	p.printf("in retry\t%d\n", st.Retrying)
 	if st.OldestPending.IsZero() {
 		p.printf("oldest pending\t-\n")
 		p.printf("lag\t0s\n")

@@ -52,7 +52,7 @@ herald serve or herald relay, at --embedded-nats-addr.`,
 			default:
 				url = spec.URL
 			}
-			ncfg := natsjs.Config{Logger: c.log}
+			ncfg := app.NATSConfig(c.log)
 			nc, err := nats.Connect(url, natsjs.ConnectOptions(ncfg)...)
 			if err != nil {
 				if spec.Kind == app.BrokerEmbedded {
@@ -74,7 +74,7 @@ herald serve or herald relay, at --embedded-nats-addr.`,
 			if fromStart {
 				from = "every event from the start"
 			}
-			c.log.Info("tailing stream "+natsjs.DefaultStream+": "+from+"; stop with Ctrl-C", "nats", nc.ConnectedUrlRedacted())
+			c.log.Info("tailing stream "+ncfg.Stream+": "+from+"; stop with Ctrl-C", "nats", nc.ConnectedUrlRedacted())
 			<-ctx.Done()
 			stop()
 			return p.err

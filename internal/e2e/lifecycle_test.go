@@ -16,9 +16,10 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/heraldhq/herald/broker/natsjs"
+	"github.com/heraldhq/herald/internal/app"
+	"github.com/heraldhq/herald/internal/ordersvc"
 	"github.com/heraldhq/herald/internal/testdb"
 	"github.com/heraldhq/herald/order"
-	"github.com/heraldhq/herald/outbox"
 )
 
 // TestServeSQLiteEmbedded runs herald serve on its embedded defaults: a
@@ -38,11 +39,11 @@ func TestServeSQLiteEmbedded(t *testing.T) {
 	p.waitLog(t, "herald listening on "+base)
 	p.waitLog(t, "loopback only")
 
-	lifecycle(t, client, base, "nats://"+natsAddr, outbox.DefaultSource)
+	lifecycle(t, client, base, "nats://"+natsAddr, ordersvc.EventSource)
 
 	// The lifecycle's 18 events were all relayed by this process.
 	metrics := getText(t, client, base+"/metrics")
-	for _, want := range []string{"herald_relay_published_total 18\n", "herald_outbox_pending 0\n", "herald_outbox_dead_letters 0\n", "herald_http_requests_total{"} {
+	for _, want := range []string{"herald_relay_published_total 18\n", "herald_outbox_pending 0\n", "herald_outbox_dlq_size 0\n", "herald_http_requests_total{"} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
@@ -202,7 +203,7 @@ func lifecycle(t *testing.T, client *http.Client, base, natsURL, source string) 
 	defer cancel()
 	var once sync.Once
 	ready := make(chan struct{})
-	stop, err := natsjs.Subscribe(ctx, nc, natsjs.Config{}, natsjs.SubscribeOptions{DeliverNew: true}, func(d natsjs.Delivery) {
+	stop, err := natsjs.Subscribe(ctx, nc, app.NATSConfig(nil), natsjs.SubscribeOptions{DeliverNew: true}, func(d natsjs.Delivery) {
 		<-ready // col.order is set
 		col.add(d)
 	})

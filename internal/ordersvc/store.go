@@ -128,7 +128,17 @@ type Migrator = migration.Migrator
 // databases.
 const MigrationTable = "herald_orders_migrations"
 
-// OutboxName is the name of the orders service's outbox. Its tables keep
-// the names they had before outboxes were named: order_outbox,
-// order_outbox_dlq and order_outbox_sequences.
-const OutboxName = "order_outbox"
+// The orders service's names on the outbox engine, whose own defaults are
+// neutral.
+const (
+	// OutboxName names the orders' outbox. Its tables keep the names they
+	// had before outboxes were named: order_outbox, order_outbox_dlq and
+	// order_outbox_sequences.
+	OutboxName = "order_outbox"
+	// EventSource is the CloudEvents source of the orders' events.
+	EventSource = "/herald/orders"
+	// Stream and SubjectPrefix are the JetStream stream and the subjects
+	// the orders' events are published on (orders.order.created, …).
+	Stream        = "ORDERS"
+	SubjectPrefix = "orders."
+)

@@ -299,7 +299,7 @@ func (s *suite[TTx]) claimUntil(t *testing.T, want string, within time.Duration)
 
 func (s *suite[TTx]) stats(t *testing.T) outbox.Stats {
 	t.Helper()
-	st, err := s.c.Stats(s.ctx)
+	st, err := s.d.Stats(s.ctx)
 	if err != nil {
 		t.Fatalf("Stats: %v", err)
 	}
@@ -318,7 +318,7 @@ func (s *suite[TTx]) expectCounts(t *testing.T, pending, retrying, deadLetters i
 
 func (s *suite[TTx]) list(t *testing.T, f outbox.DeadLetterFilter) []outbox.DeadLetter {
 	t.Helper()
-	dls, err := s.c.ListDeadLetters(s.ctx, f)
+	dls, err := s.d.ListDeadLetters(s.ctx, f)
 	if err != nil {
 		t.Fatalf("ListDeadLetters(%+v): %v", f, err)
 	}
@@ -327,7 +327,7 @@ func (s *suite[TTx]) list(t *testing.T, f outbox.DeadLetterFilter) []outbox.Dead
 
 func (s *suite[TTx]) get(t *testing.T, id int64) outbox.DeadLetter {
 	t.Helper()
-	dl, err := s.c.GetDeadLetter(s.ctx, id)
+	dl, err := s.d.GetDeadLetter(s.ctx, id)
 	if err != nil {
 		t.Fatalf("GetDeadLetter(%d): %v", id, err)
 	}
@@ -923,7 +923,7 @@ func testDeadLetter[TTx any](t *testing.T, s *suite[TTx]) {
 	if got := s.get(t, dl.ID); !reflect.DeepEqual(got, dl) {
 		t.Errorf("GetDeadLetter = %+v, ListDeadLetters = %+v", got, dl)
 	}
-	if _, err := s.c.GetDeadLetter(s.ctx, dl.ID+1000); !errors.Is(err, outbox.ErrNotFound) {
+	if _, err := s.d.GetDeadLetter(s.ctx, dl.ID+1000); !errors.Is(err, outbox.ErrNotFound) {
 		t.Errorf("GetDeadLetter(unknown) = %v, want ErrNotFound", err)
 	}
 
@@ -965,7 +965,7 @@ func testMoveOn[TTx any](t *testing.T, s *suite[TTx]) {
 	s.finishAll(t, b, outbox.Outcome{Kind: outbox.OutcomeDeadLetter, Error: "poison"})
 	// Parking again: C#1, replayed, is parked only by earlier dead letters,
 	// not by C#2's; C#3 waits behind C#2's.
-	if err := s.c.ReplayDeadLetter(s.ctx, c1.ID); err != nil {
+	if err := s.d.ReplayDeadLetter(s.ctx, c1.ID); err != nil {
 		t.Fatalf("ReplayDeadLetter: %v", err)
 	}
 	s.publishNext(t, "order/C#1")
@@ -974,7 +974,7 @@ func testMoveOn[TTx any](t *testing.T, s *suite[TTx]) {
 	if len(c2) != 1 || c2[0].Sequence != 2 {
 		t.Fatalf("open dead letters of C: %+v, want C#2's", c2)
 	}
-	if err := s.c.ReplayDeadLetter(s.ctx, c2[0].ID); err != nil {
+	if err := s.d.ReplayDeadLetter(s.ctx, c2[0].ID); err != nil {
 		t.Fatalf("ReplayDeadLetter: %v", err)
 	}
 	s.publishNext(t, "order/C#2")
@@ -1010,7 +1010,7 @@ func testReplay[TTx any](t *testing.T, s *suite[TTx]) {
 	for i := range errs {
 		wg.Go(func() {
 			<-start
-			errs[i] = s.c.ReplayDeadLetter(s.ctx, id)
+			errs[i] = s.d.ReplayDeadLetter(s.ctx, id)
 		})
 	}
 	close(start)
@@ -1050,7 +1050,7 @@ func testReplay[TTx any](t *testing.T, s *suite[TTx]) {
 		t.Fatalf("after a second failure: %+v", again)
 	}
 	s.expectNothing(t, outbox.ClaimParams{Limit: 10})
-	if err := s.c.ReplayDeadLetter(s.ctx, again[1].ID); err != nil {
+	if err := s.d.ReplayDeadLetter(s.ctx, again[1].ID); err != nil {
 		t.Fatalf("ReplayDeadLetter: %v", err)
 	}
 	s.publishNext(t, "order/A#1")
@@ -1058,16 +1058,16 @@ func testReplay[TTx any](t *testing.T, s *suite[TTx]) {
 	s.publishNext(t, "order/A#3")
 	s.expectNothing(t, outbox.ClaimParams{Limit: 10})
 
-	if err := s.c.ReplayDeadLetter(s.ctx, id); !errors.Is(err, outbox.ErrAlreadyResolved) {
+	if err := s.d.ReplayDeadLetter(s.ctx, id); !errors.Is(err, outbox.ErrAlreadyResolved) {
 		t.Errorf("replaying a replayed dead letter: %v, want ErrAlreadyResolved", err)
 	}
-	if err := s.c.DiscardDeadLetter(s.ctx, id, "late"); !errors.Is(err, outbox.ErrAlreadyResolved) {
+	if err := s.d.DiscardDeadLetter(s.ctx, id, "late"); !errors.Is(err, outbox.ErrAlreadyResolved) {
 		t.Errorf("discarding a replayed dead letter: %v, want ErrAlreadyResolved", err)
 	}
-	if err := s.c.ReplayDeadLetter(s.ctx, again[1].ID+1000); !errors.Is(err, outbox.ErrNotFound) {
+	if err := s.d.ReplayDeadLetter(s.ctx, again[1].ID+1000); !errors.Is(err, outbox.ErrNotFound) {
 		t.Errorf("replaying an unknown dead letter: %v, want ErrNotFound", err)
 	}
-	if err := s.c.DiscardDeadLetter(s.ctx, again[1].ID+1000, "x"); !errors.Is(err, outbox.ErrNotFound) {
+	if err := s.d.DiscardDeadLetter(s.ctx, again[1].ID+1000, "x"); !errors.Is(err, outbox.ErrNotFound) {
 		t.Errorf("discarding an unknown dead letter: %v, want ErrNotFound", err)
 	}
 	s.expectCounts(t, 0, 0, 0)
@@ -1079,7 +1079,7 @@ func testDiscard[TTx any](t *testing.T, s *suite[TTx]) {
 	s.expectNothing(t, outbox.ClaimParams{Limit: 10})
 
 	id := dls["order/A#1"].ID
-	if err := s.c.DiscardDeadLetter(s.ctx, id, "obsolete order"); err != nil {
+	if err := s.d.DiscardDeadLetter(s.ctx, id, "obsolete order"); err != nil {
 		t.Fatalf("DiscardDeadLetter: %v", err)
 	}
 	dl := s.get(t, id)
@@ -1092,10 +1092,10 @@ func testDiscard[TTx any](t *testing.T, s *suite[TTx]) {
 	s.publishNext(t, "order/A#2")
 	s.expectNothing(t, outbox.ClaimParams{Limit: 10})
 
-	if err := s.c.DiscardDeadLetter(s.ctx, id, "again"); !errors.Is(err, outbox.ErrAlreadyResolved) {
+	if err := s.d.DiscardDeadLetter(s.ctx, id, "again"); !errors.Is(err, outbox.ErrAlreadyResolved) {
 		t.Errorf("discarding twice: %v, want ErrAlreadyResolved", err)
 	}
-	if err := s.c.ReplayDeadLetter(s.ctx, id); !errors.Is(err, outbox.ErrAlreadyResolved) {
+	if err := s.d.ReplayDeadLetter(s.ctx, id); !errors.Is(err, outbox.ErrAlreadyResolved) {
 		t.Errorf("replaying a discarded dead letter: %v, want ErrAlreadyResolved", err)
 	}
 	if got := s.get(t, id); got.DiscardReason != "obsolete order" {
@@ -1110,8 +1110,8 @@ func testDiscard[TTx any](t *testing.T, s *suite[TTx]) {
 		discardErr error
 		replayErr  error
 	)
-	wg.Go(func() { <-start; discardErr = s.c.DiscardDeadLetter(s.ctx, bid, "race") })
-	wg.Go(func() { <-start; replayErr = s.c.ReplayDeadLetter(s.ctx, bid) })
+	wg.Go(func() { <-start; discardErr = s.d.DiscardDeadLetter(s.ctx, bid, "race") })
+	wg.Go(func() { <-start; replayErr = s.d.ReplayDeadLetter(s.ctx, bid) })
 	close(start)
 	wg.Wait()
 	switch {
@@ -1141,7 +1141,7 @@ func testReplayByFilter[TTx any](t *testing.T, s *suite[TTx]) {
 	dls := s.deadLetter(t, "poison", "order/o1#1", "order/o2#1", "customer/c1#1", "order/o3#1")
 	s.expectCounts(t, 1, 0, 4)
 
-	n, err := s.c.ReplayDeadLetters(s.ctx, outbox.DeadLetterFilter{AggregateType: "order", EventType: "x"})
+	n, err := s.d.ReplayDeadLetters(s.ctx, outbox.DeadLetterFilter{AggregateType: "order", EventType: "x"})
 	if err != nil || n != 2 {
 		t.Fatalf("ReplayDeadLetters(order, x) = %d, %v; want 2", n, err)
 	}
@@ -1154,17 +1154,17 @@ func testReplayByFilter[TTx any](t *testing.T, s *suite[TTx]) {
 	s.publishNext(t, "order/o1#1", "order/o3#1")
 	s.publishNext(t, "order/o1#2")
 
-	n, err = s.c.ReplayDeadLetters(s.ctx, outbox.DeadLetterFilter{AggregateID: "c1"})
+	n, err = s.d.ReplayDeadLetters(s.ctx, outbox.DeadLetterFilter{AggregateID: "c1"})
 	if err != nil || n != 1 {
 		t.Fatalf("ReplayDeadLetters(c1) = %d, %v; want 1", n, err)
 	}
 	s.publishNext(t, "customer/c1#1")
 
 	// A discarded dead letter is not replayed by a filter that matches it.
-	if err := s.c.DiscardDeadLetter(s.ctx, dls["order/o2#1"].ID, "skip"); err != nil {
+	if err := s.d.DiscardDeadLetter(s.ctx, dls["order/o2#1"].ID, "skip"); err != nil {
 		t.Fatal(err)
 	}
-	n, err = s.c.ReplayDeadLetters(s.ctx, outbox.DeadLetterFilter{})
+	n, err = s.d.ReplayDeadLetters(s.ctx, outbox.DeadLetterFilter{})
 	if err != nil || n != 0 {
 		t.Fatalf("ReplayDeadLetters(all) with nothing open = %d, %v; want 0", n, err)
 	}
@@ -1177,7 +1177,7 @@ func testReplayByFilter[TTx any](t *testing.T, s *suite[TTx]) {
 	if len(open) != 3 {
 		t.Fatalf("%d open dead letters, want 3", len(open))
 	}
-	n, err = s.c.ReplayDeadLetters(s.ctx, outbox.DeadLetterFilter{Limit: 2})
+	n, err = s.d.ReplayDeadLetters(s.ctx, outbox.DeadLetterFilter{Limit: 2})
 	if err != nil || n != 2 {
 		t.Fatalf("ReplayDeadLetters(limit 2) = %d, %v; want 2", n, err)
 	}
@@ -1185,11 +1185,11 @@ func testReplayByFilter[TTx any](t *testing.T, s *suite[TTx]) {
 	if len(left) != 1 || left[0].ID != open[2].ID {
 		t.Fatalf("after replaying 2 of 3: open %+v, want the newest (id %d)", left, open[2].ID)
 	}
-	n, err = s.c.ReplayDeadLetters(s.ctx, outbox.DeadLetterFilter{AfterID: open[2].ID})
+	n, err = s.d.ReplayDeadLetters(s.ctx, outbox.DeadLetterFilter{AfterID: open[2].ID})
 	if err != nil || n != 0 {
 		t.Fatalf("ReplayDeadLetters(after the last id) = %d, %v; want 0", n, err)
 	}
-	n, err = s.c.ReplayDeadLetters(s.ctx, outbox.DeadLetterFilter{AfterID: open[1].ID})
+	n, err = s.d.ReplayDeadLetters(s.ctx, outbox.DeadLetterFilter{AfterID: open[1].ID})
 	if err != nil || n != 1 {
 		t.Fatalf("ReplayDeadLetters(after id %d) = %d, %v; want 1", open[1].ID, n, err)
 	}
@@ -1224,11 +1224,11 @@ func testListDeadLetters[TTx any](t *testing.T, s *suite[TTx]) {
 	for _, dl := range all {
 		byAgg[dl.AggregateID] = dl
 	}
-	if err := s.c.ReplayDeadLetter(s.ctx, byAgg["o2"].ID); err != nil {
+	if err := s.d.ReplayDeadLetter(s.ctx, byAgg["o2"].ID); err != nil {
 		t.Fatal(err)
 	}
 	s.publishNext(t, "order/o2#1")
-	if err := s.c.DiscardDeadLetter(s.ctx, byAgg["c1"].ID, "test"); err != nil {
+	if err := s.d.DiscardDeadLetter(s.ctx, byAgg["c1"].ID, "test"); err != nil {
 		t.Fatal(err)
 	}
 

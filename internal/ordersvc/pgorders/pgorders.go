@@ -2,8 +2,8 @@
 // ordersvc.Store on a pgxpool.Pool whose transactions enqueue events through
 // the outbox's PostgreSQL driver (pgstore) on the same transaction.
 //
-//	driver := pgstore.New(pool, pgstore.Config{})
-//	store := pgorders.New(pool, outbox.NewClient[pgx.Tx](driver))
+//	driver, err := pgstore.New(pool, pgstore.Config{Name: ordersvc.OutboxName})
+//	store := pgorders.New(pool, outbox.NewClient(driver))
 //	if err := driver.Migrate(ctx); err != nil { ... }
 //	if err := store.Migrate(ctx); err != nil { ... }
 //	svc := ordersvc.New(store, ordersvc.Config{})
@@ -33,17 +33,9 @@ import (
 
 // Store is the PostgreSQL orders store. It is safe for concurrent use.
 type Store struct {
-	pool        *pgxpool.Pool
-	outbox      *outbox.Client[pgx.Tx]
-	afterCommit func()
+	pool   *pgxpool.Pool
+	outbox *outbox.Client[pgx.Tx]
 }
-
-// Option configures a Store.
-type Option func(*Store)
-
-// AfterCommit has the store call fn after every transaction it commits:
-// pass the outbox driver's Notify when it runs with NotifyAfterCommit.
-func AfterCommit(fn func()) Option { return func(s *Store) { s.afterCommit = fn } }
 
 var (
 	_ ordersvc.Store    = (*Store)(nil)
@@ -53,44 +45,18 @@ var (
 // New returns a store on pool that enqueues events with client, whose driver
 // must run on the same database. Call Migrate (and the outbox driver's
 // Migrate) before first use.
-func New(pool *pgxpool.Pool, client *outbox.Client[pgx.Tx], opts ...Option) *Store {
-	s := &Store{pool: pool, outbox: client}
-	for _, o := range opts {
-		o(s)
-	}
-	return s
+func New(pool *pgxpool.Pool, client *outbox.Client[pgx.Tx]) *Store {
+	return &Store{pool: pool, outbox: client}
 }
 
-// WithTx runs fn in a new transaction and commits it when fn returns nil.
-// Otherwise, or if fn panics, it rolls back, also when ctx is already
-// cancelled. fn's error is returned unchanged.
-func (s *Store) WithTx(ctx context.Context, fn func(tx ordersvc.Tx) error) (err error) {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("pgorders: begin: %w", err)
-	}
-	committed := false
-	defer func() {
-		if committed {
-			return
-		}
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if rerr := tx.Rollback(rctx); rerr != nil && !errors.Is(rerr, pgx.ErrTxClosed) && err != nil {
-			err = errors.Join(err, fmt.Errorf("pgorders: rollback: %w", rerr))
-		}
-	}()
-	if err := fn(&pgTx{tx: tx, outbox: s.outbox}); err != nil {
-		return err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("pgorders: commit: %w", err)
-	}
-	committed = true
-	if s.afterCommit != nil {
-		s.afterCommit()
-	}
-	return nil
+// WithTx runs fn in a transaction of the outbox client's driver (see
+// outbox.Client.WithTx): it commits when fn returns nil and then wakes the
+// relays; otherwise, or if fn panics, it rolls back, also when ctx is
+// already cancelled. fn's error is returned unchanged.
+func (s *Store) WithTx(ctx context.Context, fn func(tx ordersvc.Tx) error) error {
+	return s.outbox.WithTx(ctx, func(tx pgx.Tx) error {
+		return fn(&pgTx{tx: tx, outbox: s.outbox})
+	})
 }
 
 const orderColumns = `o.id, o.customer_id, o.currency, o.status, o.total_amount, o.version, o.created_at, o.updated_at`

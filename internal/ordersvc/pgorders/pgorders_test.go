@@ -54,7 +54,7 @@ func setup(t testing.TB) ordersvctest.Harness {
 	if err := driver.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	store := pgorders.New(pool, outbox.NewClient[pgx.Tx](driver), pgorders.AfterCommit(driver.Notify))
+	store := pgorders.New(pool, outbox.NewClient[pgx.Tx](driver))
 	if err := store.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -184,24 +184,4 @@ func TestUpgradeGoesOnFromTheOutboxCounter(t *testing.T) {
 
 func BenchmarkCreateOrder(b *testing.B) {
 	ordersvctest.BenchmarkCreateOrder(b, setup(b))
-}
-
-// AfterCommit runs once per committed transaction, never for one that
-// rolls back.
-func TestAfterCommit(t *testing.T) {
-	t.Parallel()
-	pool, _ := newPool(t)
-	var calls atomic.Int64
-	store := pgorders.New(pool, nil, pgorders.AfterCommit(func() { calls.Add(1) }))
-	ctx := context.Background()
-	if err := store.WithTx(ctx, func(ordersvc.Tx) error { return nil }); err != nil {
-		t.Fatal(err)
-	}
-	boom := errors.New("boom")
-	if err := store.WithTx(ctx, func(ordersvc.Tx) error { return boom }); !errors.Is(err, boom) {
-		t.Fatalf("WithTx = %v, want boom", err)
-	}
-	if n := calls.Load(); n != 1 {
-		t.Fatalf("AfterCommit ran %d times for one commit and one rollback", n)
-	}
 }

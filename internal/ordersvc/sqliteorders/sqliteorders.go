@@ -16,7 +16,6 @@ package sqliteorders
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -59,31 +58,14 @@ var hotQueries = []string{
 	insertTransitionSQL, claimKeySQL, getKeySQL, setResponseSQL,
 }
 
-// WithTx runs fn in a new read-write transaction and commits it when fn
-// returns nil; otherwise, or if fn panics, it rolls back. fn's error is
-// returned unchanged.
-func (s *Store) WithTx(ctx context.Context, fn func(tx ordersvc.Tx) error) (err error) {
+// WithTx runs fn in a read-write transaction of the outbox client's driver
+// (see outbox.Client.WithTx): it commits when fn returns nil; otherwise, or
+// if fn panics, it rolls back. fn's error is returned unchanged.
+func (s *Store) WithTx(ctx context.Context, fn func(tx ordersvc.Tx) error) error {
 	_ = s.stmts.Prepare(ctx) // before the transaction; it fails harmlessly before Migrate
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("sqliteorders: begin: %w", err)
-	}
-	committed := false
-	defer func() {
-		if !committed {
-			if rerr := tx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) && err != nil {
-				err = errors.Join(err, fmt.Errorf("sqliteorders: rollback: %w", rerr))
-			}
-		}
-	}()
-	if err := fn(&sqliteTx{s: s, tx: tx, q: s.stmts.Tx(tx)}); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqliteorders: commit: %w", err)
-	}
-	committed = true
-	return nil
+	return s.outbox.WithTx(ctx, func(tx *sql.Tx) error {
+		return fn(&sqliteTx{s: s, tx: tx, q: s.stmts.Tx(tx)})
+	})
 }
 
 const orderColumns = `o.id, o.customer_id, o.currency, o.status, o.total_amount, o.version, o.created_at, o.updated_at`
