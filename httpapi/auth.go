@@ -100,7 +100,7 @@ func (s *server) authorize(a access, h http.HandlerFunc) http.Handler {
 // address when no token is configured.
 var ErrPublicWithoutTokens = errors.New("httpapi: refusing to listen on a non-loopback address without tokens")
 
-// CheckListenAddr enforces SPEC §5's rule for running without tokens: with
+// CheckListenAddr enforces the rule for running without tokens: with
 // no token configured the API is open to anyone who can reach it, so it may
 // listen on a loopback address only (127.0.0.0/8, ::1 or "localhost"). An
 // empty host (":8080") means every interface and is refused too. With

@@ -148,7 +148,7 @@ const (
 	admin                // the admin token
 )
 
-// routes registers every route of SPEC §5.
+// routes registers every route of the API (openapi.json documents them).
 func (s *server) routes() {
 	const orders = "/api/v1/orders"
 	s.handle("POST "+orders, user, s.handleCreateOrder)

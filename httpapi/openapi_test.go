@@ -77,7 +77,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		}
 	}
 	if len(registered) != 17 || len(documented) != 17 {
-		t.Errorf("%d routes registered, %d documented; want the 17 of SPEC §5", len(registered), len(documented))
+		t.Errorf("%d routes registered, %d documented; want the same 17", len(registered), len(documented))
 	}
 
 	// Security follows the access each route is registered with.

@@ -7,7 +7,7 @@ import (
 	"github.com/google/uuid"
 )
 
-// Event types (SPEC §4).
+// Event types: the names consumers subscribe to.
 const (
 	EventOrderCreated          = "order.created"
 	EventPaymentConfirmed      = "order.payment_confirmed"

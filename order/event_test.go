@@ -121,7 +121,7 @@ func TestTransitionEvents(t *testing.T) {
 	})
 }
 
-// The order's JSON has exactly the field names of SPEC §5.
+// The order's JSON has exactly the field names the API documents (openapi.json); fields may be added, never renamed.
 func TestOrderJSONShape(t *testing.T) {
 	t.Parallel()
 	o := newOrder(t, item(ProductPhysical, 2, 1999))

@@ -57,7 +57,7 @@ type Machine struct {
 	index   map[Status]map[Status]Trigger
 }
 
-// The transition tables of SPEC §3. Edit them here and nowhere else;
+// The transition tables (drawn in docs/STATE_MACHINES.md). Edit them here and nowhere else;
 // docs/STATE_MACHINES.md is rendered from them (go test ./order -update).
 var (
 	orderMachine = newMachine("order", StatusPending, []Edge{

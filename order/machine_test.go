@@ -18,7 +18,7 @@ var allStatuses = []Status{
 
 type pair struct{ from, to Status }
 
-// Written out from SPEC §3, independently of the tables in machine.go.
+// Written out from the state machines in docs/STATE_MACHINES.md, independently of the tables in machine.go.
 const (
 	req  = ByRequest
 	pay  = ByPayment

@@ -22,7 +22,7 @@ const AggregateType = "order"
 // can be in, and how it moves between them, is set by its Machine.
 type Status string
 
-// Statuses of orders and line items (SPEC §3).
+// Statuses of orders and line items (docs/STATE_MACHINES.md).
 const (
 	// Shared by the order machine and every line-item machine.
 	StatusPending          Status = "pending"

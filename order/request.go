@@ -8,7 +8,7 @@ import (
 	"unicode/utf8"
 )
 
-// Limits on requests (SPEC §5).
+// Limits on requests; the API documents them.
 const (
 	MinLineItems = 1
 	MaxLineItems = 100

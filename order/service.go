@@ -10,7 +10,8 @@ import (
 // Service is the orders service as the HTTP API and the command line use it.
 // Every method that changes an order opens one transaction that locks the
 // order row first, writes the order, one Transition per Change and the
-// events to the outbox, and commits them together (SPEC G1).
+// events to the outbox, and commits them together: a change is never
+// committed without its events, nor an event without its change.
 //
 // Errors are *Error values: EINVALID for bad input (nothing written),
 // ENOTFOUND for an unknown order or line item, ECONFLICT for a transition

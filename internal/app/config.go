@@ -24,7 +24,7 @@ import (
 	"github.com/heraldhq/herald/outbox"
 )
 
-// Defaults of Config (SPEC §6).
+// Defaults of Config, shown by --help.
 const (
 	DefaultDataDir          = "./herald-data"
 	DefaultBrokerURL        = "embedded"
@@ -415,7 +415,7 @@ type BrokerSpec struct {
 	URL  string // the NATS server list, for BrokerNATS
 }
 
-// brokersNotYet are the SPEC §4 brokers this build does not include.
+// brokersNotYet are the brokers Herald names but this build does not include.
 var brokersNotYet = map[string]string{
 	"kafka":  "Kafka",
 	"amqp":   "RabbitMQ",

@@ -1,4 +1,4 @@
-// Package bench is herald bench (SPEC §6): it drives load through Herald and
+// Package bench is herald bench: it drives load through Herald and
 // verifies what reaches the broker, and it times the outbox engine's parts
 // on their own.
 //

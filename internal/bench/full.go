@@ -450,7 +450,7 @@ func (r *FullResult) WriteSummary(w io.Writer) error {
 	return p.err
 }
 
-// fullJSON is SPEC §6's line, followed by a few fields of context.
+// fullJSON is the documented result line, followed by a few fields of context.
 type fullJSON struct {
 	Orders       int64   `json:"orders"`
 	Events       int64   `json:"events"`
@@ -477,7 +477,7 @@ type fullJSON struct {
 	Load1       float64 `json:"load1"`
 }
 
-// JSON returns SPEC §6's line.
+// JSON returns the documented result line.
 func (r *FullResult) JSON() any {
 	c := r.PerKind[reqCreate]
 	return fullJSON{

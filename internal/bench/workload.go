@@ -165,7 +165,7 @@ func (e *apiError) Error() string {
 }
 
 // committed reports whether the request may have committed: a 4xx changed
-// nothing (SPEC G8), a 5xx or a transport error may have.
+// nothing (bad input changes nothing), a 5xx or a transport error may have.
 func committed(err error) bool {
 	var ae *apiError
 	return !errors.As(err, &ae) || ae.status >= 500

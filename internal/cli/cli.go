@@ -1,5 +1,5 @@
-// Package cli is Herald's command line: one binary, herald, with the
-// commands of SPEC §6. Main is the whole program behind a thin main package,
+// Package cli is Herald's command line: one binary, herald, with every
+// command (README.md lists them). Main is the whole program behind a thin main package,
 // so that tests run it in-process with their own arguments, environment and
 // output writers.
 //

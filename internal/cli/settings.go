@@ -12,7 +12,7 @@ import (
 
 // settings are the values of every flag, after the environment is applied.
 type settings struct {
-	// Shared by every command (SPEC §6).
+	// Shared by every command.
 	db, broker, dataDir, httpAddr, natsAddr string
 	apiToken, adminToken                    string
 	logLevel, logFormat                     string

@@ -1,7 +1,8 @@
 // Package ordersvc implements order.Service once, for every database: it
 // opens the transaction, locks the order, applies the request with the
 // domain (package order), and writes the order, one audit row per status
-// change and the change's event to the outbox in that transaction (SPEC G1).
+// change and the change's event to the outbox in that transaction, so they
+// commit together or not at all.
 // The databases sit behind the small Store and Tx interfaces, implemented by
 // the pgorders and sqliteorders packages.
 //

@@ -1,4 +1,4 @@
--- Herald orders schema (PostgreSQL). Table names are fixed by SPEC §2. The
+-- Herald orders schema (PostgreSQL). Table names are part of Herald's contract. The
 -- outbox tables are the outbox driver's (pgstore), with their own migrations.
 -- Amounts are bigint minor units; times are microseconds (timestamptz).
 -- The status lists mirror the machines in order/machine.go; the store tests

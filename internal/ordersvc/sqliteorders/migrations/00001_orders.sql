@@ -1,4 +1,4 @@
--- Herald orders schema (SQLite). Table names are fixed by SPEC §2 and
+-- Herald orders schema (SQLite). Table names are part of Herald's contract and
 -- columns follow the PostgreSQL store; the outbox tables are the outbox
 -- driver's (sqlitestore), with their own migrations. Ids are UUID text,
 -- amounts INTEGER minor units, times INTEGER unix microseconds (UTC).
