@@ -20,9 +20,11 @@ const benchClients = 8
 
 // BenchmarkEnqueue measures the cost of the outbox on a writer's
 // transaction: one transaction per op, holding one event, from 8 concurrent
-// clients. "outbox" enqueues with Client.EnqueueTx (sequence counter, insert
-// and pg_notify in one round trip); "outbox_no_notify" the same with
-// Config.DisableNotify; "hand_insert" inserts the same row with a plain
+// clients. "outbox" enqueues with Client.EnqueueTx (sequence counter and
+// insert in one statement) and calls Notify after the commit, as by default;
+// "outbox_notify_in_tx" sends pg_notify in the transaction instead
+// (Config.NotifyInTx); "outbox_no_notify" sends no wake-up
+// (Config.DisableNotify); "hand_insert" inserts the same row with a plain
 // INSERT and a sequence the client counts itself — the floor for any outbox.
 func BenchmarkEnqueue(b *testing.B) {
 	payload := json.RawMessage(`{"order_id":"4f1c2a9e-8d7b-4c1e-9a53-0d6e2f1b7c44","status":"payment_confirmed",` +
@@ -30,9 +32,10 @@ func BenchmarkEnqueue(b *testing.B) {
 	headers := map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
 	parallelism := max(1, (benchClients+runtime.GOMAXPROCS(0)-1)/runtime.GOMAXPROCS(0))
 
-	run := func(b *testing.B, d *pgstore.Driver, op func(ctx context.Context, tx pgx.Tx, client, i int) error) {
+	// run runs op in a transaction per iteration, then afterCommit unless nil.
+	run := func(b *testing.B, d *pgstore.Driver, afterCommit func(), op func(ctx context.Context, tx pgx.Tx, client, i int) error) {
 		ctx := context.Background()
-		if _, err := d.Pool().Exec(ctx, "TRUNCATE order_outbox, order_outbox_sequences"); err != nil {
+		if _, err := d.Pool().Exec(ctx, sqlOf(d, "TRUNCATE {{outbox}}, {{sequences}}")); err != nil {
 			b.Fatal(err)
 		}
 		var clients atomic.Int64
@@ -47,19 +50,29 @@ func BenchmarkEnqueue(b *testing.B) {
 					b.Error(err)
 					return
 				}
+				if afterCommit != nil {
+					afterCommit()
+				}
 			}
 		})
 	}
 
-	for _, notify := range []bool{true, false} {
-		name := "outbox"
-		if !notify {
-			name = "outbox_no_notify"
-		}
-		b.Run(name, func(b *testing.B) {
-			d := newDriver(b, pgstore.Config{DisableNotify: !notify})
+	for _, v := range []struct {
+		name string
+		cfg  pgstore.Config
+	}{
+		{"outbox", pgstore.Config{}},
+		{"outbox_notify_in_tx", pgstore.Config{NotifyInTx: true}},
+		{"outbox_no_notify", pgstore.Config{DisableNotify: true}},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			d := newDriver(b, v.cfg)
 			c := outbox.NewClient[pgx.Tx](d)
-			run(b, d, func(ctx context.Context, tx pgx.Tx, client, _ int) error {
+			var afterCommit func()
+			if !v.cfg.NotifyInTx && !v.cfg.DisableNotify {
+				afterCommit = d.Notify
+			}
+			run(b, d, afterCommit, func(ctx context.Context, tx pgx.Tx, client, _ int) error {
 				_, err := c.EnqueueTx(ctx, tx, outbox.Event{
 					AggregateType: "order",
 					AggregateID:   fmt.Sprintf("order-%d", client),
@@ -78,13 +91,13 @@ func BenchmarkEnqueue(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		run(b, d, func(ctx context.Context, tx pgx.Tx, client, i int) error {
+		run(b, d, nil, func(ctx context.Context, tx pgx.Tx, client, i int) error {
 			id, err := uuid.NewV7()
 			if err != nil {
 				return err
 			}
-			_, err = tx.Exec(ctx, `INSERT INTO order_outbox (id, aggregate_type, aggregate_id, event_type, payload, headers, sequence)
-				VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7)`,
+			_, err = tx.Exec(ctx, sqlOf(d, `INSERT INTO {{outbox}} (id, aggregate_type, aggregate_id, event_type, payload, headers, sequence)
+				VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7)`),
 				id, "order", fmt.Sprintf("order-%d", client), "order.status_changed", string(payload), string(headerJSON), i)
 			return err
 		})

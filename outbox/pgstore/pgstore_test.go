@@ -28,42 +28,72 @@ func TestMain(m *testing.M) {
 }
 
 // newDriver returns a migrated driver on a fresh schema. Its connections
-// carry the schema's name as application_name, and so does its channel
-// unless cfg names one: NOTIFY is database-wide, and parallel tests must not
-// wake each other.
+// carry the schema's name as application_name, and so does its outbox
+// unless cfg names one: the outbox's name is its channel, NOTIFY is
+// database-wide, and parallel tests must not wake each other.
 func newDriver(t testing.TB, cfg pgstore.Config) *pgstore.Driver {
+	t.Helper()
+	pool, schema := newPool(t, benchClients+2)
+	if cfg.Name == "" {
+		cfg.Name = schema
+	}
+	return migrated(t, pool, cfg)
+}
+
+// newPool returns a pool of at most maxConns connections on a fresh schema,
+// with the schema's name as application_name.
+func newPool(t testing.TB, maxConns int32) (pool *pgxpool.Pool, schema string) {
 	t.Helper()
 	url, schema := testdb.PostgresSchema(t)
 	pcfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pcfg.MaxConns = benchClients + 2
+	pcfg.MaxConns = maxConns
 	pcfg.ConnConfig.RuntimeParams["application_name"] = schema
-	if cfg.Channel == "" {
-		cfg.Channel = schema
-	}
-	pool, err := pgxpool.NewWithConfig(context.Background(), pcfg)
+	pool, err = pgxpool.NewWithConfig(context.Background(), pcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	d := pgstore.New(pool, cfg)
+	return pool, schema
+}
+
+// migrated returns a migrated driver with cfg on pool.
+func migrated(t testing.TB, pool *pgxpool.Pool, cfg pgstore.Config) *pgstore.Driver {
+	t.Helper()
+	d, err := pgstore.New(pool, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := d.Migrate(context.Background()); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
 	return d
 }
 
+// sqlOf renders the placeholders {{outbox}}, {{dlq}} and {{sequences}} in
+// query with the tables of d's outbox.
+func sqlOf(d *pgstore.Driver, query string) string {
+	n := d.Names()
+	return strings.NewReplacer("{{outbox}}", n.Name, "{{dlq}}", n.DeadLetters, "{{sequences}}", n.Sequences).Replace(query)
+}
+
 func TestConformance(t *testing.T) {
 	for name, cfg := range map[string]pgstore.Config{
-		"notify_in_tx":        {},
-		"notify_after_commit": {NotifyAfterCommit: true},
+		"notify_after_commit": {},
+		"notify_in_tx":        {NotifyInTx: true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			storetest.Run(t, storetest.Harness[pgx.Tx]{
 				New: func(t *testing.T) outbox.Driver[pgx.Tx] {
 					return newDriver(t, cfg)
+				},
+				// Another outbox in d's schema, on d's pool.
+				Named: func(t *testing.T, d outbox.Driver[pgx.Tx], name string) outbox.Driver[pgx.Tx] {
+					cfg := cfg
+					cfg.Name = name
+					return migrated(t, d.(*pgstore.Driver).Pool(), cfg)
 				},
 				ConcurrentWriters: true,
 			})
@@ -80,7 +110,10 @@ func TestMigrate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	d := pgstore.New(pool, pgstore.Config{})
+	d, err := pgstore.New(pool, pgstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	status, err := d.MigrationStatus(ctx)
 	if err != nil {
@@ -111,16 +144,34 @@ func TestMigrate(t *testing.T) {
 	if status.Pending() != 0 || !status[0].Applied() || !strings.Contains(status.String(), "00001_outbox.sql") {
 		t.Fatalf("after Migrate: %v", status)
 	}
-	// The tables and the version table are in the pool's schema.
+	// The tables and the version table are in the pool's schema, named
+	// after the default outbox, and so are their indexes and constraints.
+	if n := d.Names(); n.Name != outbox.DefaultName || n.Migrations != outbox.DefaultName+"_migrations" {
+		t.Fatalf("Names() = %+v", n)
+	}
 	var tables []string
 	rows, _ := pool.Query(ctx, `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1`, schema)
 	tables, err = pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "herald_outbox_migrations order_outbox order_outbox_dlq order_outbox_sequences"
+	want := "outbox outbox_dlq outbox_migrations outbox_sequences"
 	if got := strings.Join(tables, " "); got != want {
 		t.Fatalf("tables %q, want %q", got, want)
+	}
+	rows, _ = pool.Query(ctx, `SELECT relname FROM pg_class WHERE relnamespace = $1::text::regnamespace AND relkind = 'i'
+		UNION ALL SELECT conname FROM pg_constraint WHERE connamespace = $1::text::regnamespace ORDER BY 1`, schema)
+	objects, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objects {
+		if !strings.HasPrefix(o, "outbox_") {
+			t.Errorf("index or constraint %s is not prefixed with the outbox's name", o)
+		}
+	}
+	if !slices.Contains(objects, "outbox_pos_idx") || !slices.Contains(objects, "outbox_dlq_open_aggregate_idx") {
+		t.Errorf("indexes and constraints: %v", objects)
 	}
 }
 
@@ -144,30 +195,30 @@ func TestSchemaRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	var dlID int64
-	if err := pool.QueryRow(ctx, "SELECT id FROM order_outbox_dlq").Scan(&dlID); err != nil {
+	if err := pool.QueryRow(ctx, sqlOf(d, "SELECT id FROM {{dlq}}")).Scan(&dlID); err != nil {
 		t.Fatal(err)
 	}
 	for name, stmt := range map[string]string{
-		"sequence 0": `INSERT INTO order_outbox (id, aggregate_type, aggregate_id, event_type, payload, sequence)
+		"sequence 0": `INSERT INTO {{outbox}} (id, aggregate_type, aggregate_id, event_type, payload, sequence)
 			VALUES (gen_random_uuid(), 'order', 'B', 't', '{}', 0)`,
-		"empty aggregate id": `INSERT INTO order_outbox (id, aggregate_type, aggregate_id, event_type, payload, sequence)
+		"empty aggregate id": `INSERT INTO {{outbox}} (id, aggregate_type, aggregate_id, event_type, payload, sequence)
 			VALUES (gen_random_uuid(), 'order', '', 't', '{}', 1)`,
-		"header not a string": `INSERT INTO order_outbox (id, aggregate_type, aggregate_id, event_type, payload, headers, sequence)
+		"header not a string": `INSERT INTO {{outbox}} (id, aggregate_type, aggregate_id, event_type, payload, headers, sequence)
 			VALUES (gen_random_uuid(), 'order', 'B', 't', '{}', '{"a": 1}', 1)`,
-		"headers not an object": `INSERT INTO order_outbox (id, aggregate_type, aggregate_id, event_type, payload, headers, sequence)
+		"headers not an object": `INSERT INTO {{outbox}} (id, aggregate_type, aggregate_id, event_type, payload, headers, sequence)
 			VALUES (gen_random_uuid(), 'order', 'B', 't', '{}', '[]', 1)`,
-		"failed without first failure": `INSERT INTO order_outbox (id, aggregate_type, aggregate_id, event_type, payload, sequence, attempts)
+		"failed without first failure": `INSERT INTO {{outbox}} (id, aggregate_type, aggregate_id, event_type, payload, sequence, attempts)
 			VALUES (gen_random_uuid(), 'order', 'B', 't', '{}', 1, 1)`,
-		"replayed and discarded": fmt.Sprintf(`UPDATE order_outbox_dlq SET reprocessed = true, reprocessed_at = now(),
+		"replayed and discarded": fmt.Sprintf(`UPDATE {{dlq}} SET reprocessed = true, reprocessed_at = now(),
 			discarded_at = now(), discard_reason = 'x' WHERE id = %d`, dlID),
-		"replayed without time":    fmt.Sprintf(`UPDATE order_outbox_dlq SET reprocessed = true WHERE id = %d`, dlID),
-		"discarded without reason": fmt.Sprintf(`UPDATE order_outbox_dlq SET discarded_at = now() WHERE id = %d`, dlID),
-		"second open dead letter of an event": `INSERT INTO order_outbox_dlq (event_id, aggregate_type, aggregate_id,
+		"replayed without time":    fmt.Sprintf(`UPDATE {{dlq}} SET reprocessed = true WHERE id = %d`, dlID),
+		"discarded without reason": fmt.Sprintf(`UPDATE {{dlq}} SET discarded_at = now() WHERE id = %d`, dlID),
+		"second open dead letter of an event": `INSERT INTO {{dlq}} (event_id, aggregate_type, aggregate_id,
 			event_type, payload, sequence, error_message, retry_count, created_at, first_failed_at)
-			SELECT event_id, aggregate_type, aggregate_id, event_type, payload, sequence, 'y', 1, now(), now() FROM order_outbox_dlq`,
+			SELECT event_id, aggregate_type, aggregate_id, event_type, payload, sequence, 'y', 1, now(), now() FROM {{dlq}}`,
 	} {
 		// Refused by a rule (a check or a unique index), not by a mistake.
-		_, err := pool.Exec(ctx, stmt)
+		_, err := pool.Exec(ctx, sqlOf(d, stmt))
 		var pgErr *pgconn.PgError
 		if !errors.As(err, &pgErr) || (pgErr.Code != "23514" && pgErr.Code != "23505") {
 			t.Errorf("%s: %v, want a check or unique violation", name, err)
@@ -217,7 +268,7 @@ func TestClaimLapsesWhenRelayDies(t *testing.T) {
 	var killed int
 	err = d.Pool().QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
 		WHERE application_name = current_setting('application_name') AND pid <> pg_backend_pid()
-		AND state = 'idle in transaction' AND query LIKE '%DELETE FROM order_outbox%'`).Scan(&killed)
+		AND state = 'idle in transaction' AND query LIKE '%DELETE FROM ' || $1 || '%'`, d.Names().Name).Scan(&killed)
 	if err != nil || killed != 1 {
 		t.Fatalf("terminated %d backends, %v", killed, err)
 	}
@@ -325,13 +376,25 @@ func TestDisableNotify(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	d := newDriver(t, pgstore.Config{DisableNotify: true, Channel: "herald_disabled_test"})
-	listener := newDriver(t, pgstore.Config{Channel: "herald_disabled_test"})
+	// One outbox name in two schemas: one channel.
+	d := newDriver(t, pgstore.Config{DisableNotify: true, Name: "herald_disabled_test"})
+	listener := newDriver(t, pgstore.Config{Name: "herald_disabled_test"})
 	woke := make(chan struct{}, 8)
 	done := make(chan error, 2)
 	go func() { done <- listener.Listen(ctx, func() { woke <- struct{}{} }) }()
-	go func() { done <- d.Listen(ctx, func() { t.Error("Listen with DisableNotify called wake") }) }()
+	// d's Listen hears no notification, only Notify calls of d itself,
+	// in-process (as Client.Enqueue's below).
+	var dWoke atomic.Int64
+	go func() { done <- d.Listen(ctx, func() { dWoke.Add(1) }) }()
 	<-woke // the listener is listening
+	if _, err := listener.Pool().Exec(ctx, "SELECT pg_notify($1, '')", listener.Names().Channel); err != nil {
+		t.Fatal(err)
+	}
+	<-woke // the listener heard it
+	time.Sleep(200 * time.Millisecond)
+	if n := dWoke.Load(); n != 0 {
+		t.Fatalf("Listen with DisableNotify heard a notification (%d wake-ups)", n)
+	}
 	client := outbox.NewClient[pgx.Tx](d)
 	if _, err := client.Enqueue(ctx, outbox.Event{AggregateType: "order", AggregateID: "A", Type: "t", Payload: json.RawMessage(`{}`)}); err != nil {
 		t.Fatal(err)
@@ -349,18 +412,18 @@ func TestDisableNotify(t *testing.T) {
 	}
 }
 
-// With NotifyAfterCommit the writing transaction sends nothing; Notify (which
-// WithTx and Client.Enqueue call after the commit) wakes the relays.
+// By default the writing transaction sends nothing; Notify (which WithTx and
+// Client.Enqueue call after the commit) wakes the relays.
 func TestNotifyAfterCommit(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	d := newDriver(t, pgstore.Config{NotifyAfterCommit: true, Channel: "herald_after_commit_test"})
+	d := newDriver(t, pgstore.Config{Name: "herald_after_commit_test"})
 	// A relay of d's own process listens too, so d paces its notifications
 	// for the other process's relay, which must still get them.
 	localDone := make(chan error, 1)
 	go func() { localDone <- d.Listen(ctx, func() {}) }()
-	listener := newDriver(t, pgstore.Config{Channel: "herald_after_commit_test"})
+	listener := newDriver(t, pgstore.Config{Name: "herald_after_commit_test"})
 	woke := make(chan struct{}, 64)
 	done := make(chan error, 1)
 	go func() { done <- listener.Listen(ctx, func() { woke <- struct{}{} }) }()
@@ -391,7 +454,7 @@ func TestNotifyAfterCommit(t *testing.T) {
 	}
 	select {
 	case <-woke:
-		t.Fatal("InsertTx sent a notification with NotifyAfterCommit")
+		t.Fatal("InsertTx sent a notification without NotifyInTx")
 	case <-time.After(300 * time.Millisecond):
 	}
 	// ...until the caller says it committed.
@@ -418,6 +481,128 @@ func TestNotifyAfterCommit(t *testing.T) {
 	}
 }
 
+// With NotifyInTx the writing transaction notifies by itself: a caller that
+// commits its own transaction wakes the relays without calling Notify.
+func TestNotifyInTx(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	d := newDriver(t, pgstore.Config{Name: "herald_in_tx_test", NotifyInTx: true})
+	listener := newDriver(t, pgstore.Config{Name: "herald_in_tx_test"})
+	woke := make(chan struct{}, 64)
+	done := make(chan error, 1)
+	go func() { done <- listener.Listen(ctx, func() { woke <- struct{}{} }) }()
+	<-woke // the listener is listening
+	client := outbox.NewClient[pgx.Tx](d)
+	for _, n := range []int{1, 3} { // one event (a plain statement) and a batch
+		events := make([]outbox.Event, n)
+		for i := range events {
+			events[i] = outbox.Event{AggregateType: "order", AggregateID: fmt.Sprint("A", i), Type: "t", Payload: json.RawMessage(`{}`)}
+		}
+		tx, err := d.Pool().Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := client.EnqueueTx(ctx, tx, events...); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-woke:
+			t.Fatal("a wake-up before the commit")
+		case <-time.After(100 * time.Millisecond):
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-woke:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%d events: no wake-up after the commit", n)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+}
+
+// WithTx rolls back when fn fails after ctx was cancelled: the rollback runs
+// on the connection, which goes back to the pool clean (a rollback on the
+// cancelled ctx would not be sent, and pgx would close the connection). fn's
+// error comes back unchanged.
+func TestWithTxRollsBackAfterCancel(t *testing.T) {
+	t.Parallel()
+	pool, schema := newPool(t, 1) // one connection: the next query gets the same one
+	d := migrated(t, pool, pgstore.Config{Name: schema})
+	client := outbox.NewClient[pgx.Tx](d)
+	pid := backendPID(t, pool)
+	errFailed := errors.New("failed")
+
+	ctx, cancel := context.WithCancel(t.Context())
+	err := d.WithTx(ctx, func(tx pgx.Tx) error {
+		if _, err := client.EnqueueTx(ctx, tx, outbox.Event{AggregateType: "order", AggregateID: "A", Type: "t", Payload: json.RawMessage(`{}`)}); err != nil {
+			return err
+		}
+		cancel()
+		return errFailed
+	})
+	if err != errFailed { //nolint:errorlint // unchanged means the same value
+		t.Fatalf("WithTx returned %v, want fn's error unchanged", err)
+	}
+	expectCleanRollback(t, d, pid)
+
+	// A panic in fn rolls back as well, and goes on.
+	ctx, cancel = context.WithCancel(t.Context())
+	defer cancel()
+	func() {
+		defer func() {
+			if p := recover(); p != "boom" {
+				t.Fatalf("recovered %v, want fn's panic", p)
+			}
+		}()
+		_ = d.WithTx(ctx, func(tx pgx.Tx) error {
+			if _, err := client.EnqueueTx(ctx, tx, outbox.Event{AggregateType: "order", AggregateID: "A", Type: "t", Payload: json.RawMessage(`{}`)}); err != nil {
+				return err
+			}
+			cancel()
+			panic("boom")
+		})
+	}()
+	expectCleanRollback(t, d, pid)
+}
+
+// expectCleanRollback checks that d's pool hands out the connection pid,
+// idle and not in a transaction, and that nothing was written.
+func expectCleanRollback(t *testing.T, d *pgstore.Driver, pid uint32) {
+	t.Helper()
+	ctx := t.Context()
+	conn, err := d.Pool().Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if got := conn.Conn().PgConn().PID(); got != pid {
+		t.Fatalf("the pool's connection is %d, was %d: the rolled-back one was closed", got, pid)
+	}
+	if st := conn.Conn().PgConn().TxStatus(); st != 'I' {
+		t.Fatalf("connection's transaction status %q, want idle", st)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, sqlOf(d, "SELECT count(*) FROM {{outbox}}")).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d events after a rollback, %v", n, err)
+	}
+}
+
+func backendPID(t *testing.T, pool *pgxpool.Pool) uint32 {
+	t.Helper()
+	conn, err := pool.Acquire(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	return conn.Conn().PgConn().PID()
+}
+
 // Notify wakes a relay listening through the same Driver in-process: with
 // DisableNotify nothing goes through PostgreSQL, and the wake-up still comes,
 // until that Listen call has returned.
@@ -425,7 +610,7 @@ func TestNotifyWakesListenersOfThisDriverInProcess(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	d := newDriver(t, pgstore.Config{NotifyAfterCommit: true, DisableNotify: true})
+	d := newDriver(t, pgstore.Config{DisableNotify: true})
 	var wakes atomic.Int64
 	done := make(chan error, 1)
 	go func() { done <- d.Listen(ctx, func() { wakes.Add(1) }) }()

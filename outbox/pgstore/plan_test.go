@@ -23,24 +23,24 @@ func TestClaimPlan(t *testing.T) {
 	d := newDriver(t, pgstore.Config{})
 	// 50k aggregates with 4 events each, 1 in 97 waiting for a retry, and
 	// 3k dead letters of which a third are replayed.
-	_, err := d.Pool().Exec(ctx, `
-		INSERT INTO order_outbox (id, aggregate_type, aggregate_id, event_type, payload, sequence,
+	_, err := d.Pool().Exec(ctx, sqlOf(d, `
+		INSERT INTO {{outbox}} (id, aggregate_type, aggregate_id, event_type, payload, sequence,
 			attempts, first_failed_at, next_attempt_at)
 		SELECT gen_random_uuid(), 'order', 'agg' || (g % 50000), 'order.updated', '{"a": 1}', g / 50000 + 1,
 			CASE WHEN g % 97 = 0 THEN 1 ELSE 0 END, CASE WHEN g % 97 = 0 THEN now() END,
 			CASE WHEN g % 97 = 0 THEN now() + interval '1 hour' ELSE now() END
 		FROM generate_series(0, 199999) g ORDER BY g;
-		INSERT INTO order_outbox_dlq (event_id, aggregate_type, aggregate_id, event_type, payload, sequence,
+		INSERT INTO {{dlq}} (event_id, aggregate_type, aggregate_id, event_type, payload, sequence,
 			error_message, retry_count, created_at, first_failed_at, reprocessed, reprocessed_at)
 		SELECT gen_random_uuid(), 'order', 'agg' || (g * 7 % 50000), 't', '{}', 1, 'x', 1, now(), now(),
 			g % 3 = 0, CASE WHEN g % 3 = 0 THEN now() END
 		FROM generate_series(0, 2999) g;
-		ANALYZE order_outbox;
-		ANALYZE order_outbox_dlq;`)
+		ANALYZE {{outbox}};
+		ANALYZE {{dlq}};`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, q := range map[string]string{"parking": pgstore.ClaimParkingSQL, "move-on": pgstore.ClaimMoveOnSQL} {
+	for name, q := range map[string]string{"parking": pgstore.ClaimParkingSQL(d), "move-on": pgstore.ClaimMoveOnSQL(d)} {
 		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
 			plan := explain(ctx, t, d, q, mode)
 			t.Logf("%s, %s:\n%s", name, mode, plan)
@@ -51,12 +51,12 @@ func TestClaimPlan(t *testing.T) {
 			}
 			want := []string{
 				"Recursive Union", // the walk over aggregates
-				"order_outbox_aggregate_sequence_key on order_outbox x",
-				"order_outbox_pkey",
+				sqlOf(d, "{{outbox}}_aggregate_sequence_key on {{outbox}} x"),
+				sqlOf(d, "{{outbox}}_pkey"),
 				"rows=500", // it took a full batch
 			}
 			if name == "parking" {
-				want = append(want, "order_outbox_dlq_open_aggregate_idx on order_outbox_dlq d")
+				want = append(want, sqlOf(d, "{{dlq}}_open_aggregate_idx on {{dlq}} d"))
 			}
 			for _, w := range want {
 				if !strings.Contains(plan, w) {

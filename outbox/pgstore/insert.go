@@ -1,0 +1,129 @@
+package pgstore
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/heraldhq/herald/outbox"
+)
+
+// insertSQL bumps the aggregate's counter and inserts the event in one
+// statement. The counter row stays locked until the caller's transaction
+// ends, which orders one aggregate's writers and makes a rollback undo the bump.
+const insertSQL = `
+WITH seq AS (
+	INSERT INTO {{sequences}} AS s (aggregate_type, aggregate_id, last_sequence)
+	VALUES ($2, $3, 1)
+	ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET last_sequence = s.last_sequence + 1
+	RETURNING last_sequence
+)
+INSERT INTO {{outbox}} (id, aggregate_type, aggregate_id, event_type, payload, headers, idempotency_key, sequence)
+SELECT $1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb, $7, seq.last_sequence FROM seq
+RETURNING sequence`
+
+// insertNumberedSQL writes an event the caller numbered itself (its row
+// lock on the aggregate orders the writers); the counter is not touched.
+const insertNumberedSQL = `
+INSERT INTO {{outbox}} (id, aggregate_type, aggregate_id, event_type, payload, headers, idempotency_key, sequence)
+VALUES ($1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8)`
+
+// InsertTx writes events in tx in one round trip. It sends no wake-up
+// unless Config.NotifyInTx: whoever commits tx calls Notify afterwards.
+// Events are expected to be validated and to carry ids (outbox.Client does
+// both). An event without a Sequence takes the next one from its
+// aggregate's counter row.
+func (d *Driver) InsertTx(ctx context.Context, tx pgx.Tx, events []outbox.Event) ([]outbox.Enqueued, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	notifyInTx := d.cfg.NotifyInTx && !d.cfg.DisableNotify
+	if len(events) == 1 && !notifyInTx {
+		// The common case: a plain statement costs less than a batch.
+		e := &events[0]
+		query, args, err := d.insertArgs(e, 0)
+		if err != nil {
+			return nil, err
+		}
+		seq := e.Sequence
+		if seq > 0 {
+			_, err = tx.Exec(ctx, query, args...)
+		} else {
+			err = tx.QueryRow(ctx, query, args...).Scan(&seq)
+		}
+		if err != nil {
+			return nil, insertError(err)
+		}
+		return []outbox.Enqueued{{ID: e.ID, Sequence: seq}}, nil
+	}
+	// Take the counter locks of several aggregates in one global order, so
+	// that two transactions writing the same aggregates cannot deadlock on
+	// them. The sort is stable: one aggregate's events keep their order.
+	order := make([]int, len(events))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		ea, eb := &events[a], &events[b]
+		return cmp.Or(cmp.Compare(ea.AggregateType, eb.AggregateType), cmp.Compare(ea.AggregateID, eb.AggregateID))
+	})
+
+	b := &pgx.Batch{}
+	for _, i := range order {
+		query, args, err := d.insertArgs(&events[i], i)
+		if err != nil {
+			return nil, err
+		}
+		b.Queue(query, args...)
+	}
+	if notifyInTx {
+		b.Queue(notifySQL, d.names.Channel)
+	}
+
+	br := tx.SendBatch(ctx, b)
+	out := make([]outbox.Enqueued, len(events))
+	for _, i := range order {
+		seq := events[i].Sequence
+		var err error
+		if seq > 0 {
+			_, err = br.Exec()
+		} else {
+			err = br.QueryRow().Scan(&seq)
+		}
+		if err != nil {
+			_ = br.Close()
+			return nil, insertError(err)
+		}
+		out[i] = outbox.Enqueued{ID: events[i].ID, Sequence: seq}
+	}
+	if notifyInTx {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return nil, fmt.Errorf("pgstore: notify: %w", err)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return nil, insertError(err)
+	}
+	return out, nil
+}
+
+// insertArgs returns the statement that writes e, the i-th event, and its
+// arguments. The statement returns the sequence unless e has one already.
+func (d *Driver) insertArgs(e *outbox.Event, i int) (string, []any, error) {
+	if e.ID == uuid.Nil {
+		return "", nil, fmt.Errorf("%w: event %d has no id", outbox.ErrInvalidEvent, i)
+	}
+	headers, err := encodeHeaders(e.Headers)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: event %d: headers: %w", outbox.ErrInvalidEvent, i, err)
+	}
+	if e.Sequence > 0 {
+		return d.sql.insertNumbered, []any{e.ID, e.AggregateType, e.AggregateID, e.Type, string(e.Payload), headers, nullText(e.IdempotencyKey), e.Sequence}, nil
+	}
+	return d.sql.insert, []any{e.ID, e.AggregateType, e.AggregateID, e.Type, string(e.Payload), headers, nullText(e.IdempotencyKey)}, nil
+}
