@@ -106,8 +106,8 @@ var legacySet = migration.Set{
 
 // The outbox order_outbox is, object for object, the schema Herald created
 // before outboxes had names, and a database created then migrates with no
-// change: the driver adopts the old version table instead of creating the
-// tables again.
+// change: the driver adopts the old version table (renaming it) instead of
+// creating the tables again.
 func TestOrderOutboxIsTheUnnamedSchema(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
@@ -143,9 +143,20 @@ func TestOrderOutboxIsTheUnnamedSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := schemaObjects(t, oldPool, oldSchema)
+	versions := func(table string) []string {
+		t.Helper()
+		rows, _ := oldPool.Query(ctx, "SELECT format('%s %s %s', version_id, is_applied, tstamp) FROM "+table+" ORDER BY id")
+		vs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return vs
+	}
+	history := versions(pgstore.LegacyMigrationTable)
 
-	// Concurrent migrators adopt the old history once, and then there is
-	// nothing to adopt.
+	// Concurrent migrators adopt the old history (the old version table
+	// becomes order_outbox_migrations) once, and then there is nothing to
+	// adopt.
 	var wg sync.WaitGroup
 	errs := make([]error, 3)
 	for i := range errs {
@@ -164,17 +175,12 @@ func TestOrderOutboxIsTheUnnamedSchema(t *testing.T) {
 	if after := schemaObjects(t, oldPool, oldSchema); !slices.Equal(after, before) {
 		t.Fatalf("Migrate changed the schema:\n%s\nwas:\n%s", strings.Join(after, "\n"), strings.Join(before, "\n"))
 	}
-	versions := func(table string) []string {
-		t.Helper()
-		rows, _ := oldPool.Query(ctx, "SELECT format('%s %s %s', version_id, is_applied, tstamp) FROM "+table+" ORDER BY id")
-		vs, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return vs
+	if got := versions(d.Names().Migrations); !slices.Equal(got, history) || len(got) < 2 {
+		t.Fatalf("versions %v, want %v (adopted)", got, history)
 	}
-	if got, want := versions(d.Names().Migrations), versions(pgstore.LegacyMigrationTable); !slices.Equal(got, want) || len(got) < 2 {
-		t.Fatalf("versions %v, want %v (adopted)", got, want)
+	var legacyLeft bool
+	if err := oldPool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", pgstore.LegacyMigrationTable).Scan(&legacyLeft); err != nil || legacyLeft {
+		t.Fatalf("%s is still there (%v)", pgstore.LegacyMigrationTable, err)
 	}
 	// The event written then is claimed now, and new ones follow it.
 	client := outbox.NewClient[pgx.Tx](d)
