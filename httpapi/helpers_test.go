@@ -46,7 +46,7 @@ type testBundle struct {
 func setup(tb testing.TB, opts ...func(*Config)) *testBundle {
 	tb.Helper()
 	ctx := context.Background()
-	driver, err := sqlitestore.Open(testdb.SQLitePath(tb))
+	driver, err := sqlitestore.Open(testdb.SQLitePath(tb), sqlitestore.Config{Name: ordersvc.OutboxName})
 	if err != nil {
 		tb.Fatal(err)
 	}

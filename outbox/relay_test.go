@@ -27,7 +27,7 @@ func (p *shortPublisher) Close() error { return nil }
 func TestRelayTreatsMissingResultsAsFailures(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "o.db"))
+	store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "o.db"), sqlitestore.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/heraldhq/herald/internal/ordersvc"
 	"github.com/heraldhq/herald/order"
 	"github.com/heraldhq/herald/outbox"
 	"github.com/heraldhq/herald/outbox/migration"
@@ -101,7 +102,11 @@ func openPostgres(ctx context.Context, spec DatabaseSpec, relayWorkers int) (*Da
 	// The wake-up goes out after each commit, not inside the writing
 	// transaction: PostgreSQL serialises the commits of notifying
 	// transactions (docs/BENCHMARKS.md measures what that costs).
-	store := pgstore.New(pool, pgstore.Config{NotifyAfterCommit: true})
+	store, err := pgstore.New(pool, pgstore.Config{Name: ordersvc.OutboxName})
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
 	db := &Database{
 		Spec:    spec,
 		Source:  store,
@@ -125,7 +130,7 @@ func openSQLite(spec DatabaseSpec) (*Database, error) {
 			return nil, fmt.Errorf("create the database directory: %w", err)
 		}
 	}
-	store, err := sqlitestore.Open(spec.Path)
+	store, err := sqlitestore.Open(spec.Path, sqlitestore.Config{Name: ordersvc.OutboxName})
 	if err != nil {
 		return nil, err
 	}

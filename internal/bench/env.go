@@ -20,6 +20,7 @@ import (
 	"github.com/heraldhq/herald/broker/embeddednats"
 	"github.com/heraldhq/herald/broker/natsjs"
 	"github.com/heraldhq/herald/internal/app"
+	"github.com/heraldhq/herald/internal/ordersvc"
 	"github.com/heraldhq/herald/outbox"
 	"github.com/heraldhq/herald/outbox/pgstore"
 	"github.com/heraldhq/herald/outbox/sqlitestore"
@@ -144,7 +145,10 @@ func openDatabase(ctx context.Context, cfg Config, conns int) (_ *database, err 
 		return nil, fmt.Errorf("bench: open PostgreSQL: %w", err)
 	}
 	d.close.add(d.pool.Close)
-	d.pg = pgstore.New(d.pool, pgstore.Config{NotifyAfterCommit: true}) // as herald serve runs it
+	d.pg, err = pgstore.New(d.pool, pgstore.Config{Name: ordersvc.OutboxName}) // as herald serve runs it
+	if err != nil {
+		return nil, err
+	}
 	d.store = d.pg
 	if err := d.pg.Migrate(ctx); err != nil {
 		return nil, err
@@ -164,7 +168,7 @@ func (d *database) openSQLite(ctx context.Context, raw, path string) error {
 		return &app.UsageError{Err: fmt.Errorf("--db %s exists: the bench needs a fresh SQLite file (or no --db for a temporary one)", raw)}
 	}
 	d.path = path
-	sq, err := sqlitestore.Open(path)
+	sq, err := sqlitestore.Open(path, sqlitestore.Config{Name: ordersvc.OutboxName})
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/internal/cli"
+	"github.com/heraldhq/herald/internal/ordersvc"
 	"github.com/heraldhq/herald/internal/testdb"
 	"github.com/heraldhq/herald/outbox"
 	"github.com/heraldhq/herald/outbox/sqlitestore"
@@ -82,7 +83,7 @@ func deadLetters(t *testing.T, aggregateIDs ...string) string {
 	dbURL := "sqlite://" + path
 	mustRun(t, []string{"HERALD_DATABASE_URL=" + dbURL}, "migrate")
 
-	d, err := sqlitestore.Open(path)
+	d, err := sqlitestore.Open(path, sqlitestore.Config{Name: ordersvc.OutboxName})
 	if err != nil {
 		t.Fatal(err)
 	}

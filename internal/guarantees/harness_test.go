@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/heraldhq/herald/broker/natsjs"
+	"github.com/heraldhq/herald/internal/ordersvc"
 	"github.com/heraldhq/herald/internal/testdb"
 	"github.com/heraldhq/herald/outbox"
 	"github.com/heraldhq/herald/outbox/pgstore"
@@ -89,7 +90,11 @@ func newPostgres(t *testing.T) *backend {
 			t.Fatal(err)
 		}
 		t.Cleanup(pool.Close)
-		return pgstore.New(pool, pgstore.Config{Channel: "herald_" + randomName()})
+		d, err := pgstore.New(pool, pgstore.Config{Name: ordersvc.OutboxName})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
 	}
 	d := open(t)
 	if err := d.Migrate(context.Background()); err != nil {
@@ -137,7 +142,7 @@ func newSQLite(t *testing.T) *backend {
 	t.Helper()
 	path := testdb.SQLitePath(t)
 	open := func(t *testing.T) *sqlitestore.Driver {
-		d, err := sqlitestore.Open(path)
+		d, err := sqlitestore.Open(path, sqlitestore.Config{Name: ordersvc.OutboxName})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/heraldhq/herald/broker/natsjs"
+	"github.com/heraldhq/herald/internal/ordersvc"
 	"github.com/heraldhq/herald/outbox"
 	"github.com/heraldhq/herald/outbox/pgstore"
 	"github.com/heraldhq/herald/outbox/sqlitestore"
@@ -53,9 +54,13 @@ func runChildRelay() error {
 			return err
 		}
 		defer pool.Close()
-		store = pgstore.New(pool, pgstore.Config{})
+		d, err := pgstore.New(pool, pgstore.Config{Name: ordersvc.OutboxName})
+		if err != nil {
+			return err
+		}
+		store = d
 	case "sqlite":
-		d, err := sqlitestore.Open(os.Getenv(childDB))
+		d, err := sqlitestore.Open(os.Getenv(childDB), sqlitestore.Config{Name: ordersvc.OutboxName})
 		if err != nil {
 			return err
 		}

@@ -19,25 +19,28 @@ const DefaultClaimLimit = 500
 
 // The claim takes due heads (the pending event with the lowest sequence of
 // its aggregate) oldest due first, ties in write order, by a range scan of
-// the partial index order_outbox_due_heads that stops at the limit: the
+// the partial index NAME_due_heads that stops at the limit: the
 // events queued behind the heads, and heads waiting for a retry, cost
 // nothing. The head flag is checked against the sequences too (one probe of
 // the unique (aggregate_type, aggregate_id, sequence) index), so that order
 // never rests on the flag alone; the parking check is one probe of the
 // partial index of open dead letters.
+//
+// These are templates (see renderQueries); the driver runs them as d.q has
+// them, rendered for its outbox.
 const (
 	claimColumns = `o.pos, o.id, o.aggregate_type, o.aggregate_id, o.event_type, o.payload, o.headers,
 o.sequence, o.attempts, o.last_error, o.created_at, o.first_failed_at, o.idempotency_key`
 
 	claimHeadSQL = `SELECT ` + claimColumns + `
-FROM order_outbox AS o INDEXED BY order_outbox_due_heads
+FROM {{outbox}} AS o INDEXED BY {{outbox}}_due_heads
 WHERE o.head = 1 AND o.next_attempt_at <= ?1
-  AND NOT EXISTS (SELECT 1 FROM order_outbox AS p
+  AND NOT EXISTS (SELECT 1 FROM {{outbox}} AS p
                   WHERE p.aggregate_type = o.aggregate_type AND p.aggregate_id = o.aggregate_id
                     AND p.sequence < o.sequence)`
 
 	claimParkedSQL = `
-  AND NOT EXISTS (SELECT 1 FROM order_outbox_dlq AS d
+  AND NOT EXISTS (SELECT 1 FROM {{dlq}} AS d
                   WHERE d.aggregate_type = o.aggregate_type AND d.aggregate_id = o.aggregate_id
                     AND d.sequence < o.sequence AND d.reprocessed = 0 AND d.discarded_at IS NULL)`
 
@@ -50,21 +53,21 @@ LIMIT ?2`
 	claimSQL       = claimHeadSQL + claimParkedSQL + claimOrderSQL
 	claimMoveOnSQL = claimHeadSQL + claimOrderSQL
 
-	deletePublishedSQL = `DELETE FROM order_outbox WHERE pos IN (SELECT value FROM json_each(?1))`
+	deletePublishedSQL = `DELETE FROM {{outbox}} WHERE pos IN (SELECT value FROM json_each(?1))`
 
-	scheduleRetrySQL = `UPDATE order_outbox
+	scheduleRetrySQL = `UPDATE {{outbox}}
 SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 + ?4,
     first_failed_at = coalesce(first_failed_at, ?3)
 WHERE pos = ?1`
 
-	moveToDLQSQL = `INSERT INTO order_outbox_dlq
+	moveToDLQSQL = `INSERT INTO {{dlq}}
 (event_id, aggregate_type, aggregate_id, event_type, payload, headers, sequence, idempotency_key,
  error_message, retry_count, created_at, first_failed_at, moved_to_dlq_at)
 SELECT id, aggregate_type, aggregate_id, event_type, payload, headers, sequence, idempotency_key,
        ?2, attempts + 1, created_at, coalesce(first_failed_at, ?3), ?3
-FROM order_outbox WHERE pos = ?1`
+FROM {{outbox}} WHERE pos = ?1`
 
-	deleteOneSQL = `DELETE FROM order_outbox WHERE pos = ?1`
+	deleteOneSQL = `DELETE FROM {{outbox}} WHERE pos = ?1`
 )
 
 // Claim begins a write transaction and takes up to p.Limit due head events,
@@ -85,9 +88,9 @@ func (d *Driver) Claim(ctx context.Context, p outbox.ClaimParams) (outbox.Batch,
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: claim: %w", err)
 	}
-	query := claimSQL
+	query := d.q.claim
 	if p.MoveOnPastDeadLetters {
-		query = claimMoveOnSQL
+		query = d.q.claimMoveOn
 	}
 	records, pos, err := d.scanClaim(ctx, tx, query, micros(d.now()), limit)
 	if err != nil {
@@ -232,21 +235,21 @@ func (b *batch) apply(ctx context.Context, outcomes []outbox.Outcome) error {
 			published.WriteString(strconv.FormatInt(b.pos[i], 10))
 			n++
 		case outbox.OutcomeRetry:
-			if _, err := b.d.txExec(ctx, b.tx, scheduleRetrySQL, b.pos[i], o.Error, now, max(o.Delay.Microseconds(), 0)); err != nil {
+			if _, err := b.d.txExec(ctx, b.tx, b.d.q.scheduleRetry, b.pos[i], o.Error, now, max(o.Delay.Microseconds(), 0)); err != nil {
 				return fmt.Errorf("schedule retry of %s: %w", b.records[i].ID, err)
 			}
 		case outbox.OutcomeDeadLetter:
-			if _, err := b.d.txExec(ctx, b.tx, moveToDLQSQL, b.pos[i], o.Error, now); err != nil {
+			if _, err := b.d.txExec(ctx, b.tx, b.d.q.moveToDLQ, b.pos[i], o.Error, now); err != nil {
 				return fmt.Errorf("dead-letter %s: %w", b.records[i].ID, err)
 			}
-			if _, err := b.d.txExec(ctx, b.tx, deleteOneSQL, b.pos[i]); err != nil {
+			if _, err := b.d.txExec(ctx, b.tx, b.d.q.deleteOne, b.pos[i]); err != nil {
 				return fmt.Errorf("dead-letter %s: %w", b.records[i].ID, err)
 			}
 		}
 	}
 	if n > 0 {
 		published.WriteByte(']')
-		res, err := b.d.txExec(ctx, b.tx, deletePublishedSQL, published.String())
+		res, err := b.d.txExec(ctx, b.tx, b.d.q.deletePublished, published.String())
 		if err != nil {
 			return fmt.Errorf("delete published: %w", err)
 		}

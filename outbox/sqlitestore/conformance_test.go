@@ -1,10 +1,12 @@
 package sqlitestore_test
 
 import (
+	"context"
 	"database/sql"
 	"testing"
 
 	"github.com/heraldhq/herald/outbox"
+	"github.com/heraldhq/herald/outbox/sqlitestore"
 	"github.com/heraldhq/herald/outbox/storetest"
 )
 
@@ -16,5 +18,25 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, storetest.Harness[*sql.Tx]{
 		New:               func(t *testing.T) outbox.Driver[*sql.Tx] { return newDriver(t) },
 		ConcurrentWriters: false,
+		Named:             named,
 	})
+}
+
+// named returns a migrated driver of the outbox called name on d's handle,
+// closed before d's (t.Cleanup runs last in first out).
+func named(t *testing.T, d outbox.Driver[*sql.Tx], name string) outbox.Driver[*sql.Tx] {
+	t.Helper()
+	nd, err := sqlitestore.New(d.(*sqlitestore.Driver).DB(), sqlitestore.Config{Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := nd.Close(); err != nil {
+			t.Errorf("close %s: %v", name, err)
+		}
+	})
+	if err := nd.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return nd
 }

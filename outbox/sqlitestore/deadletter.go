@@ -17,6 +17,7 @@ const (
 	MaxListLimit     = 1000
 )
 
+// Templates of the dead-letter queries (see renderQueries).
 const (
 	deadLetterColumns = `id, event_id, aggregate_type, aggregate_id, event_type, payload, headers, sequence,
 idempotency_key, error_message, retry_count, created_at, first_failed_at, moved_to_dlq_at,
@@ -33,39 +34,48 @@ reprocessed, reprocessed_at, discarded_at, discard_reason`
 	// A replayed event is the head when no pending event of its aggregate
 	// has a lower sequence; replayHeadsSQL then takes the flag from heads
 	// that the replayed events now precede.
-	replaySQL = `INSERT INTO order_outbox
+	replaySQL = `INSERT INTO {{outbox}}
 (id, aggregate_type, aggregate_id, event_type, payload, headers, sequence, attempts, next_attempt_at, created_at,
  idempotency_key, head)
 SELECT d.event_id, d.aggregate_type, d.aggregate_id, d.event_type, d.payload, d.headers, d.sequence, 0, ?2, d.created_at,
        CASE WHEN d.idempotency_key IS NULL
-                 OR EXISTS (SELECT 1 FROM order_outbox AS o WHERE o.idempotency_key = d.idempotency_key)
+                 OR EXISTS (SELECT 1 FROM {{outbox}} AS o WHERE o.idempotency_key = d.idempotency_key)
             THEN NULL ELSE d.idempotency_key END,
-       NOT EXISTS (SELECT 1 FROM order_outbox AS o
+       NOT EXISTS (SELECT 1 FROM {{outbox}} AS o
                    WHERE o.aggregate_type = d.aggregate_type AND o.aggregate_id = d.aggregate_id
                      AND o.sequence < d.sequence)
-FROM order_outbox_dlq AS d
+FROM {{dlq}} AS d
 WHERE d.id IN (SELECT value FROM json_each(?1)) AND d.reprocessed = 0 AND d.discarded_at IS NULL
 ORDER BY d.id`
 
-	replayHeadsSQL = `UPDATE order_outbox AS o SET head = 0
+	replayHeadsSQL = `UPDATE {{outbox}} AS o SET head = 0
 WHERE o.head = 1
-  AND (o.aggregate_type, o.aggregate_id) IN (SELECT aggregate_type, aggregate_id FROM order_outbox_dlq
+  AND (o.aggregate_type, o.aggregate_id) IN (SELECT aggregate_type, aggregate_id FROM {{dlq}}
                                              WHERE id IN (SELECT value FROM json_each(?1)))
-  AND EXISTS (SELECT 1 FROM order_outbox AS p
+  AND EXISTS (SELECT 1 FROM {{outbox}} AS p
               WHERE p.aggregate_type = o.aggregate_type AND p.aggregate_id = o.aggregate_id
                 AND p.sequence < o.sequence)`
 
-	markReplayedSQL = `UPDATE order_outbox_dlq SET reprocessed = 1, reprocessed_at = ?2
+	markReplayedSQL = `UPDATE {{dlq}} SET reprocessed = 1, reprocessed_at = ?2
 WHERE id IN (SELECT value FROM json_each(?1)) AND ` + openDeadLetter
 
-	discardSQL = `UPDATE order_outbox_dlq SET discarded_at = ?2, discard_reason = ?3
+	discardSQL = `UPDATE {{dlq}} SET discarded_at = ?2, discard_reason = ?3
 WHERE id = ?1 AND ` + openDeadLetter
 
 	statsSQL = `SELECT
-  (SELECT count(*) FROM order_outbox),
-  (SELECT count(*) FROM order_outbox WHERE attempts > 0),
-  (SELECT min(created_at) FROM order_outbox),
-  (SELECT count(*) FROM order_outbox_dlq WHERE ` + openDeadLetter + `)`
+  (SELECT count(*) FROM {{outbox}}),
+  (SELECT count(*) FROM {{outbox}} WHERE attempts > 0),
+  (SELECT min(created_at) FROM {{outbox}}),
+  (SELECT count(*) FROM {{dlq}} WHERE ` + openDeadLetter + `)`
+
+	getDeadLetterSQL = `SELECT ` + deadLetterColumns + ` FROM {{dlq}} WHERE id = ?1`
+
+	deadLetterExistsSQL = `SELECT EXISTS (SELECT 1 FROM {{dlq}} WHERE id = ?1)`
+
+	// listDeadLettersSQL and replayIDsSQL are completed with the filter's
+	// condition (deadLetterWhere).
+	listDeadLettersSQL = `SELECT ` + deadLetterColumns + ` FROM {{dlq}} WHERE `
+	replayIDsSQL       = `SELECT json_group_array(id) FROM (SELECT id FROM {{dlq}} WHERE `
 )
 
 // ListDeadLetters lists dead letters matching f in id order: at most f.Limit
@@ -82,7 +92,7 @@ func (d *Driver) ListDeadLetters(ctx context.Context, f outbox.DeadLetterFilter)
 	limit = min(limit, MaxListLimit)
 	args = append(args, limit)
 	//nolint:gosec // where is built from constant fragments; values are bound
-	query := `SELECT ` + deadLetterColumns + ` FROM order_outbox_dlq WHERE ` + where + ` ORDER BY id LIMIT ?`
+	query := d.q.listDeadLetters + where + ` ORDER BY id LIMIT ?`
 	rows, err := d.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: list dead letters: %w", err)
@@ -105,7 +115,7 @@ func (d *Driver) ListDeadLetters(ctx context.Context, f outbox.DeadLetterFilter)
 // GetDeadLetter returns one dead letter, or an error wrapping
 // outbox.ErrNotFound.
 func (d *Driver) GetDeadLetter(ctx context.Context, id int64) (outbox.DeadLetter, error) {
-	row := d.db.QueryRowContext(ctx, `SELECT `+deadLetterColumns+` FROM order_outbox_dlq WHERE id = ?1`, id)
+	row := d.db.QueryRowContext(ctx, d.q.getDeadLetter, id)
 	dl, err := scanDeadLetter(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return outbox.DeadLetter{}, fmt.Errorf("%w: dead letter %d", outbox.ErrNotFound, id)
@@ -121,12 +131,12 @@ func (d *Driver) GetDeadLetter(ctx context.Context, id int64) (outbox.DeadLetter
 // wrapping outbox.ErrNotFound or outbox.ErrAlreadyResolved.
 func (d *Driver) ReplayDeadLetter(ctx context.Context, id int64) error {
 	err := d.WithTx(ctx, func(tx *sql.Tx) error {
-		n, err := replay(ctx, tx, fmt.Sprintf("[%d]", id), micros(d.now()))
+		n, err := d.replay(ctx, tx, fmt.Sprintf("[%d]", id), micros(d.now()))
 		if err != nil {
 			return err
 		}
 		if n == 0 {
-			return resolveError(ctx, tx, id)
+			return d.resolveError(ctx, tx, id)
 		}
 		return nil
 	})
@@ -151,7 +161,7 @@ func (d *Driver) ReplayDeadLetters(ctx context.Context, f outbox.DeadLetterFilte
 	if err != nil {
 		return 0, err
 	}
-	query := `SELECT json_group_array(id) FROM (SELECT id FROM order_outbox_dlq WHERE ` + where + ` ORDER BY id`
+	query := d.q.replayIDs + where + ` ORDER BY id`
 	if f.Limit > 0 {
 		query += ` LIMIT ?`
 		args = append(args, f.Limit)
@@ -163,7 +173,7 @@ func (d *Driver) ReplayDeadLetters(ctx context.Context, f outbox.DeadLetterFilte
 		if err := tx.QueryRowContext(ctx, query, args...).Scan(&ids); err != nil {
 			return err
 		}
-		n, err := replay(ctx, tx, ids, micros(d.now()))
+		n, err := d.replay(ctx, tx, ids, micros(d.now()))
 		replayed = n
 		return err
 	})
@@ -178,8 +188,8 @@ func (d *Driver) ReplayDeadLetters(ctx context.Context, f outbox.DeadLetterFilte
 
 // replay moves the open dead letters among ids (a JSON array) back to the
 // outbox and returns how many it moved.
-func replay(ctx context.Context, tx *sql.Tx, ids string, now int64) (int, error) {
-	res, err := tx.ExecContext(ctx, replaySQL, ids, now)
+func (d *Driver) replay(ctx context.Context, tx *sql.Tx, ids string, now int64) (int, error) {
+	res, err := tx.ExecContext(ctx, d.q.replay, ids, now)
 	if err != nil {
 		if isUnique(err) {
 			return 0, fmt.Errorf("%w: the event is in the outbox already: %w", outbox.ErrDuplicate, err)
@@ -190,10 +200,10 @@ func replay(ctx context.Context, tx *sql.Tx, ids string, now int64) (int, error)
 	if err != nil {
 		return 0, err
 	}
-	if _, err := tx.ExecContext(ctx, replayHeadsSQL, ids); err != nil {
+	if _, err := tx.ExecContext(ctx, d.q.replayHeads, ids); err != nil {
 		return 0, err
 	}
-	res, err = tx.ExecContext(ctx, markReplayedSQL, ids, now)
+	res, err = tx.ExecContext(ctx, d.q.markReplayed, ids, now)
 	if err != nil {
 		return 0, err
 	}
@@ -213,14 +223,14 @@ func replay(ctx context.Context, tx *sql.Tx, ids string, now int64) (int, error)
 // outbox.ErrAlreadyResolved.
 func (d *Driver) DiscardDeadLetter(ctx context.Context, id int64, reason string) error {
 	err := d.WithTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, discardSQL, id, micros(d.now()), reason)
+		res, err := tx.ExecContext(ctx, d.q.discard, id, micros(d.now()), reason)
 		if err != nil {
 			return err
 		}
 		if n, err := res.RowsAffected(); err != nil || n == 1 {
 			return err
 		}
-		return resolveError(ctx, tx, id)
+		return d.resolveError(ctx, tx, id)
 	})
 	if err != nil {
 		return fmt.Errorf("sqlitestore: discard dead letter %d: %w", id, err)
@@ -230,9 +240,9 @@ func (d *Driver) DiscardDeadLetter(ctx context.Context, id int64, reason string)
 }
 
 // resolveError says why dead letter id could not be resolved.
-func resolveError(ctx context.Context, tx *sql.Tx, id int64) error {
+func (d *Driver) resolveError(ctx context.Context, tx *sql.Tx, id int64) error {
 	var exists bool
-	err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM order_outbox_dlq WHERE id = ?1)`, id).Scan(&exists)
+	err := tx.QueryRowContext(ctx, d.q.deadLetterExists, id).Scan(&exists)
 	switch {
 	case err != nil:
 		return err
@@ -249,7 +259,7 @@ func (d *Driver) Stats(ctx context.Context) (outbox.Stats, error) {
 		s      outbox.Stats
 		oldest sql.NullInt64
 	)
-	if err := d.db.QueryRowContext(ctx, statsSQL).Scan(&s.Pending, &s.Retrying, &oldest, &s.DeadLetters); err != nil {
+	if err := d.db.QueryRowContext(ctx, d.q.stats).Scan(&s.Pending, &s.Retrying, &oldest, &s.DeadLetters); err != nil {
 		return outbox.Stats{}, fmt.Errorf("sqlitestore: stats: %w", err)
 	}
 	s.OldestPending = fromMicros(oldest)

@@ -12,11 +12,12 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
+// Templates of the enqueue's queries (see renderQueries).
 const (
 	// bumpSequenceSQL reserves n sequences of an aggregate and returns the
 	// last of them. It writes in the caller's transaction, so a rollback
 	// gives the numbers back: no gaps among committed events.
-	bumpSequenceSQL = `INSERT INTO order_outbox_sequences (aggregate_type, aggregate_id, last_sequence)
+	bumpSequenceSQL = `INSERT INTO {{sequences}} (aggregate_type, aggregate_id, last_sequence)
 VALUES (?1, ?2, ?3)
 ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET last_sequence = last_sequence + excluded.last_sequence
 RETURNING last_sequence`
@@ -24,10 +25,10 @@ RETURNING last_sequence`
 	// insertEventSQL writes an event. Its sequence is above every other of
 	// its aggregate, so it is the head exactly when the aggregate has no
 	// pending event.
-	insertEventSQL = `INSERT INTO order_outbox
+	insertEventSQL = `INSERT INTO {{outbox}}
 (id, aggregate_type, aggregate_id, event_type, payload, headers, sequence, next_attempt_at, created_at, idempotency_key, head)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9,
-        NOT EXISTS (SELECT 1 FROM order_outbox WHERE aggregate_type = ?2 AND aggregate_id = ?3))`
+        NOT EXISTS (SELECT 1 FROM {{outbox}} WHERE aggregate_type = ?2 AND aggregate_id = ?3))`
 )
 
 type aggregateKey struct{ typ, id string }
@@ -58,7 +59,7 @@ func (d *Driver) InsertTx(ctx context.Context, tx *sql.Tx, events []outbox.Event
 	next := make(map[aggregateKey]int64, len(order))
 	for _, k := range order {
 		var last int64
-		if err := d.txQueryRow(ctx, tx, bumpSequenceSQL, k.typ, k.id, counts[k]).Scan(&last); err != nil {
+		if err := d.txQueryRow(ctx, tx, d.q.bumpSequence, k.typ, k.id, counts[k]).Scan(&last); err != nil {
 			return nil, fmt.Errorf("sqlitestore: reserve sequence of %s %s: %w", k.typ, k.id, err)
 		}
 		next[k] = last - counts[k] + 1
@@ -82,7 +83,7 @@ func (d *Driver) InsertTx(ctx context.Context, tx *sql.Tx, events []outbox.Event
 		if e.IdempotencyKey != "" {
 			key = sql.NullString{String: e.IdempotencyKey, Valid: true}
 		}
-		if _, err := d.txExec(ctx, tx, insertEventSQL, e.ID.String(), e.AggregateType, e.AggregateID,
+		if _, err := d.txExec(ctx, tx, d.q.insertEvent, e.ID.String(), e.AggregateType, e.AggregateID,
 			e.Type, string(e.Payload), headers, seq, now, key); err != nil {
 			if isUnique(err) {
 				return nil, fmt.Errorf("%w: event %d (id %s): %w", outbox.ErrDuplicate, i, e.ID, err)

@@ -5,23 +5,16 @@ import (
 	"embed"
 	"fmt"
 
-	"github.com/pressly/goose/v3"
-
 	"github.com/heraldhq/herald/outbox/migration"
 )
 
-// MigrationTable is the table in which the driver's migrations record their
-// versions. It is the driver's own, so that an application can keep its own
-// migration set, with another table, in the same database. (pgstore uses the
-// same name.)
-const MigrationTable = "herald_outbox_migrations"
-
+// migrationFiles are templates (see placeholders): each Driver renders them
+// for its outbox and records their versions in its own table,
+// Names().Migrations, so that outboxes of other names, and the application's
+// own migration sets, keep separate histories in one database.
+//
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
-
-var migrationSet = migration.Set{
-	Owner: "sqlitestore", FS: migrationFiles, Dir: "migrations", Dialect: goose.DialectSQLite3, Table: MigrationTable,
-}
 
 // Migration is the state of one schema migration.
 type Migration = migration.Migration
@@ -33,7 +26,7 @@ type Migrations = migration.List
 // (which holds the write lock, so two processes migrating at once take
 // turns; the migrations are written to be repeatable).
 func (d *Driver) Migrate(ctx context.Context) error {
-	if err := migrationSet.Up(ctx, d.db); err != nil {
+	if err := d.migrations.Up(ctx, d.db); err != nil {
 		return err
 	}
 	if err := d.stmts.Prepare(ctx); err != nil {
@@ -46,5 +39,5 @@ func (d *Driver) Migrate(ctx context.Context) error {
 // herald migrate --status). It creates the empty version table when there is
 // none.
 func (d *Driver) MigrationStatus(ctx context.Context) (Migrations, error) {
-	return migrationSet.Status(ctx, d.db)
+	return d.migrations.Status(ctx, d.db)
 }

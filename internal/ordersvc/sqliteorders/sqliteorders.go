@@ -2,7 +2,7 @@
 // ordersvc.Store on the database handle of the outbox's SQLite driver
 // (sqlitestore), whose transactions enqueue events on the same transaction.
 //
-//	driver, err := sqlitestore.Open(path)
+//	driver, err := sqlitestore.Open(path, sqlitestore.Config{Name: ordersvc.OutboxName})
 //	store := sqliteorders.New(driver.DB(), outbox.NewClient[*sql.Tx](driver))
 //	if err := driver.Migrate(ctx); err != nil { ... }
 //	if err := store.Migrate(ctx); err != nil { ... }

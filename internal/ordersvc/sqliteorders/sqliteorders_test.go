@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 // store on its handle, closed when the test ends.
 func open(t testing.TB) (*sqlitestore.Driver, *sqliteorders.Store) {
 	t.Helper()
-	driver, err := sqlitestore.Open(testdb.SQLitePath(t))
+	driver, err := sqlitestore.Open(testdb.SQLitePath(t), sqlitestore.Config{Name: ordersvc.OutboxName})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,16 @@
--- Outbox tables for the embedded SQLite driver. Names and columns follow the
--- PostgreSQL driver (SPEC §2); times are INTEGER unix microseconds, UTC.
+-- The tables of one outbox for the embedded SQLite driver; columns follow the
+-- PostgreSQL driver, times are INTEGER unix microseconds, UTC.
+--
+-- This file is a template: the driver replaces {{outbox}}, {{dlq}} and
+-- {{sequences}} with the names outbox.NamesOf derives from the outbox's name
+-- (plain identifiers, so they need no quoting). Rendered for the orders
+-- service's outbox it is, statement for statement, the file that created
+-- that outbox before outboxes were named (testdata/legacy; see
+-- TestLegacyTemplate and TestLegacySchema), so those databases migrate with
+-- no change. Every statement is repeatable (IF NOT EXISTS).
 
 -- +goose Up
-CREATE TABLE IF NOT EXISTS order_outbox (
+CREATE TABLE IF NOT EXISTS {{outbox}} (
     -- pos is the rowid: the order events were written in, which is commit
     -- order because every write transaction holds the database's write lock
     -- from BEGIN. It breaks ties in the claim order.
@@ -30,28 +38,28 @@ CREATE TABLE IF NOT EXISTS order_outbox (
 
 -- The claim reads due heads in this order and stops after its limit, so its
 -- cost does not grow with the backlog behind the heads.
-CREATE INDEX IF NOT EXISTS order_outbox_due_heads
-    ON order_outbox (next_attempt_at, pos) WHERE head = 1;
+CREATE INDEX IF NOT EXISTS {{outbox}}_due_heads
+    ON {{outbox}} (next_attempt_at, pos) WHERE head = 1;
 
 -- +goose StatementBegin
-CREATE TRIGGER IF NOT EXISTS order_outbox_next_head AFTER DELETE ON order_outbox
+CREATE TRIGGER IF NOT EXISTS {{outbox}}_next_head AFTER DELETE ON {{outbox}}
 WHEN OLD.head = 1
 BEGIN
-    UPDATE order_outbox SET head = 1
-    WHERE pos = (SELECT pos FROM order_outbox
+    UPDATE {{outbox}} SET head = 1
+    WHERE pos = (SELECT pos FROM {{outbox}}
                  WHERE aggregate_type = OLD.aggregate_type AND aggregate_id = OLD.aggregate_id
                  ORDER BY sequence LIMIT 1);
 END;
 -- +goose StatementEnd
 
-CREATE TABLE IF NOT EXISTS order_outbox_sequences (
+CREATE TABLE IF NOT EXISTS {{sequences}} (
     aggregate_type TEXT    NOT NULL,
     aggregate_id   TEXT    NOT NULL,
     last_sequence  INTEGER NOT NULL CHECK (last_sequence > 0),
     PRIMARY KEY (aggregate_type, aggregate_id)
 ) WITHOUT ROWID;
 
-CREATE TABLE IF NOT EXISTS order_outbox_dlq (
+CREATE TABLE IF NOT EXISTS {{dlq}} (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id        TEXT    NOT NULL CHECK (length(event_id) = 36),
     aggregate_type  TEXT    NOT NULL,
@@ -77,14 +85,14 @@ CREATE TABLE IF NOT EXISTS order_outbox_dlq (
 
 -- Open dead letters by aggregate: the claim's parking check and the
 -- operator's filters. An event is open in the DLQ at most once.
-CREATE INDEX IF NOT EXISTS order_outbox_dlq_open
-    ON order_outbox_dlq (aggregate_type, aggregate_id, sequence)
+CREATE INDEX IF NOT EXISTS {{dlq}}_open
+    ON {{dlq}} (aggregate_type, aggregate_id, sequence)
     WHERE reprocessed = 0 AND discarded_at IS NULL;
-CREATE UNIQUE INDEX IF NOT EXISTS order_outbox_dlq_open_event
-    ON order_outbox_dlq (event_id)
+CREATE UNIQUE INDEX IF NOT EXISTS {{dlq}}_open_event
+    ON {{dlq}} (event_id)
     WHERE reprocessed = 0 AND discarded_at IS NULL;
 
 -- +goose Down
-DROP TABLE IF EXISTS order_outbox_dlq;
-DROP TABLE IF EXISTS order_outbox_sequences;
-DROP TABLE IF EXISTS order_outbox;
+DROP TABLE IF EXISTS {{dlq}};
+DROP TABLE IF EXISTS {{sequences}};
+DROP TABLE IF EXISTS {{outbox}};
