@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/heraldhq/herald/internal/ordersvc"
 	"github.com/heraldhq/herald/outbox"
 	"github.com/heraldhq/herald/outbox/pgstore"
 )
@@ -159,8 +160,16 @@ func runEnqueue(ctx context.Context, cfg Config) (*EnqueueResult, error) {
 		}
 		variants[variantOutbox] = through(variantOutbox, db.pg, false)
 		variants[variantOutboxNumbered] = through(variantOutboxNumbered, db.pg, true)
-		variants[variantOutboxInTx] = through(variantOutboxInTx, pgstore.New(db.pool, pgstore.Config{}), false)
-		variants[variantOutboxNoNotify] = through(variantOutboxNoNotify, pgstore.New(db.pool, pgstore.Config{DisableNotify: true}), false)
+		inTx, err := pgstore.New(db.pool, pgstore.Config{Name: ordersvc.OutboxName, NotifyInTx: true})
+		if err != nil {
+			return nil, err
+		}
+		noNotify, err := pgstore.New(db.pool, pgstore.Config{Name: ordersvc.OutboxName, DisableNotify: true})
+		if err != nil {
+			return nil, err
+		}
+		variants[variantOutboxInTx] = through(variantOutboxInTx, inTx, false)
+		variants[variantOutboxNoNotify] = through(variantOutboxNoNotify, noNotify, false)
 		variants[variantHand] = func(ctx context.Context, c, i int) error {
 			id, err := uuid.NewV7()
 			if err != nil {

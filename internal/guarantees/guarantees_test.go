@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/heraldhq/herald/broker/embeddednats"
+	"github.com/heraldhq/herald/internal/ordersvc"
 	"github.com/heraldhq/herald/outbox"
 	"github.com/heraldhq/herald/outbox/pgstore"
 )
@@ -137,7 +138,10 @@ func TestG2NoLossAcrossDatabaseRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	store := pgstore.New(pool, pgstore.Config{})
+	store, err := pgstore.New(pool, pgstore.Config{Name: ordersvc.OutboxName})
+	if err != nil {
+		t.Fatal(err)
+	}
 	runRelay(t, store, br.publisher(t), outbox.RelayConfig{BatchSize: 20, Retry: outbox.RetryPolicy{Base: 10 * time.Millisecond}})
 
 	l := newLedger()

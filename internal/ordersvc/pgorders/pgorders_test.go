@@ -47,10 +47,12 @@ func newPool(t testing.TB) (*pgxpool.Pool, string) {
 func setup(t testing.TB) ordersvctest.Harness {
 	t.Helper()
 	ctx := context.Background()
-	pool, schema := newPool(t)
-	// NOTIFY is database-wide: a channel per schema keeps parallel tests apart.
-	// As herald serve runs it: the wake-up is sent after each commit.
-	driver := pgstore.New(pool, pgstore.Config{Channel: schema, NotifyAfterCommit: true})
+	pool, _ := newPool(t)
+	// As herald serve runs it: the orders' outbox, the wake-up sent after each commit.
+	driver, err := pgstore.New(pool, pgstore.Config{Name: ordersvc.OutboxName})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := driver.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -103,8 +105,11 @@ func TestConformance(t *testing.T) {
 // tables, which the orders migrations build on, are migrated.
 func migratedOutbox(t *testing.T) (*pgxpool.Pool, *pgstore.Driver) {
 	t.Helper()
-	pool, schema := newPool(t)
-	driver := pgstore.New(pool, pgstore.Config{Channel: schema})
+	pool, _ := newPool(t)
+	driver, err := pgstore.New(pool, pgstore.Config{Name: ordersvc.OutboxName})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := driver.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
