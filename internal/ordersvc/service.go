@@ -6,7 +6,7 @@
 // The databases sit behind the small Store and Tx interfaces, implemented by
 // the pgorders and sqliteorders packages.
 //
-//	driver := pgstore.New(pool, pgstore.Config{})
+//	driver, err := pgstore.New(pool, pgstore.Config{Name: ordersvc.OutboxName})
 //	store := pgorders.New(pool, outbox.NewClient[pgx.Tx](driver))
 //	svc := ordersvc.New(store, ordersvc.Config{})
 //	o, err := svc.CreateOrder(ctx, req, order.RequestOptions{Actor: "api"})
