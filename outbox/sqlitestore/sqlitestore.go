@@ -191,9 +191,9 @@ func namesOf(cfg Config) (outbox.Names, error) {
 	return names, nil
 }
 
-// newDriver renders every query and the migrations for names, once: no call
-// builds query text, and the statement cache knows the hot queries by their
-// rendered text.
+// newDriver renders every query and the migrations for names, once: no hot
+// path builds query text (only the dead-letter filters append a condition),
+// and the statement cache knows the hot queries by their rendered text.
 func newDriver(db *sql.DB, names outbox.Names) *Driver {
 	r := placeholders(names)
 	q := renderQueries(r)
