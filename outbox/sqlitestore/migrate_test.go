@@ -3,6 +3,7 @@ package sqlitestore_test
 import (
 	"context"
 	"database/sql"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -162,13 +163,16 @@ func TestLegacyTemplate(t *testing.T) {
 }
 
 // TestLegacySchema: a database the legacy migration made migrates with no
-// change for a driver named order_outbox (its objects, their definitions
-// and its events stay as they were; the version table is new), and a new
-// database gets the very same objects.
+// change for a driver named order_outbox: its objects, their definitions
+// and its events stay as they were, and its version table is adopted
+// (renamed to order_outbox_migrations, so the migration does not run
+// again). An outbox of another name adopts nothing. A new database gets the
+// very same objects.
 func TestLegacySchema(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	legacy, err := sqlitestore.Open(testdb.SQLitePath(t), sqlitestore.Config{Name: legacyName})
+	path := testdb.SQLitePath(t)
+	legacy, err := sqlitestore.Open(path, sqlitestore.Config{Name: legacyName})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,27 +186,42 @@ func TestLegacySchema(t *testing.T) {
 		VALUES ('01890a5d-ac96-774b-bcce-000000000001', 'order', 'a', 'order.created', '{}', 1, 0, 0, 1)`); err != nil {
 		t.Fatal(err)
 	}
+	openDriver(t, path) // the outbox named outbox, beside it, adopts nothing
 	before := schema(t, legacy.DB())
+	if before[legacyVersionTable] == "" {
+		t.Fatalf("another outbox's Migrate took %s", legacyVersionTable)
+	}
+	versions := count(t, legacy, `SELECT count(*) FROM `+legacyVersionTable)
 
+	st, err := legacy.MigrationStatus(ctx)
+	if err != nil || len(st) != 1 || st.Pending() != 0 {
+		t.Fatalf("status of the legacy database: %v, %v; want migration 1 applied", st, err)
+	}
 	if err := legacy.Migrate(ctx); err != nil {
 		t.Fatalf("Migrate on the legacy database: %v", err)
 	}
 	after := schema(t, legacy.DB())
-	added := map[string]string{}
-	for name, def := range after {
-		if old, ok := before[name]; !ok {
-			added[name] = def
-		} else if old != def {
-			t.Errorf("Migrate changed %s:\n%s\nwas:\n%s", name, def, old)
-		}
+	own := legacyName + "_migrations"
+	if _, ok := after[legacyVersionTable]; ok || after[own] == "" {
+		t.Errorf("version tables after Migrate: %s %t, %s %t; want the first renamed to the second",
+			legacyVersionTable, ok, own, after[own] != "")
 	}
-	for name := range before {
-		if _, ok := after[name]; !ok {
-			t.Errorf("Migrate dropped %s", name)
-		}
+	if n := count(t, legacy, `SELECT count(*) FROM `+own); n != versions {
+		t.Errorf("%s has %d rows, %s had %d: a migration ran again", own, n, legacyVersionTable, versions)
 	}
-	if len(added) != 1 || added[legacyName+"_migrations"] == "" {
-		t.Errorf("Migrate added %q, want only the version table %s_migrations", added, legacyName)
+	delete(before, legacyVersionTable)
+	delete(after, own)
+	if !maps.Equal(after, before) {
+		for name, def := range after {
+			if before[name] != def {
+				t.Errorf("Migrate changed %s:\n%s\nwas:\n%s", name, def, before[name])
+			}
+		}
+		for name := range before {
+			if _, ok := after[name]; !ok {
+				t.Errorf("Migrate dropped %s", name)
+			}
+		}
 	}
 	b := claim(t, legacy, outbox.ClaimParams{})
 	if got := keys(b.Records()); got != "a/1" {
@@ -210,17 +229,18 @@ func TestLegacySchema(t *testing.T) {
 	}
 	finish(t, b, published)
 
-	fresh := openNamed(t, testdb.SQLitePath(t), legacyName)
-	now := schema(t, fresh.DB())
-	delete(before, legacyVersionTable)
-	delete(now, legacyName+"_migrations")
-	if len(now) != len(before) {
-		t.Errorf("a new database has %d objects, the legacy one %d", len(now), len(before))
-	}
-	for name, def := range before {
-		if now[name] != def {
-			t.Errorf("%s in a new database:\n%s\nin the legacy one:\n%s", name, now[name], def)
+	ordersOutbox := func(m map[string]string) map[string]string {
+		out := map[string]string{}
+		for name, def := range m {
+			if strings.HasPrefix(name, legacyName) && name != own {
+				out[name] = def
+			}
 		}
+		return out
+	}
+	fresh, old := ordersOutbox(schema(t, openNamed(t, testdb.SQLitePath(t), legacyName).DB())), ordersOutbox(before)
+	if len(old) != 7 || !maps.Equal(fresh, old) {
+		t.Errorf("a new database's objects:\n%q\nthe legacy database's:\n%q", fresh, old)
 	}
 }
 
