@@ -25,7 +25,10 @@ type Migrations = migration.List
 
 // Migrate applies the driver's pending migrations, each in a transaction
 // (which holds the write lock, so two processes migrating at once take
-// turns; the migrations are written to be repeatable).
+// turns; the migrations are written to be repeatable). A database migrated
+// before outboxes had names holds the outbox order_outbox with its versions
+// in herald_outbox_migrations: Migrate and MigrationStatus of that outbox
+// rename the table to order_outbox_migrations first.
 func (d *Driver) Migrate(ctx context.Context) error {
 	if err := d.adoptLegacyVersions(ctx); err != nil {
 		return err
