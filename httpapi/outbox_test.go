@@ -104,7 +104,7 @@ func TestListDeadLetters(t *testing.T) {
 	if d.ID != d2.ID || d.EventID != d2.EventID || d.AggregateType != "order" || d.AggregateID != "agg-2" ||
 		d.EventType != "thing.failed" || d.Sequence != 1 || string(d.Payload) != `{"n":1}` ||
 		d.Headers["traceparent"] != "00-abc-def-01" || d.Error != "broker said no" || d.Attempts != 1 ||
-		d.State != outbox.DeadLetterDiscarded || d.Reprocessed || d.ReprocessedAt != nil || d.DiscardedAt == nil ||
+		d.State != outbox.DeadLetterDiscarded || d.ReplayedAt != nil || d.DiscardedAt == nil ||
 		d.DiscardReason != "bad data" || d.MovedAt.IsZero() || d.CreatedAt.IsZero() || d.FirstFailedAt.IsZero() {
 		t.Errorf("dead letter %+v", d)
 	}
@@ -140,7 +140,7 @@ func TestGetDeadLetter(t *testing.T) {
 	var d DeadLetter
 	b.do(t, req{method: "GET", path: path}).decode(t, 200, &d)
 	if d.ID != dl.ID || d.EventID != dl.EventID || d.State != outbox.DeadLetterOpen || d.Error != "broker said no" ||
-		string(d.Payload) != `{"n":1}` || d.DiscardedAt != nil || d.ReprocessedAt != nil {
+		string(d.Payload) != `{"n":1}` || d.DiscardedAt != nil || d.ReplayedAt != nil {
 		t.Errorf("dead letter %+v", d)
 	}
 	unknown := fmt.Sprintf("/api/v1/outbox/dlq/%d", dl.ID+100)
@@ -167,7 +167,7 @@ func TestReplayDeadLetter(t *testing.T) {
 
 	var d DeadLetter
 	b.do(t, req{method: "POST", path: path}).decode(t, 200, &d)
-	if d.ID != dl.ID || d.State != outbox.DeadLetterReplayed || !d.Reprocessed || d.ReprocessedAt == nil {
+	if d.ID != dl.ID || d.State != outbox.DeadLetterReplayed || d.ReplayedAt == nil {
 		t.Errorf("dead letter %+v", d)
 	}
 	after := b.state(t)
@@ -228,7 +228,7 @@ func TestDiscardDeadLetter(t *testing.T) {
 
 	var d DeadLetter
 	b.do(t, req{method: "DELETE", path: p1, body: map[string]any{"reason": "payload is garbage"}}).decode(t, 200, &d)
-	if d.ID != d1.ID || d.State != outbox.DeadLetterDiscarded || d.DiscardReason != "payload is garbage" || d.DiscardedAt == nil || d.Reprocessed {
+	if d.ID != d1.ID || d.State != outbox.DeadLetterDiscarded || d.DiscardReason != "payload is garbage" || d.DiscardedAt == nil || d.ReplayedAt != nil {
 		t.Errorf("dead letter %+v", d)
 	}
 	b.do(t, req{method: "DELETE", path: fmt.Sprintf("/api/v1/outbox/dlq/%d?reason=dup%%20event", d2.ID)}).decode(t, 200, &d)

@@ -29,7 +29,7 @@ func TestCloudEventWireFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"specversion":"1.0","id":"01890a5d-ac96-774b-bcce-b302099a8057","source":"/herald/orders",` +
+	want := `{"specversion":"1.0","id":"01890a5d-ac96-774b-bcce-b302099a8057","source":"/outbox",` +
 		`"type":"order.created","subject":"o-1","time":"2026-11-27T13:00:00Z","datacontenttype":"application/json",` +
 		`"data":{"total":3998},"aggregatetype":"order","sequence":3,` +
 		`"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}`

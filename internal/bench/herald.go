@@ -106,6 +106,7 @@ func openTarget(ctx context.Context, cfg Config) (_ *target, err error) {
 			_ = a.Shutdown(ctx)
 		})
 		t.url, t.natsURL, t.relay = a.URL(), a.Broker.ClientURL, a.Relay.Counters
+		t.stream = app.NATSConfig(nil) // the stream herald serve publishes to
 		return t, nil
 	}
 	return t, t.assemble(ctx, acfg, bspec.URL)
@@ -139,7 +140,7 @@ func (t *target) assemble(ctx context.Context, acfg app.Config, natsURL string) 
 	t.close.add(func() { _ = pub.Close() })
 	rc := acfg.Relay
 	rc.Logger = acfg.Logger.With("component", "relay")
-	relay := outbox.NewRelay(db.Store, pub, rc)
+	relay := outbox.NewRelay(db.Source, pub, rc)
 	t.relay = relay.Counters
 	rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
@@ -154,7 +155,7 @@ func (t *target) assemble(ctx context.Context, acfg app.Config, natsURL string) 
 
 	handler := httpapi.New(httpapi.Config{
 		Orders:        db.Orders,
-		Outbox:        db.Store,
+		Outbox:        db.Admin,
 		RelayCounters: relay.Counters,
 		Ready:         func(ctx context.Context) error { return db.Ping(ctx) },
 		Logger:        acfg.Logger.With("component", "http"),

@@ -10,6 +10,7 @@ import (
 
 	"github.com/heraldhq/herald/broker/embeddednats"
 	"github.com/heraldhq/herald/broker/natsjs"
+	"github.com/heraldhq/herald/internal/app"
 	"github.com/heraldhq/herald/internal/cli"
 	"github.com/heraldhq/herald/outbox"
 	"github.com/heraldhq/herald/outbox/publishertest"
@@ -25,7 +26,7 @@ func startNATS(t *testing.T, msgs ...outbox.Message) (addr string, publish func(
 	t.Cleanup(srv.Shutdown)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	pub, err := natsjs.Connect(ctx, srv.ClientURL(), natsjs.Config{})
+	pub, err := natsjs.Connect(ctx, srv.ClientURL(), app.NATSConfig(nil))
 	if err != nil {
 		t.Fatal(err)
 	}

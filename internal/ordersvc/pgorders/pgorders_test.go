@@ -3,9 +3,7 @@ package pgorders_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/google/uuid"
