@@ -20,7 +20,7 @@ func NewClient[TTx any](driver Driver[TTx]) *Client[TTx] {
 }
 
 // WithTx runs fn in a new transaction of the driver, commits it when fn
-// returns nil and then wakes the relays. It is the cheapest way to write an
+// returns nil and wakes the relays (see Driver.WithTx). It is the cheapest way to write an
 // application change and its events together:
 //
 //	err := client.WithTx(ctx, func(tx pgx.Tx) error {

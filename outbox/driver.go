@@ -27,9 +27,11 @@ type Driver[TTx any] interface {
 	InsertTx(ctx context.Context, tx TTx, events []Event) ([]Enqueued, error)
 
 	// WithTx runs fn in a new transaction and commits it when fn returns
-	// nil, then calls Notify. When fn fails or panics it rolls back, also
-	// after ctx is cancelled, and returns fn's error unchanged (or panics
-	// again).
+	// nil, and the relays listening through this driver are woken (pgstore
+	// calls Notify after the commit; sqlitestore's InsertTx wakes them, and
+	// their claim waits for the commit's write lock). When fn fails or panics
+	// it rolls back, also after ctx is cancelled, and returns fn's error
+	// unchanged (or panics again).
 	WithTx(ctx context.Context, fn func(tx TTx) error) error
 
 	// Notify tells the relays that events were committed: those listening

@@ -31,10 +31,7 @@ type Database struct {
 	// Orders is the orders service on the same database.
 	Orders order.Service
 
-	sets []migrationSet
-	// upgrade runs before the migrations and their status: it brings a
-	// database of an older Herald to what the migration sets expect.
-	upgrade func(ctx context.Context) error
+	sets    []migrationSet
 	ping    func(ctx context.Context) error
 	closers []func() error
 }
@@ -112,7 +109,6 @@ func openPostgres(ctx context.Context, spec DatabaseSpec, relayWorkers int) (*Da
 		Source:  store,
 		Admin:   store,
 		ping:    pool.Ping,
-		upgrade: renameLegacyPostgres(pool),
 		sets:    []migrationSet{{name: "outbox", m: store}},
 		closers: []func() error{func() error { pool.Close(); return nil }},
 	}
@@ -139,7 +135,6 @@ func openSQLite(spec DatabaseSpec) (*Database, error) {
 		Source:  store,
 		Admin:   store,
 		ping:    store.DB().PingContext,
-		upgrade: renameLegacySQLite(store.DB()),
 		sets:    []migrationSet{{name: "outbox", m: store}},
 		closers: []func() error{store.Close},
 	}
@@ -152,9 +147,6 @@ func openSQLite(spec DatabaseSpec) (*Database, error) {
 
 // Migrate applies the pending migrations of every set, the outbox's first.
 func (db *Database) Migrate(ctx context.Context) error {
-	if err := db.upgrade(ctx); err != nil {
-		return err
-	}
 	for _, s := range db.sets {
 		if err := s.m.Migrate(ctx); err != nil {
 			return fmt.Errorf("migrate %s: %w", s.name, err)
@@ -166,9 +158,6 @@ func (db *Database) Migrate(ctx context.Context) error {
 // MigrationStatus lists every migration of every set, the outbox's first,
 // each set oldest first.
 func (db *Database) MigrationStatus(ctx context.Context) ([]Migration, error) {
-	if err := db.upgrade(ctx); err != nil {
-		return nil, err
-	}
 	var out []Migration
 	for _, s := range db.sets {
 		ms, err := s.m.MigrationStatus(ctx)

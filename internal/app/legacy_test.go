@@ -15,7 +15,8 @@ import (
 )
 
 // A database of a Herald from before outboxes had names records the outbox
-// schema's version in herald_outbox_migrations. Herald renames it and goes on:
+// schema's version in herald_outbox_migrations. The drivers of the outbox
+// order_outbox rename it, and Herald goes on:
 // nothing is migrated twice (which would fail on the existing tables) and
 // the status shows every migration applied.
 func TestLegacyVersionTableIsRenamed(t *testing.T) {

@@ -164,7 +164,7 @@ func TestEnqueueMode(t *testing.T) {
 			cfg := b.config(ModeEnqueue)
 			cfg.Duration, cfg.Clients = 500*time.Millisecond, 4
 			res := run(t, cfg).(*EnqueueResult)
-			want := 3 // outbox, hand_insert, outbox_caller_seq
+			want := 3 // outbox, hand_insert, outbox_counter
 			if b.dbURL != "" {
 				want = 5 // and outbox_notify_in_tx, outbox_no_notify
 			}
@@ -213,7 +213,7 @@ func TestEnqueueMode(t *testing.T) {
 				t.Errorf("json rounds %v", m["rounds"])
 			}
 			// The headline is the summary's first line: numbered by the caller.
-			if m["overhead_pct"] != res.variant(variantOutboxNumbered).Pct || m["overhead_counter_pct"] != res.variant(variantOutbox).Pct {
+			if m["overhead_pct"] != res.variant(variantOutbox).Pct || m["overhead_counter_pct"] != res.variant(variantOutboxCounter).Pct {
 				t.Errorf("json overhead_pct %v, overhead_counter_pct %v", m["overhead_pct"], m["overhead_counter_pct"])
 			}
 			for _, jv := range m["variants"].([]any) {
