@@ -42,7 +42,9 @@ func openTarget(ctx context.Context, cfg Config) (_ *target, err error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &target{broker: bspec.Kind.String()}
+	// The stream herald serve publishes to; a Herald the bench assembles
+	// itself gets a stream of its own instead.
+	t := &target{broker: bspec.Kind.String(), stream: app.NATSConfig(nil)}
 	if cfg.URL != "" {
 		t.url, t.database = cfg.URL, "remote"
 		switch bspec.Kind {
@@ -106,7 +108,6 @@ func openTarget(ctx context.Context, cfg Config) (_ *target, err error) {
 			_ = a.Shutdown(ctx)
 		})
 		t.url, t.natsURL, t.relay = a.URL(), a.Broker.ClientURL, a.Relay.Counters
-		t.stream = app.NATSConfig(nil) // the stream herald serve publishes to
 		return t, nil
 	}
 	return t, t.assemble(ctx, acfg, bspec.URL)
