@@ -141,6 +141,7 @@ func harness(url string) publishertest.Harness {
 			}
 			return publishertest.Instance{
 				Publisher: p,
+				Poison:    poison,
 				Consume: func(t *testing.T) <-chan publishertest.Received {
 					return subscribeInto(t, url, cfg, natsjs.SubscribeOptions{}, func(d natsjs.Delivery) publishertest.Received {
 						return publishertest.Received{Body: d.Body, MsgID: d.Header.Get(jetstream.MsgIDHeader)}
@@ -150,6 +151,45 @@ func harness(url string) publishertest.Harness {
 		},
 		Features: publishertest.Features{Dedup: true, Persistent: true},
 	}
+}
+
+// poison makes m larger than the server's 1 MiB maximum payload, which no
+// retry can fix.
+func poison(m *outbox.Message) {
+	m.Body = []byte(`{"data":"` + strings.Repeat("x", 2<<20) + `"}`)
+}
+
+// embeddedHarness gives each instance an embedded server of its own, which
+// Disconnect restarts on the same port and store: the publisher's
+// connection is dropped from the server's side and the stream survives.
+func embeddedHarness() publishertest.Harness {
+	return publishertest.Harness{
+		New: func(t *testing.T) publishertest.Instance {
+			dir := t.TempDir()
+			srv := startEmbeddedIn(t, embeddednats.RandomPort, dir)
+			// The server of the moment is shut down after the instance's
+			// other cleanups, which still need it.
+			t.Cleanup(func() { srv.Shutdown() })
+			url, port := srv.ClientURL(), srv.Port()
+			in := harness(url).New(t)
+			in.Poison = poison
+			in.Disconnect = func(t *testing.T) {
+				srv.Shutdown()
+				srv = startEmbeddedIn(t, port, dir)
+			}
+			return in
+		},
+		Features: publishertest.Features{Dedup: true, Persistent: true},
+	}
+}
+
+func startEmbeddedIn(t testing.TB, port int, dir string) *embeddednats.Server {
+	t.Helper()
+	srv, err := embeddednats.Start(embeddednats.Config{Port: port, StoreDir: dir})
+	if err != nil {
+		t.Fatalf("embedded NATS: %v", err)
+	}
+	return srv
 }
 
 // next waits for one delivery.

@@ -69,6 +69,19 @@ type Instance struct {
 	// is published after Consume returns. Nil when the broker cannot be
 	// read back: the suite then checks only the publisher's results.
 	Consume func(t *testing.T) <-chan Received
+	// Poison changes m so that the broker refuses it for good (a message
+	// over the broker's size limit, an unroutable name, a webhook answering
+	// 400), and the publisher must report that with an outbox.Permanent
+	// error while the rest of the batch goes through. Nil when the broker
+	// refuses nothing a valid event can carry; the suite then says so.
+	Poison func(m *outbox.Message)
+	// Disconnect breaks the publisher's connection from the broker's side
+	// (the server closes it, or is restarted), as an outage would. The
+	// publisher must reconnect by itself: publishes during the outage fail
+	// with errors that are not Permanent (the relay retries them), and once
+	// the broker is back they succeed. Nil only for a broker without a
+	// lasting connection (a webhook); the suite then says so.
+	Disconnect func(t *testing.T)
 }
 
 // Received is one message as the broker delivered it.
@@ -102,6 +115,8 @@ func Run(t *testing.T, h Harness) {
 		{"ContextCancelled", s.testContextCancelled},
 		{"ContextExpired", s.testContextExpired},
 		{"Close", s.testClose},
+		{"PartialFailure", s.testPartialFailure},
+		{"ReconnectAfterConnectionLost", s.testReconnect},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -479,5 +494,131 @@ func (s *suite) testClose(t *testing.T) {
 	}
 	if err := in.Publisher.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// testPartialFailure: one message of a batch that the broker refuses for
+// good fails permanently, alone; the others are acked and delivered.
+func (s *suite) testPartialFailure(t *testing.T) {
+	in := s.start(t)
+	if in.Poison == nil {
+		t.Skip("publishertest: this broker refuses nothing a valid event can carry (Instance.Poison is nil)")
+	}
+	msgs := Batch(t, "partial", 5, 1)
+	in.Poison(&msgs[2])
+	errs := in.Publisher.Publish(s.ctx(t), msgs)
+	if len(errs) != len(msgs) {
+		t.Fatalf("Publish of %d messages returned %d results", len(msgs), len(errs))
+	}
+	for i, err := range errs {
+		switch {
+		case i == 2 && !outbox.IsPermanent(err):
+			t.Errorf("the poisoned message: %v, want an outbox.Permanent error", err)
+		case i != 2 && err != nil:
+			t.Errorf("message %d failed beside the poisoned one: %v", i, err)
+		}
+	}
+	if in.Consume != nil {
+		good := append(append([]outbox.Message{}, msgs[:2]...), msgs[3:]...)
+		if !s.h.Features.Persistent {
+			// A broker that keeps nothing delivers only what follows
+			// Consume: publish the good ones again for the consumer.
+			ch := in.Consume(t)
+			s.publishOK(t, in.Publisher, good)
+			s.receive(t, ch, good)
+			return
+		}
+		s.receive(t, in.Consume(t), good)
+	}
+}
+
+// testReconnect: after the broker drops the connection, publishes fail
+// with retryable errors at most, and within the timeout succeed again
+// without a new publisher.
+func (s *suite) testReconnect(t *testing.T) {
+	in := s.start(t)
+	if in.Disconnect == nil {
+		t.Skip("publishertest: this broker keeps no connection to lose (Instance.Disconnect is nil)")
+	}
+	var ch <-chan Received
+	if in.Consume != nil && !s.h.Features.Persistent {
+		ch = in.Consume(t)
+	}
+	before := Batch(t, "reconnect-before", 3, 1)
+	s.publishOK(t, in.Publisher, before)
+	in.Disconnect(t)
+
+	after := Batch(t, "reconnect-after", 3, 1)
+	deadline := time.Now().Add(s.h.Timeout)
+	for attempt := 1; ; attempt++ {
+		errs := in.Publisher.Publish(s.ctx(t), after)
+		if len(errs) != len(after) {
+			t.Fatalf("Publish of %d messages returned %d results", len(after), len(errs))
+		}
+		failed := 0
+		for i, err := range errs {
+			if err == nil {
+				continue
+			}
+			failed++
+			if outbox.IsPermanent(err) {
+				t.Fatalf("attempt %d, message %d: a lost connection was reported as permanent: %v", attempt, i, err)
+			}
+		}
+		if failed == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still %d of %d messages failing %s after the connection was lost: %v", failed, len(after), s.h.Timeout, errs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if in.Consume == nil {
+		return
+	}
+	if ch == nil {
+		ch = in.Consume(t)
+	}
+	// A retried batch may repeat the messages that got through before the
+	// outage ended (at least once); each must arrive, intact. What a
+	// consumer without persistence saw of the batch before the outage
+	// depends on whether it stayed connected through it.
+	want := after
+	if s.h.Features.Persistent {
+		want = append(append([]outbox.Message{}, before...), after...)
+	}
+	s.receiveAtLeast(t, ch, want)
+}
+
+// receiveAtLeast reads from ch until every message of want has arrived at
+// least once, checking each body against the one published; repeats and
+// messages of other batches are allowed. It fails t on a timeout.
+func (s *suite) receiveAtLeast(t *testing.T, ch <-chan Received, want []outbox.Message) {
+	t.Helper()
+	byID := make(map[string][]byte, len(want))
+	for _, m := range want {
+		byID[m.ID.String()] = m.Body
+	}
+	timeout := time.NewTimer(s.h.Timeout)
+	defer timeout.Stop()
+	for len(byID) > 0 {
+		select {
+		case r, ok := <-ch:
+			if !ok {
+				t.Fatalf("consumer channel closed with %d of %d messages outstanding", len(byID), len(want))
+			}
+			ce, err := outbox.ParseCloudEvent(r.Body)
+			if err != nil {
+				t.Fatalf("received a body that is no CloudEvent: %v: %q", err, r.Body)
+			}
+			if body, ok := byID[ce.ID]; ok {
+				if string(body) != string(r.Body) {
+					t.Fatalf("event %s: body changed in transit:\n got %s\nwant %s", ce.ID, r.Body, body)
+				}
+				delete(byID, ce.ID)
+			}
+		case <-timeout.C:
+			t.Fatalf("received %d of %d messages within %s", len(want)-len(byID), len(want), s.h.Timeout)
+		}
 	}
 }
