@@ -29,7 +29,10 @@ var (
 type Store interface {
 	// WithTx runs fn in a new transaction and commits it when fn returns
 	// nil; otherwise it rolls back (also after ctx is cancelled) and returns
-	// fn's error unchanged.
+	// fn's error unchanged. A store may run fn a second time, in a new
+	// transaction, when the first one was lost before its commit and so
+	// wrote nothing (pgorders does, on a lost connection): fn must leave
+	// nothing outside the transaction that a second run does not overwrite.
 	WithTx(ctx context.Context, fn func(tx Tx) error) error
 
 	// GetOrder returns the order with its line items, or ErrNotFound.
@@ -141,4 +144,7 @@ const (
 	// the orders' events are published on (orders.order.created, …).
 	Stream        = "ORDERS"
 	SubjectPrefix = "orders."
+	// EventsName is the Kafka topic, the RabbitMQ exchange and the Redis
+	// stream the orders' events are published to.
+	EventsName = "orders.events"
 )
