@@ -125,6 +125,7 @@ func (c *cli) rootCommand() *cobra.Command {
 		c.tailCommand(),
 		c.benchCommand(),
 		c.versionCommand(),
+		c.completionCommand(),
 	)
 	annotateEnv(root)
 	return root

@@ -49,6 +49,10 @@ func TestBadInput(t *testing.T) {
 		{"source", nil, []string{"serve", "--source", "has space"}, "--source"},
 		{"empty source", nil, []string{"serve", "--source="}, "--source must not be empty"},
 		{"shutdown timeout", nil, []string{"serve", "--shutdown-timeout", "0s"}, "--shutdown-timeout must be positive"},
+		{"max connections", nil, []string{"serve", "--max-connections", "0"}, "--max-connections must be at least 1, got 0"},
+		{"negative max connections", []string{"HERALD_MAX_CONNECTIONS=-5"}, []string{"serve"}, "--max-connections must be at least 1, got -5"},
+		{"metrics addr", nil, []string{"serve", "--metrics-addr", "9090"}, `--metrics-addr "9090" is not a host:port`},
+		{"metrics addr of the api", []string{"HERALD_METRICS_ADDR=127.0.0.1:8080"}, []string{"serve", "--http-addr", "127.0.0.1:8080"}, "is also --http-addr"},
 		{"bad int variable", []string{"HERALD_BATCH_SIZE=abc"}, []string{"relay"}, `invalid value "abc" for HERALD_BATCH_SIZE (--batch-size)`},
 		{"bad bool variable", []string{"HERALD_POLL_ONLY=perhaps"}, []string{"relay"}, "HERALD_POLL_ONLY (--poll-only)"},
 		{"bad duration variable", []string{"HERALD_POLL_INTERVAL=soon"}, []string{"serve"}, "HERALD_POLL_INTERVAL"},
@@ -69,6 +73,22 @@ func TestBadInput(t *testing.T) {
 		{"HERALD_REASON is no reason", []string{"HERALD_REASON=left over"}, []string{"dlq", "discard", "3"}, "--reason is required"},
 		{"dlq list state", nil, []string{"dlq", "list", "--state", "lost"}, `--state "lost"`},
 		{"dlq list limit", nil, []string{"dlq", "list", "--limit", "0"}, "--limit must be between 1 and 1000"},
+		// Filters are checked by the rules of the drivers and the API
+		// (outbox.DeadLetterFilter.Validate) before anything is opened.
+		{"dlq list state in upper case", nil, []string{"dlq", "list", "--state", "ALL"}, `--state "ALL": must be one of open, replayed, discarded or all`},
+		{"dlq list NUL", nil, []string{"dlq", "list", "--aggregate-id", "a\x00b"}, `--aggregate-id "a\x00b": must not contain control characters`},
+		{"dlq list not UTF-8", nil, []string{"dlq", "list", "--aggregate-type", "\xff"}, `--aggregate-type "\xff": must be valid UTF-8`},
+		{"dlq list escape from env", []string{"HERALD_EVENT_TYPE=\x1b[2J"}, []string{"dlq", "list"}, `--event-type "\x1b[2J": must not contain control characters`},
+		{"dlq list long", nil, []string{"dlq", "list", "--aggregate-id", strings.Repeat("é", 128)}, "--aggregate-id \"ééé"},
+		{"dlq list long says bytes", nil, []string{"dlq", "list", "--aggregate-id", strings.Repeat("é", 128)}, "…: must be at most 255 bytes"},
+		{"dlq list negative cursor", nil, []string{"dlq", "list", "--after", "-1"}, "--after -1: must not be negative"},
+		{"dlq list smallest cursor", nil, []string{"dlq", "list", "--after", "-9223372036854775808"}, "--after -9223372036854775808: must not be negative"},
+		{"dlq list every field", nil, []string{"dlq", "list", "--state", "x", "--aggregate-id", "\x00", "--after", "-2"},
+			`--state "x": must be one of open, replayed, discarded or all; --aggregate-id "\x00": must not contain control characters; --after -2: must not be negative`},
+		{"dlq replay NUL", nil, []string{"dlq", "replay", "--all", "--aggregate-id", "a\x00b"}, `--aggregate-id "a\x00b": must not contain control characters`},
+		{"dlq replay NUL in type", nil, []string{"dlq", "replay", "--all", "--aggregate-type", "order\x00"}, `--aggregate-type "order\x00": must not contain control characters`},
+		{"dlq replay NUL on postgres", []string{"HERALD_DATABASE_URL=postgres://nobody@127.0.0.1:1/none"},
+			[]string{"dlq", "replay", "--all", "--event-type", "\x00"}, `--event-type "\x00": must not contain control characters`},
 		{"stats timeout", nil, []string{"stats", "--timeout", "0s"}, "--timeout must be positive"},
 		{"tail log broker", nil, []string{"tail", "--broker", "log"}, "herald tail reads from NATS"},
 		{"tail event type", nil, []string{"tail", "--event-type", "orders.*"}, "--event-type \"orders.*\""},
@@ -122,6 +142,26 @@ func TestNoCommandShowsHelp(t *testing.T) {
 	for _, cmd := range []string{"serve", "relay", "migrate", "dlq", "stats", "tail", "version"} {
 		if !strings.Contains(out, "  "+cmd+" ") {
 			t.Errorf("herald without arguments does not list %s:\n%s", cmd, out)
+		}
+	}
+}
+
+// Each shell gets a script that names herald's commands; an unknown shell
+// or a missing argument is a usage error (exit 2).
+func TestCompletion(t *testing.T) {
+	t.Parallel()
+	for shell, marker := range map[string]string{
+		"bash": "__start_herald", "zsh": "#compdef herald", "fish": "complete -c herald",
+		"powershell": "Register-ArgumentCompleter",
+	} {
+		out := mustRun(t, nil, "completion", shell)
+		if !strings.Contains(out, marker) {
+			t.Errorf("%s script lacks %q", shell, marker)
+		}
+	}
+	for _, args := range [][]string{{"completion", "tcsh"}, {"completion"}} {
+		if r := run(t, nil, args...); r.code != 2 {
+			t.Errorf("herald %v: exit %d, want 2\n%s", args, r.code, r.stderr)
 		}
 	}
 }
