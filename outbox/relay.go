@@ -34,6 +34,12 @@ type RelayCounters struct {
 	Retried      uint64
 	DeadLettered uint64
 	Batches      uint64
+	// Outages counts broker outages: batches that every message failed in
+	// the same way, given back untouched (see Run).
+	Outages uint64
+	// BrokerDown is true from a batch that found the broker unavailable
+	// until one that it acknowledged.
+	BrokerDown bool
 }
 
 // Relay moves events from the outbox to a Publisher. Several relays, in one
@@ -48,6 +54,8 @@ type Relay struct {
 	wakes []chan struct{}
 
 	published, retried, deadLettered, batches atomic.Uint64
+	outages                                   atomic.Uint64
+	brokerDown                                atomic.Bool
 }
 
 // NewRelay returns a relay that publishes the events of src (a driver) to
@@ -67,6 +75,8 @@ func (r *Relay) Counters() RelayCounters {
 		Retried:      r.retried.Load(),
 		DeadLettered: r.deadLettered.Load(),
 		Batches:      r.batches.Load(),
+		Outages:      r.outages.Load(),
+		BrokerDown:   r.brokerDown.Load(),
 	}
 }
 
@@ -87,6 +97,14 @@ func (r *Relay) Wake() {
 // finished (its acks awaited and recorded) before Run returns, so a graceful
 // stop neither loses nor duplicates events. Run returns nil after a graceful
 // stop.
+//
+// A broker outage is not a failure of the events: when every message of a
+// batch fails in the same way (the connection is down, every publish timed
+// out, the publisher says ErrBrokerUnavailable), the batch is given back
+// untouched, no attempt is charged, and the worker probes again with
+// backoff. Otherwise an outage longer than the retry policy's attempts
+// would dead-letter the head event of every aggregate waiting. The outage is
+// logged when it begins and when it ends, not for every probe.
 func (r *Relay) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	if !r.cfg.PollOnly {
@@ -129,6 +147,9 @@ func (r *Relay) work(ctx context.Context, worker int, wake <-chan struct{}) {
 	for ctx.Err() == nil {
 		n, err := r.relayBatch(ctx)
 		switch {
+		case errors.Is(err, errOutage) && ctx.Err() == nil:
+			failures++
+			sleep(ctx, min(r.cfg.Retry.Delay(failures), 10*r.cfg.PollInterval))
 		case err != nil && ctx.Err() == nil:
 			failures++
 			delay := r.cfg.Retry.Delay(failures)
@@ -170,7 +191,15 @@ func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 	if len(records) == 0 {
 		return 0, batch.Release(bctx)
 	}
-	outcomes := r.publish(bctx, records)
+	outcomes, outage := r.publish(bctx, records)
+	if outage != nil {
+		if err := batch.Release(bctx); err != nil {
+			return 0, fmt.Errorf("release after a broker outage: %w", err)
+		}
+		r.brokerUnavailable(outage, len(records))
+		return 0, errOutage
+	}
+	r.brokerAvailable()
 	if err := batch.Finish(bctx, outcomes); err != nil {
 		releaseErr := batch.Release(bctx)
 		return 0, errors.Join(fmt.Errorf("finish: %w", err), releaseErr)
@@ -179,7 +208,10 @@ func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 	return len(records), nil
 }
 
-func (r *Relay) publish(ctx context.Context, records []Record) []Outcome {
+// publish sends records and returns each one's outcome, or, when the
+// results show the broker itself failing, the error that says so and no
+// outcomes.
+func (r *Relay) publish(ctx context.Context, records []Record) ([]Outcome, error) {
 	outcomes := make([]Outcome, len(records))
 	msgs := make([]Message, 0, len(records))
 	index := make([]int, 0, len(records)) // msgs[j] is records[index[j]]
@@ -195,16 +227,37 @@ func (r *Relay) publish(ctx context.Context, records []Record) []Outcome {
 	pctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
 	defer cancel()
 	errs := r.pub.Publish(pctx, msgs)
-	for j, i := range index {
-		// A publisher that reports fewer results than messages has not
-		// confirmed the rest: count them as failed, never as published.
-		err := errNoResult
-		if j < len(errs) {
-			err = errs[j]
-		}
-		outcomes[i] = r.cfg.Retry.outcome(err, records[i].Attempts)
+	// A publisher that reports fewer results than messages has not
+	// confirmed the rest: count them as failed, never as published.
+	for len(errs) < len(msgs) {
+		errs = append(errs, errNoResult)
 	}
-	return outcomes
+	if len(msgs) == len(records) && isOutage(errs[:len(msgs)]) {
+		return nil, errs[0]
+	}
+	for j, i := range index {
+		outcomes[i] = r.cfg.Retry.outcome(errs[j], records[i].Attempts)
+	}
+	return outcomes, nil
+}
+
+// errOutage is relayBatch's report of a batch given back in an outage.
+var errOutage = errors.New("broker outage")
+
+// brokerUnavailable records an outage; the first batch of one logs it.
+func (r *Relay) brokerUnavailable(err error, events int) {
+	r.outages.Add(1)
+	if r.brokerDown.CompareAndSwap(false, true) {
+		r.cfg.Logger.Error("relay: the broker is unavailable; events wait in the outbox and no attempt is charged until it is back",
+			"err", err, "batch", events)
+	}
+}
+
+// brokerAvailable ends an outage; the first batch after one logs it.
+func (r *Relay) brokerAvailable() {
+	if r.brokerDown.CompareAndSwap(true, false) {
+		r.cfg.Logger.Info("relay: the broker is available again")
+	}
 }
 
 func (r *Relay) count(outcomes []Outcome) {

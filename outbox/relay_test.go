@@ -3,7 +3,12 @@ package outbox_test
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -62,5 +67,158 @@ func TestRelayTreatsMissingResultsAsFailures(t *testing.T) {
 	}
 	if c := relay.Counters(); c.Published != 0 || st.Pending != 1 || st.Retrying != 1 {
 		t.Fatalf("counters %+v, stats %+v: an unconfirmed event left the outbox", c, st)
+	}
+}
+
+// switchPublisher fails every message with one connection error while down,
+// and, while up, fails only the events of poisoned aggregates (with an
+// error of their own) and records the rest in the order acknowledged.
+type switchPublisher struct {
+	mu       sync.Mutex
+	down     bool
+	poisoned map[string]bool
+	got      map[string][]int64 // aggregate → sequences acknowledged
+}
+
+func (p *switchPublisher) Publish(_ context.Context, msgs []outbox.Message) []error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	errs := make([]error, len(msgs))
+	for i, m := range msgs {
+		switch {
+		case p.down:
+			errs[i] = errors.New("nats: connection closed")
+		case p.poisoned[m.AggregateID]:
+			errs[i] = fmt.Errorf("the consumer's schema rejects %s", m.ID)
+		default:
+			p.got[m.AggregateID] = append(p.got[m.AggregateID], m.Sequence)
+		}
+	}
+	return errs
+}
+
+func (p *switchPublisher) Close() error { return nil }
+
+func (p *switchPublisher) set(down bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = down
+}
+
+func (p *switchPublisher) received() map[string][]int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.got)
+}
+
+// relayOn starts a relay with retries so short that a few milliseconds of
+// failures exhaust an event's attempts, and stops it at cleanup.
+func relayOn(t *testing.T, store *sqlitestore.Driver, pub outbox.Publisher) *outbox.Relay {
+	t.Helper()
+	relay := outbox.NewRelay(store, pub, outbox.RelayConfig{
+		PollInterval: 2 * time.Millisecond,
+		Retry:        outbox.RetryPolicy{Base: time.Millisecond, Cap: 2 * time.Millisecond, MaxAttempts: 3},
+	})
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- relay.Run(ctx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return relay
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func openStore(t *testing.T) *sqlitestore.Driver {
+	t.Helper()
+	store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "o.db"), sqlitestore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	if err := store.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return store
+}
+
+// A broker outage many times longer than the retry policy's attempts
+// (3 attempts within a few milliseconds; the outage lasts 60 probes)
+// dead-letters nothing and charges no attempt; once the broker is back,
+// every event arrives in sequence.
+func TestRelayRidesOutABrokerOutage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := openStore(t)
+	pub := &switchPublisher{down: true, got: map[string][]int64{}}
+	var events []outbox.Event
+	for i := range 12 {
+		events = append(events, outbox.Event{AggregateType: "order", AggregateID: fmt.Sprint("o-", i%4), Type: "t", Payload: []byte(`{}`)})
+	}
+	if _, err := outbox.NewClient(store).Enqueue(ctx, events...); err != nil {
+		t.Fatal(err)
+	}
+	relay := relayOn(t, store, pub)
+	waitFor(t, "60 probes of the broker", func() bool { return relay.Counters().Outages >= 60 })
+	if c := relay.Counters(); !c.BrokerDown || c.Retried != 0 || c.DeadLettered != 0 || c.Published != 0 {
+		t.Fatalf("during the outage: counters %+v", c)
+	}
+	st, err := store.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Pending != 12 || st.Retrying != 0 || st.DeadLetters != 0 {
+		t.Fatalf("during the outage: stats %+v, want 12 pending, none charged an attempt, no dead letter", st)
+	}
+
+	pub.set(false)
+	waitFor(t, "every event", func() bool { return relay.Counters().Published == 12 })
+	for agg, seqs := range pub.received() {
+		if !slices.Equal(seqs, []int64{1, 2, 3}) {
+			t.Errorf("%s arrived as %v, want [1 2 3]", agg, seqs)
+		}
+	}
+	if c := relay.Counters(); c.BrokerDown || c.DeadLettered != 0 {
+		t.Fatalf("after the outage: counters %+v", c)
+	}
+}
+
+// While the broker is up, an event that fails on its own, beside others
+// that go through or alone in its batch, is still charged its attempts and
+// dead-lettered; its aggregate's later events wait behind it.
+func TestRelayDeadLettersAPoisonEventWhileTheBrokerIsUp(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := openStore(t)
+	pub := &switchPublisher{poisoned: map[string]bool{"poison": true}, got: map[string][]int64{}}
+	ev := func(agg string) outbox.Event {
+		return outbox.Event{AggregateType: "order", AggregateID: agg, Type: "t", Payload: []byte(`{}`)}
+	}
+	if _, err := outbox.NewClient(store).Enqueue(ctx, ev("poison"), ev("poison"), ev("a"), ev("b"), ev("a")); err != nil {
+		t.Fatal(err)
+	}
+	relay := relayOn(t, store, pub)
+	waitFor(t, "the poison event's dead-lettering", func() bool { return relay.Counters().DeadLettered == 1 })
+	waitFor(t, "the healthy events", func() bool { return relay.Counters().Published == 3 })
+	st, err := store.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.DeadLetters != 1 || st.Pending != 1 {
+		t.Fatalf("stats %+v: want the poison event dead-lettered and its successor parked", st)
+	}
+	if c := relay.Counters(); c.Outages != 0 || c.BrokerDown {
+		t.Fatalf("counters %+v: a failing event was taken for an outage", c)
 	}
 }
