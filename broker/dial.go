@@ -13,8 +13,9 @@ import (
 )
 
 // ErrNotConnected fails the messages published while a Dialed publisher has
-// not connected yet. It is not permanent: the relay retries them.
-var ErrNotConnected = errors.New("broker: not connected yet")
+// not connected yet. It wraps outbox.ErrBrokerUnavailable: the relay takes
+// it for an outage and charges no attempt.
+var ErrNotConnected = fmt.Errorf("broker: not connected yet (%w)", outbox.ErrBrokerUnavailable)
 
 // Dial backoff: the first retry after dialMinDelay, doubling to dialMaxDelay.
 const (

@@ -49,7 +49,7 @@ func TestDialConnectsInTheBackground(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	for i, err := range d.Publish(context.Background(), msgs) {
-		if !errors.Is(err, broker.ErrNotConnected) || !errors.Is(err, errDown) || outbox.IsPermanent(err) {
+		if !errors.Is(err, broker.ErrNotConnected) || !errors.Is(err, errDown) || !errors.Is(err, outbox.ErrBrokerUnavailable) || outbox.IsPermanent(err) {
 			t.Fatalf("message %d before the broker is up: %v, want a retryable ErrNotConnected wrapping the cause", i, err)
 		}
 	}
