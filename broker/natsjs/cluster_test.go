@@ -69,24 +69,30 @@ func startCluster(t *testing.T) *cluster {
 		}
 		c.urls = append(c.urls, ns.ClientURL())
 	}
-	// JetStream needs a meta leader before a stream can be made.
-	deadline := time.Now().Add(30 * time.Second)
+	c.waitForLeader(t)
+	return c
+}
+
+// waitForLeader waits until the running nodes have a JetStream meta leader,
+// which creating a stream or a consumer needs.
+func (c *cluster) waitForLeader(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		leaders := 0
 		for _, ns := range c.servers {
-			if ns.JetStreamIsLeader() {
+			if ns.Running() && ns.JetStreamIsLeader() {
 				leaders++
 			}
 		}
 		if leaders == 1 {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the cluster elected no JetStream meta leader within 30s")
+			t.Fatal("the cluster elected no JetStream meta leader within 60s")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return c
 }
 
 // A stream replicated on three nodes keeps acknowledging, and delivering
@@ -137,6 +143,9 @@ func TestThreeNodeClusterSurvivesANode(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
+	// Reading back makes a consumer, which needs a meta leader: if the
+	// stopped node was it, the others elect a new one first.
+	c.waitForLeader(t)
 	var live []string
 	for i, u := range c.urls {
 		if i != stopped {
