@@ -205,6 +205,7 @@ func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 		return 0, errors.Join(fmt.Errorf("finish: %w", err), releaseErr)
 	}
 	r.count(outcomes)
+	r.logFailures(records, outcomes)
 	return len(records), nil
 }
 
@@ -270,6 +271,24 @@ func (r *Relay) count(outcomes []Outcome) {
 			r.retried.Add(1)
 		case OutcomeDeadLetter:
 			r.deadLettered.Add(1)
+		}
+	}
+}
+
+// logFailures logs each retry at warn and each dead-lettering at error,
+// with what an on-call engineer needs to find the event; never its payload.
+func (r *Relay) logFailures(records []Record, outcomes []Outcome) {
+	for i, o := range outcomes {
+		if o.Kind != OutcomeRetry && o.Kind != OutcomeDeadLetter {
+			continue
+		}
+		rec := &records[i]
+		attrs := []any{"event_id", rec.ID, "event_type", rec.Type, "aggregate_type", rec.AggregateType,
+			"aggregate_id", rec.AggregateID, "sequence", rec.Sequence, "attempt", rec.Attempts + 1, "err", o.Error}
+		if o.Kind == OutcomeRetry {
+			r.cfg.Logger.Warn("relay: publish failed; retrying", append(attrs, "retry_in", o.Delay)...)
+		} else {
+			r.cfg.Logger.Error("relay: event dead-lettered; its aggregate's later events wait until it is replayed or discarded", attrs...)
 		}
 	}
 }

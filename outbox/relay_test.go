@@ -1,13 +1,17 @@
 package outbox_test
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -221,4 +225,78 @@ func TestRelayDeadLettersAPoisonEventWhileTheBrokerIsUp(t *testing.T) {
 	if c := relay.Counters(); c.Outages != 0 || c.BrokerDown {
 		t.Fatalf("counters %+v: a failing event was taken for an outage", c)
 	}
+}
+
+// Each retry is logged at warn and each dead-lettering at error, with the
+// event's id, type, aggregate and attempt; the payload never.
+func TestRelayLogsRetriesAndDeadLetters(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := openStore(t)
+	var buf syncBuffer
+	pub := &switchPublisher{poisoned: map[string]bool{"poison": true}, got: map[string][]int64{}}
+	enq, err := outbox.NewClient(store).Enqueue(ctx,
+		outbox.Event{AggregateType: "order", AggregateID: "poison", Type: "order.created", Payload: []byte(`{"card":"4111-secret"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay := outbox.NewRelay(store, pub, outbox.RelayConfig{
+		PollInterval: 2 * time.Millisecond,
+		Retry:        outbox.RetryPolicy{Base: time.Millisecond, Cap: 2 * time.Millisecond, MaxAttempts: 2},
+		Logger:       slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- relay.Run(rctx) }()
+	waitFor(t, "the dead-lettering", func() bool { return relay.Counters().DeadLettered == 1 })
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var warn, errLine map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		switch rec["level"] {
+		case "WARN":
+			warn = rec
+		case "ERROR":
+			errLine = rec
+		}
+	}
+	id := enq[0].ID.String()
+	for name, rec := range map[string]map[string]any{"retry (warn)": warn, "dead-lettering (error)": errLine} {
+		if rec == nil {
+			t.Fatalf("no %s line in:\n%s", name, buf.String())
+		}
+		if rec["event_id"] != id || rec["event_type"] != "order.created" || rec["aggregate_id"] != "poison" || rec["attempt"] == nil || rec["err"] == nil {
+			t.Errorf("%s line lacks the event's details: %v", name, rec)
+		}
+	}
+	if errLine["attempt"] != float64(2) {
+		t.Errorf("dead-lettered at attempt %v, want 2", errLine["attempt"])
+	}
+	if strings.Contains(buf.String(), "4111-secret") {
+		t.Error("the log shows an event's payload")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the relay's workers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
