@@ -30,6 +30,8 @@ type Database struct {
 	Admin  outbox.Admin
 	// Orders is the orders service on the same database.
 	Orders order.Service
+	// Audit lists the audit trail's events, for herald check.
+	Audit ordersvc.Auditor
 
 	sets    []migrationSet
 	ping    func(ctx context.Context) error
@@ -78,8 +80,12 @@ const poolHeadroom = 8
 func openPostgres(ctx context.Context, spec DatabaseSpec, relayWorkers int) (*Database, error) {
 	pcfg, err := pgxpool.ParseConfig(spec.URL)
 	if err != nil {
-		return nil, usagef("--db: invalid PostgreSQL URL %s: %v", RedactURL(spec.URL), unwrapAll(err))
+		return nil, usagef("--db: invalid PostgreSQL connection string %s: %s", RedactURL(spec.URL), parseProblem(err, spec.URL))
 	}
+	// pgx errors name the user and the database, not the password; the
+	// errors are redacted all the same, also of a password that came from
+	// PGPASSWORD or a password file.
+	password := pcfg.ConnConfig.Password
 	if pcfg.ConnConfig.RuntimeParams["application_name"] == "" {
 		pcfg.ConnConfig.RuntimeParams["application_name"] = "herald"
 	}
@@ -90,11 +96,11 @@ func openPostgres(ctx context.Context, spec DatabaseSpec, relayWorkers int) (*Da
 	defer cancel()
 	pool, err := pgxpool.NewWithConfig(cctx, pcfg)
 	if err != nil {
-		return nil, fmt.Errorf("open PostgreSQL %s: %w", RedactURL(spec.URL), err)
+		return nil, RedactError(fmt.Errorf("open PostgreSQL %s: %w", RedactURL(spec.URL), err), spec.URL, password)
 	}
 	if err := pool.Ping(cctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("cannot connect to PostgreSQL %s: %w", RedactURL(spec.URL), err)
+		return nil, RedactError(fmt.Errorf("cannot connect to PostgreSQL %s: %w", RedactURL(spec.URL), err), spec.URL, password)
 	}
 	// The wake-up goes out after each commit, not inside the writing
 	// transaction: PostgreSQL serialises the commits of notifying

@@ -126,6 +126,7 @@ func (c *cli) rootCommand() *cobra.Command {
 		c.benchCommand(),
 		c.versionCommand(),
 		c.completionCommand(),
+		c.checkCommand(),
 	)
 	annotateEnv(root)
 	return root

@@ -1,0 +1,157 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/heraldhq/herald/broker/natsjs"
+	"github.com/heraldhq/herald/internal/app"
+	"github.com/heraldhq/herald/internal/ordersvc"
+)
+
+// errMismatches makes herald check exit 1 when it found something.
+var errMismatches = errors.New("the audit trail and the broker disagree")
+
+func (c *cli) checkCommand() *cobra.Command {
+	var (
+		since   time.Duration
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Reconcile the audit trail with the outbox, the dead-letter queue and the broker",
+		Long: `Read the audit trail (one event per status change) and the broker, and report
+every audited event that is neither pending in the outbox, dead-lettered nor on
+the broker, and every event on the broker without an audit row. It reads the
+database first and the broker second, so an event published meanwhile is not
+reported. It exits 0 when everything matches and 1 when it reports anything.
+
+The broker is read within what it retains: NATS JetStream keeps the stream's
+messages until its limits drop them, so check a window the stream still holds
+(--since).`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if since < 0 {
+				return usagef("--since must not be negative, got %s", since)
+			}
+			if timeout <= 0 {
+				return usagef("--timeout must be positive, got %s", timeout)
+			}
+			cfg := c.config()
+			if err := cfg.ValidateBroker(); err != nil {
+				return err
+			}
+			spec, _ := app.ParseBrokerURL(cfg.BrokerURL)
+			var url string
+			switch spec.Kind {
+			case app.BrokerEmbedded:
+				url = "nats://" + cfg.EmbeddedNATSAddr
+			case app.BrokerNATS:
+				url = spec.URL
+			default:
+				return usagef("herald check reads the broker back, which --broker %s cannot be", spec.Kind)
+			}
+			from := time.Time{}
+			if since > 0 {
+				from = time.Now().Add(-since)
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			var audited []ordersvc.AuditedEvent
+			err := c.withDatabase(ctx, func(ctx context.Context, db *app.Database) error {
+				var err error
+				audited, err = db.Audit.AuditedEvents(ctx, from)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			onBroker, err := readStream(ctx, url, app.NATSConfig(c.log))
+			if err != nil {
+				return err
+			}
+			found := ordersvc.Reconcile(audited, onBroker, from)
+			return writeCheck(c.stdout, audited, onBroker, found)
+		},
+	}
+	cmd.Flags().DurationVar(&since, "since", 0, "check the events of the last D (e.g. 24h); 0 checks everything")
+	addTimeout(cmd.Flags(), &timeout)
+	return cmd
+}
+
+func writeCheck(w io.Writer, audited []ordersvc.AuditedEvent, onBroker map[uuid.UUID]ordersvc.BrokerEvent, found []ordersvc.Mismatch) error {
+	p := &printer{w: w}
+	for _, m := range found {
+		p.printf("MISSING\tevent %s\torder %s\t%s\n", m.EventID, m.OrderID, m.Problem)
+	}
+	p.printf("%d audited events, %d events on the broker, %d mismatches\n", len(audited), len(onBroker), len(found))
+	if p.err != nil {
+		return p.err
+	}
+	if len(found) > 0 {
+		return errMismatches
+	}
+	return nil
+}
+
+// readStream reads every event the stream holds, up to its last message at
+// the time of the call.
+func readStream(ctx context.Context, url string, cfg natsjs.Config) (map[uuid.UUID]ordersvc.BrokerEvent, error) {
+	nc, err := nats.Connect(url, natsjs.ConnectOptions(cfg)...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS %s: %w", app.RedactURL(url), err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	stream, err := js.Stream(ctx, cfg.Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return map[uuid.UUID]ordersvc.BrokerEvent{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read stream %s: %w", cfg.Stream, err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read stream %s: %w", cfg.Stream, err)
+	}
+	out := map[uuid.UUID]ordersvc.BrokerEvent{}
+	last := info.State.LastSeq
+	if info.State.Msgs == 0 {
+		return out, nil
+	}
+	done := make(chan struct{})
+	var closeOnce bool
+	stop, err := natsjs.Subscribe(ctx, nc, cfg, natsjs.SubscribeOptions{}, func(d natsjs.Delivery) {
+		if d.Err == nil {
+			if id, err := uuid.Parse(d.Event.ID); err == nil {
+				out[id] = ordersvc.BrokerEvent{Type: d.Event.Type, OrderID: d.Event.Subject, Time: d.Event.Time}
+			}
+		}
+		if d.StreamSeq >= last && !closeOnce {
+			closeOnce = true
+			close(done)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-done:
+		stop()
+		return out, nil
+	case <-ctx.Done():
+		stop()
+		return nil, fmt.Errorf("read stream %s: %w", cfg.Stream, ctx.Err())
+	}
+}
