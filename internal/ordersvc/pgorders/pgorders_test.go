@@ -61,6 +61,17 @@ func setup(t testing.TB) ordersvctest.Harness {
 	return harness(pool, store)
 }
 
+func TestAuditedEvents(t *testing.T) {
+	t.Parallel()
+	h := setup(t)
+	pool := h.Store.(*pgorders.Store).Pool()
+	ordersvctest.RunAuditedEvents(t, h, func(t testing.TB, orderID string) {
+		if _, err := pool.Exec(context.Background(), "DELETE FROM order_outbox WHERE aggregate_id = $1", orderID); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
 // harness is the suite's view of store's database.
 func harness(pool *pgxpool.Pool, store *pgorders.Store) ordersvctest.Harness {
 	ctx := context.Background()

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/heraldhq/herald/internal/ordersvc"
 )
@@ -36,3 +37,6 @@ func (s *Store) AuditedEvents(ctx context.Context, since time.Time) ([]ordersvc.
 	}
 	return out, nil
 }
+
+// Pool returns the pool the store runs on.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }

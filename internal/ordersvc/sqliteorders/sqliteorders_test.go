@@ -194,3 +194,20 @@ func TestUpgradeGoesOnFromTheOutboxCounter(t *testing.T) {
 func BenchmarkCreateOrder(b *testing.B) {
 	ordersvctest.BenchmarkCreateOrder(b, setup(b))
 }
+
+func TestAuditedEvents(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	driver, store := open(t)
+	if err := driver.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ordersvctest.RunAuditedEvents(t, harness(driver.DB(), store), func(t testing.TB, orderID string) {
+		if _, err := driver.DB().ExecContext(ctx, "DELETE FROM order_outbox WHERE aggregate_id = ?", orderID); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
