@@ -77,6 +77,10 @@ type Config struct {
 	// whatever else the caller registered on it. Nil means a fresh registry
 	// with the Go runtime and process collectors.
 	Registry Registry
+	// NoMetrics leaves GET /metrics out of the API (it answers 404), for a
+	// process that serves Registry on a listener of its own (herald serve
+	// --metrics-addr). The HTTP metrics are still registered on Registry.
+	NoMetrics bool
 	// Version is reported by /healthz and in the OpenAPI document.
 	Version string
 }
@@ -169,7 +173,9 @@ func (s *server) routes() {
 
 	s.handle("GET /healthz", public, s.handleHealthz)
 	s.handle("GET /readyz", public, s.handleReadyz)
-	s.handle("GET /metrics", public, promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}).ServeHTTP)
+	if !s.cfg.NoMetrics {
+		s.handle("GET /metrics", public, promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}).ServeHTTP)
+	}
 	s.handle("GET /openapi.json", public, s.handleOpenAPI)
 }
 
@@ -212,6 +218,10 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.finish(rw, r, route, reqID, start)
 	}()
 
+	if err := checkBodyHeaders(rw, r); err != nil {
+		writeProblem(rw, r, err)
+		return
+	}
 	if pattern == "" {
 		s.serveUnmatched(rw, r, h)
 		return

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/netutil"
+
 	"github.com/heraldhq/herald/outbox"
 	"github.com/heraldhq/herald/outbox/migration"
 	"github.com/heraldhq/herald/outbox/sqlitestore"
@@ -44,6 +46,9 @@ type App struct {
 
 	httpServer *http.Server
 	url        string
+	// metricsServer serves /metrics on --metrics-addr, when that is set.
+	metricsServer *http.Server
+	metricsURL    string
 
 	relayCancel context.CancelFunc
 	relayDone   chan struct{}
@@ -70,13 +75,16 @@ func Start(ctx context.Context, cfg Config, opts Options) (_ *App, err error) {
 		cfg:       cfg,
 		log:       cfg.Logger,
 		relayDone: make(chan struct{}),
-		failed:    make(chan error, 2),
+		failed:    make(chan error, 3),
 	}
-	var ln net.Listener
+	var ln, metricsLn net.Listener
 	defer func() {
 		if err != nil {
 			if ln != nil {
 				_ = ln.Close()
+			}
+			if metricsLn != nil {
+				_ = metricsLn.Close()
 			}
 			_ = a.closeResources() // the start-up error says more
 		}
@@ -101,7 +109,8 @@ func Start(ctx context.Context, cfg Config, opts Options) (_ *App, err error) {
 	a.Relay = outbox.NewRelay(a.DB.Source, a.Broker.Publisher, rc)
 
 	if opts.HTTP {
-		handler, err := newHandler(a)
+		reg := newRegistry(a.DB.Admin, a.Relay.Counters)
+		handler, err := newHandler(a, reg)
 		if err != nil {
 			return nil, err
 		}
@@ -110,14 +119,17 @@ func Start(ctx context.Context, cfg Config, opts Options) (_ *App, err error) {
 			return nil, fmt.Errorf("listen on --http-addr %s: %w", cfg.HTTPAddr, err)
 		}
 		a.url = "http://" + ln.Addr().String()
-		a.httpServer = &http.Server{
-			Handler:           handler,
-			ReadHeaderTimeout: readHeaderTimeout,
-			ReadTimeout:       readTimeout,
-			WriteTimeout:      writeTimeout,
-			IdleTimeout:       idleTimeout,
-			MaxHeaderBytes:    maxHeaderBytes,
-			ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		// Beyond the cap, connections wait in the listen backlog until one
+		// closes, so that a flood of them cannot exhaust the process's
+		// file descriptors or memory.
+		ln = netutil.LimitListener(ln, cfg.maxConnections())
+		a.httpServer = newHTTPServer(handler, cfg.Logger)
+		if cfg.MetricsAddr != "" {
+			if metricsLn, err = lc.Listen(ctx, "tcp", cfg.MetricsAddr); err != nil {
+				return nil, fmt.Errorf("listen on --metrics-addr %s: %w", cfg.MetricsAddr, err)
+			}
+			a.metricsURL = "http://" + metricsLn.Addr().String()
+			a.metricsServer = newHTTPServer(metricsHandler(reg), cfg.Logger)
 		}
 	}
 
@@ -136,6 +148,14 @@ func Start(ctx context.Context, cfg Config, opts Options) (_ *App, err error) {
 		go func() {
 			if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 				a.failed <- fmt.Errorf("http server: %w", err)
+			}
+		}()
+	}
+	if a.metricsServer != nil {
+		srv, l := a.metricsServer, metricsLn
+		go func() {
+			if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+				a.failed <- fmt.Errorf("metrics server: %w", err)
 			}
 		}()
 	}
@@ -172,29 +192,40 @@ func (a *App) logStarted() {
 	if a.cfg.APIToken == "" && a.cfg.AdminToken == "" {
 		msg += " (no --api-token or --admin-token set: loopback only, no authentication)"
 	}
+	if a.metricsServer != nil {
+		attrs = append(attrs, "metrics", a.metricsURL+"/metrics")
+	}
 	a.log.Info(msg, attrs...)
 }
 
 // URL is the base URL of the HTTP API, "" without it.
 func (a *App) URL() string { return a.url }
 
+// MetricsURL is the base URL of the --metrics-addr listener (it serves
+// /metrics), "" when /metrics is on the API's listener or there is no API.
+func (a *App) MetricsURL() string { return a.metricsURL }
+
 // Failed delivers the error of a component that stopped on its own (the
 // HTTP server could not serve). The App should then be shut down.
 func (a *App) Failed() <-chan error { return a.failed }
 
-// Shutdown stops gracefully: the HTTP server stops accepting connections and
-// waits up to cfg.ShutdownTimeout for requests in flight; then the relay's
-// context ends and its batch in flight is finished; then the publisher, the
-// database and, last, the embedded NATS server are closed. ctx bounds the
+// Shutdown stops gracefully: the HTTP server (then the metrics server) stops
+// accepting connections and waits up to cfg.ShutdownTimeout for requests in
+// flight; then the relay's context ends and its batch in flight is
+// finished; then the publisher, the database and, last, the embedded NATS
+// server are closed. ctx bounds the
 // wait for the relay. It is safe to call twice.
 func (a *App) Shutdown(ctx context.Context) error {
 	a.shutdownOnce.Do(func() {
 		var errs []error
-		if a.httpServer != nil {
+		for _, srv := range []*http.Server{a.httpServer, a.metricsServer} {
+			if srv == nil {
+				continue
+			}
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
-			if err := a.httpServer.Shutdown(sctx); err != nil {
+			if err := srv.Shutdown(sctx); err != nil {
 				a.log.Warn("http: requests still in flight at the shutdown timeout; closing their connections", "err", err)
-				_ = a.httpServer.Close()
+				_ = srv.Close()
 			}
 			cancel()
 		}

@@ -49,6 +49,14 @@ type Config struct {
 	DataDir string
 	// HTTPAddr is the API's listen address, host:port.
 	HTTPAddr string
+	// MetricsAddr, when set, is where /metrics is served, alone and without
+	// authentication, instead of on the API's listener. Empty keeps it on
+	// the API's listener.
+	MetricsAddr string
+	// MaxConnections caps the API listener's open connections; more wait
+	// in the listen backlog until one closes. Zero means
+	// DefaultMaxConnections.
+	MaxConnections int
 	// EmbeddedNATSAddr is where the embedded NATS server listens (and where
 	// herald tail finds it).
 	EmbeddedNATSAddr string
@@ -171,7 +179,7 @@ func (c Config) ValidateHTTP() error {
 	if err := httpapi.CheckListenAddr(c.HTTPAddr, c.APIToken != "" || c.AdminToken != ""); err != nil {
 		return &UsageError{Err: err}
 	}
-	return nil
+	return c.validateListeners()
 }
 
 // ValidateRelay checks the relay tuning (zero fields mean the defaults) and

@@ -6,12 +6,16 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/heraldhq/herald/httpapi"
 	"github.com/heraldhq/herald/internal/ordersvc"
 )
 
-// newHandler builds the HTTP API on a's database, broker and relay.
-func newHandler(a *App) (http.Handler, error) {
+// newHandler builds the HTTP API on a's database, broker and relay; its
+// metrics go to reg, which /metrics serves unless --metrics-addr serves it
+// elsewhere.
+func newHandler(a *App, reg *prometheus.Registry) (http.Handler, error) {
 	if a.DB.Orders == nil {
 		return nil, errors.New("no orders service on this database")
 	}
@@ -24,7 +28,8 @@ func newHandler(a *App) (http.Handler, error) {
 		AdminToken:    a.cfg.AdminToken,
 		Logger:        a.cfg.Logger.With("component", "http"),
 		Version:       a.cfg.Version,
-		Registry:      newRegistry(a.DB.Admin, a.Relay.Counters),
+		Registry:      reg,
+		NoMetrics:     a.cfg.MetricsAddr != "",
 	})
 	return withTraceContext(api), nil
 }

@@ -2,12 +2,23 @@ package app
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/heraldhq/herald/outbox"
+)
+
+// Bounds of the outbox figures /metrics reports.
+const (
+	// statsInterval is how long one reading of the outbox's figures (one
+	// Stats query) serves /metrics: however many scrapers there are, the
+	// database answers at most one Stats query per interval.
+	statsInterval = 5 * time.Second
+	// statsTimeout bounds that query.
+	statsTimeout = 5 * time.Second
 )
 
 // newRegistry returns the registry /metrics serves: Go and process metrics,
@@ -17,7 +28,7 @@ func newRegistry(store outbox.Admin, counters func() outbox.RelayCounters) *prom
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&outboxCollector{store: store, counters: counters},
+		newOutboxCollector(store, counters, statsInterval, time.Now),
 	)
 	return reg
 }
@@ -41,10 +52,46 @@ var (
 		"Open dead letters waiting for an operator.", nil, nil)
 )
 
-// outboxCollector reads the relay's counters and the backlog at scrape time.
+// outboxCollector reads the relay's counters at scrape time, and the
+// backlog from a snapshot of the outbox's figures at most interval old.
+// /metrics is open to anyone who reaches the listener, and a Stats query
+// scans the outbox: one query per scrape let a few scraping loops slow
+// every write. So the first scrape after the interval queries, concurrent
+// scrapes wait for its answer and share it, and later ones within the
+// interval reuse it; a failed query is kept as long, so scrapes do not
+// pile onto a database in trouble. The lag is the snapshot's oldest
+// pending event's age at scrape time.
 type outboxCollector struct {
 	store    outbox.Admin
 	counters func() outbox.RelayCounters
+	interval time.Duration
+	now      func() time.Time
+
+	mu    sync.Mutex // held while the snapshot is read or refreshed
+	taken time.Time  // when snap was read; zero before the first read
+	snap  outbox.Stats
+	err   error
+}
+
+func newOutboxCollector(store outbox.Admin, counters func() outbox.RelayCounters, interval time.Duration, now func() time.Time) *outboxCollector {
+	return &outboxCollector{store: store, counters: counters, interval: interval, now: now}
+}
+
+// stats returns the snapshot, refreshing it first if it is older than the
+// interval. Callers that arrive during a refresh wait for it.
+func (c *outboxCollector) stats() (outbox.Stats, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.taken.IsZero() {
+		if age := c.now().Sub(c.taken); age >= 0 && age < c.interval {
+			return c.snap, c.err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), statsTimeout)
+	defer cancel()
+	c.snap, c.err = c.store.Stats(ctx)
+	c.taken = c.now()
+	return c.snap, c.err
 }
 
 func (c *outboxCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -61,9 +108,7 @@ func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descDeadLettered, prometheus.CounterValue, float64(rc.DeadLettered))
 		ch <- prometheus.MustNewConstMetric(descBatches, prometheus.CounterValue, float64(rc.Batches))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	st, err := c.store.Stats(ctx)
+	st, err := c.stats()
 	if err != nil {
 		for _, d := range []*prometheus.Desc{descPending, descRetrying, descLag, descDLQ} {
 			ch <- prometheus.NewInvalidMetric(d, err)
@@ -72,7 +117,7 @@ func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	lag := 0.0
 	if !st.OldestPending.IsZero() {
-		lag = max(time.Since(st.OldestPending).Seconds(), 0)
+		lag = max(c.now().Sub(st.OldestPending).Seconds(), 0)
 	}
 	ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(st.Pending))
 	ch <- prometheus.MustNewConstMetric(descRetrying, prometheus.GaugeValue, float64(st.Retrying))

@@ -20,7 +20,13 @@ finish (up to --shutdown-timeout), lets the relay finish its batch in flight,
 and closes the broker and the database.
 
 With no --api-token or --admin-token it listens on loopback only, and it
-refuses an address reachable from other machines.`,
+refuses an address reachable from other machines.
+
+GET /metrics is open to anyone who reaches the API's listener; with
+its own address, --metrics-addr, it is served only there, where only your
+Prometheus need reach it. The outbox figures it reports are read from the
+database at most once every 5 seconds. The API holds as many connections
+at once as --max-connections allows; more wait until one closes.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := c.longRunningConfig(true)
@@ -32,6 +38,7 @@ refuses an address reachable from other machines.`,
 	}
 	c.s.addRelay(cmd.Flags())
 	c.s.addLifecycle(cmd.Flags())
+	c.s.addHTTP(cmd.Flags())
 	return cmd
 }
 
@@ -67,6 +74,9 @@ func (c *cli) longRunningConfig(withHTTP bool) (app.Config, error) {
 		errs = append(errs, usagef("--shutdown-timeout must be positive, got %s", c.s.shutdownTimeout))
 	}
 	if withHTTP {
+		if c.s.maxConnections == 0 { // 0 would mean the default to app.Config; ValidateHTTP refuses < 0
+			errs = append(errs, usagef("--max-connections must be at least 1, got %d", c.s.maxConnections))
+		}
 		errs = append(errs, cfg.ValidateHTTP())
 	}
 	return cfg, errors.Join(errs...)

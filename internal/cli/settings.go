@@ -27,6 +27,10 @@ type settings struct {
 	// Process lifecycle, of serve and relay.
 	noMigrate       bool
 	shutdownTimeout time.Duration
+
+	// The HTTP listeners, of serve.
+	metricsAddr    string
+	maxConnections int
 }
 
 // addShared adds the settings every command shares.
@@ -61,6 +65,14 @@ func (s *settings) addLifecycle(fs *pflag.FlagSet) {
 	fs.DurationVar(&s.shutdownTimeout, "shutdown-timeout", app.DefaultShutdownTimeout, "how long a stop waits for HTTP requests in flight")
 }
 
+// addHTTP adds the flags of the HTTP listeners (serve).
+func (s *settings) addHTTP(fs *pflag.FlagSet) {
+	fs.StringVar(&s.metricsAddr, "metrics-addr", "", "address of a listener of its own for /metrics, without authentication; "+
+		"then the API does not serve /metrics (none: /metrics is on --http-addr)")
+	fs.IntVar(&s.maxConnections, "max-connections", app.DefaultMaxConnections, "most open connections of the HTTP API; "+
+		"more wait until one closes")
+}
+
 // config returns the app configuration of the settings.
 func (c *cli) config() app.Config {
 	s := &c.s
@@ -69,6 +81,8 @@ func (c *cli) config() app.Config {
 		BrokerURL:        s.broker,
 		DataDir:          s.dataDir,
 		HTTPAddr:         s.httpAddr,
+		MetricsAddr:      s.metricsAddr,
+		MaxConnections:   s.maxConnections,
 		EmbeddedNATSAddr: s.natsAddr,
 		APIToken:         s.apiToken,
 		AdminToken:       s.adminToken,

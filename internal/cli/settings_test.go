@@ -67,6 +67,8 @@ func TestSettingPrecedence(t *testing.T) {
 		{"source", "HERALD_SOURCE", "/herald/orders", "/env", "/flag", func(s *settings) any { return s.source }},
 		{"no-migrate", "HERALD_NO_MIGRATE", "false", "true", "false", func(s *settings) any { return s.noMigrate }},
 		{"shutdown-timeout", "HERALD_SHUTDOWN_TIMEOUT", "30s", "5s", "6s", func(s *settings) any { return s.shutdownTimeout }},
+		{"metrics-addr", "HERALD_METRICS_ADDR", "", "127.0.0.1:5", "127.0.0.1:6", func(s *settings) any { return s.metricsAddr }},
+		{"max-connections", "HERALD_MAX_CONNECTIONS", "1024", "20", "30", func(s *settings) any { return s.maxConnections }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.flag, func(t *testing.T) {
