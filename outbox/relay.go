@@ -26,6 +26,10 @@ type RelayConfig struct {
 	MoveOnPastDeadLetters bool
 	Source                string // CloudEvents source; default DefaultSource
 	Logger                *slog.Logger
+	// OnOutcome, when set, is called for each event of a batch once the
+	// batch's outcomes are committed (for metrics by event type, say). It
+	// runs on a relay worker and must not block.
+	OnOutcome func(r *Record, o Outcome)
 }
 
 // RelayCounters count what a relay did since it started.
@@ -206,6 +210,11 @@ func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 	}
 	r.count(outcomes)
 	r.logFailures(records, outcomes)
+	if r.cfg.OnOutcome != nil {
+		for i := range records {
+			r.cfg.OnOutcome(&records[i], outcomes[i])
+		}
+	}
 	return len(records), nil
 }
 

@@ -106,10 +106,12 @@ func Start(ctx context.Context, cfg Config, opts Options) (_ *App, err error) {
 		// because a broker is slow to acknowledge.
 		rc.PublishTimeout = sqlitestore.BusyTimeout / 2
 	}
+	events := newEventCounter()
+	rc.OnOutcome = events.observe
 	a.Relay = outbox.NewRelay(a.DB.Source, a.Broker.Publisher, rc)
 
 	if opts.HTTP {
-		reg := newRegistry(a.DB.Admin, a.Relay.Counters)
+		reg := newRegistry(a.DB.Admin, a.Relay.Counters, events, cfg.Version)
 		handler, err := newHandler(a, reg)
 		if err != nil {
 			return nil, err

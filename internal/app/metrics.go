@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"time"
 
@@ -22,15 +23,48 @@ const (
 )
 
 // newRegistry returns the registry /metrics serves: Go and process metrics,
-// the relay's counters and the outbox backlog.
-func newRegistry(store outbox.Admin, counters func() outbox.RelayCounters) *prometheus.Registry {
+// the build, the relay's counters (in total and by event type) and the
+// outbox backlog.
+func newRegistry(store outbox.Admin, counters func() outbox.RelayCounters, events *eventCounter, version string) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "herald_build_info",
+		Help: "Always 1; its labels name the running build.",
+	}, []string{"version", "goversion"})
+	if version == "" {
+		version = "unknown"
+	}
+	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfo,
+		events.vec,
 		newOutboxCollector(store, counters, statsInterval, time.Now),
 	)
 	return reg
+}
+
+// eventCounter counts the relay's outcomes by event type; the relay calls
+// observe for each event of a committed batch (RelayConfig.OnOutcome).
+type eventCounter struct{ vec *prometheus.CounterVec }
+
+func newEventCounter() *eventCounter {
+	return &eventCounter{vec: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_relay_events_total",
+		Help: "Events the relay finished, by event type and outcome (published, retried, dead_lettered).",
+	}, []string{"event_type", "outcome"})}
+}
+
+func (c *eventCounter) observe(r *outbox.Record, o outbox.Outcome) {
+	outcome := "published"
+	switch o.Kind {
+	case outbox.OutcomeRetry:
+		outcome = "retried"
+	case outbox.OutcomeDeadLetter:
+		outcome = "dead_lettered"
+	}
+	c.vec.WithLabelValues(r.Type, outcome).Inc()
 }
 
 var (
@@ -42,6 +76,10 @@ var (
 		"Events moved to the dead-letter queue.", nil, nil)
 	descBatches = prometheus.NewDesc("herald_relay_batches_total",
 		"Non-empty batches the relay finished.", nil, nil)
+	descBrokerUp = prometheus.NewDesc("herald_relay_broker_up",
+		"1 while the relay reaches the broker; 0 from a batch that found it unavailable until one it acknowledged.", nil, nil)
+	descOutages = prometheus.NewDesc("herald_relay_broker_outages_total",
+		"Batches given back untouched because the broker was unavailable (no attempt charged).", nil, nil)
 	descPending = prometheus.NewDesc("herald_outbox_pending",
 		"Events waiting in the outbox.", nil, nil)
 	descRetrying = prometheus.NewDesc("herald_outbox_in_retry",
@@ -95,7 +133,7 @@ func (c *outboxCollector) stats() (outbox.Stats, error) {
 }
 
 func (c *outboxCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPublished, descRetried, descDeadLettered, descBatches, descPending, descRetrying, descLag, descDLQ} {
+	for _, d := range []*prometheus.Desc{descPublished, descRetried, descDeadLettered, descBatches, descBrokerUp, descOutages, descPending, descRetrying, descLag, descDLQ} {
 		ch <- d
 	}
 }
@@ -107,6 +145,12 @@ func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descRetried, prometheus.CounterValue, float64(rc.Retried))
 		ch <- prometheus.MustNewConstMetric(descDeadLettered, prometheus.CounterValue, float64(rc.DeadLettered))
 		ch <- prometheus.MustNewConstMetric(descBatches, prometheus.CounterValue, float64(rc.Batches))
+		up := 1.0
+		if rc.BrokerDown {
+			up = 0
+		}
+		ch <- prometheus.MustNewConstMetric(descBrokerUp, prometheus.GaugeValue, up)
+		ch <- prometheus.MustNewConstMetric(descOutages, prometheus.CounterValue, float64(rc.Outages))
 	}
 	st, err := c.stats()
 	if err != nil {
