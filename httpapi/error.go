@@ -6,7 +6,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"github.com/heraldhq/herald/order"
 	"github.com/heraldhq/herald/outbox"
@@ -118,7 +117,10 @@ func toProblem(err error) Problem {
 		fields  []order.FieldError
 		allowed []order.Status
 	)
-	var p *problem
+	var (
+		p         *problem
+		badFilter *outbox.FilterError
+	)
 	switch {
 	case errors.As(err, &p):
 		code, message, fields = p.code, p.message, p.fields
@@ -132,10 +134,14 @@ func toProblem(err error) Problem {
 		code, message = order.ECONFLICT, "The event is in the outbox already."
 	case errors.Is(err, outbox.ErrBusy):
 		code, message = eUnavailable, "The database is busy; nothing was written. Try again shortly."
+	case errors.As(err, &badFilter):
+		code, message, fields = order.EINVALID, "The dead-letter filter is invalid.", filterFieldErrors(badFilter)
 	case errors.Is(err, outbox.ErrInvalidEvent):
 		// The request passed the domain's checks but made an event the
 		// outbox refuses: still the client's input, and nothing was written.
-		code, message = order.EINVALID, "The request cannot be stored as an event: "+strings.TrimPrefix(err.Error(), "outbox: ")
+		// The error's text is the chain of the layers it went through, not
+		// a sentence for the client: it stays in the log.
+		code, message = order.EINVALID, "The request cannot be stored as an event."
 	}
 	if ErrorStatusCode(code) == http.StatusInternalServerError {
 		// Whatever the error says stays in the log.
@@ -161,6 +167,11 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			level = slog.LevelInfo
 		}
 		s.log.Log(r.Context(), level, "http: internal error",
+			"method", r.Method, "path", r.URL.Path, "request_id", requestIDFrom(r.Context()), "error", err)
+	} else if errors.Is(err, outbox.ErrInvalidEvent) {
+		// The domain's checks let through what the outbox refuses: the
+		// client sees a 422, the reason is for the operator.
+		s.log.WarnContext(r.Context(), "http: the outbox refused the request's event",
 			"method", r.Method, "path", r.URL.Path, "request_id", requestIDFrom(r.Context()), "error", err)
 	}
 	writeProblemDoc(w, r, p)

@@ -2,11 +2,16 @@ package httpapi
 
 import (
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/google/uuid"
+
+	"github.com/heraldhq/herald/internal/ordersvc"
 	"github.com/heraldhq/herald/order"
 )
 
@@ -265,10 +270,38 @@ func TestListOrders(t *testing.T) {
 		{"?customer_id=" + strings.Repeat("c", 129), map[string]string{"customer_id": "must be at most 128 characters"}},
 		{"?customer_id=a%00b", map[string]string{"customer_id": "must not contain control characters"}},
 		{"?cursor=not-a-cursor", map[string]string{"cursor": "is not a cursor this service issued"}},
+		// Forged cursors whose time no order has: the smallest and largest
+		// the encoding holds (PostgreSQL read the first as a first page,
+		// SQLite as an empty one), and the years just outside 1-9999.
+		{"?cursor=" + forgedCursor(math.MinInt64), map[string]string{"cursor": "is not a cursor this service issued"}},
+		{"?cursor=" + forgedCursor(math.MaxInt64), map[string]string{"cursor": "is not a cursor this service issued"}},
+		{"?cursor=" + forgedCursor(time.Date(0, 12, 31, 23, 59, 59, 999999000, time.UTC).UnixMicro()), map[string]string{"cursor": "is not a cursor this service issued"}},
+		{"?cursor=" + forgedCursor(time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()), map[string]string{"cursor": "is not a cursor this service issued"}},
+		{"?cursor=" + first.NextCursor + "A", map[string]string{"cursor": "is not a cursor this service issued"}},
+		{"?cursor=" + first.NextCursor[:31] + "%0A", map[string]string{"cursor": "must not contain control characters"}},
+		{"?cursor=" + first.NextCursor[:31] + "=", map[string]string{"cursor": "is not a cursor this service issued"}},
+		{"?cursor=" + strings.NewReplacer("-", "+", "_", "/").Replace(forgedCursor(-1)), map[string]string{"cursor": "is not a cursor this service issued"}},
 	} {
 		p := b.do(t, req{method: "GET", path: path + tc.query}).problem(t, 422, order.EINVALID, path)
 		if got := p.fields(); !equalMaps(got, tc.fields) {
 			t.Errorf("%s: errors %v, want %v", tc.query, got, tc.fields)
+		}
+	}
+	// A cursor the service accepts is a position in the list like any
+	// other, whoever made it: the first and last instants it may hold.
+	for _, tc := range []struct {
+		cursor string
+		want   []string
+	}{
+		{forgedCursor(time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()), nil},
+		{forgedCursor(0), nil},
+		{strings.Repeat("A", 32), nil}, // the unix epoch, the nil id
+		{forgedCursor(time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC).UnixMicro()), []string{o3.ID.String(), o2.ID.String(), o1.ID.String()}},
+	} {
+		var p ListOrdersResponse
+		b.do(t, req{method: "GET", path: path + "?cursor=" + tc.cursor}).decode(t, 200, &p)
+		if !slices.Equal(ids(p), tc.want) || p.NextCursor != "" {
+			t.Errorf("cursor %s: %v next %q, want %v", tc.cursor, ids(p), p.NextCursor, tc.want)
 		}
 	}
 	for query, detail := range map[string]string{
@@ -530,4 +563,11 @@ func TestNULLookalikeIsAcceptedAndRealNULRefused(t *testing.T) {
 		t.Fatalf("a real NUL in customer_id: status %d, want 400 or 422: %s", r.Code, r.Body)
 	}
 	b.unchanged(t, before)
+}
+
+// forgedCursor is a cursor of the orders list that no order issued: the
+// time in unix microseconds, then the largest id.
+func forgedCursor(micros int64) string {
+	id := uuid.UUID{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+	return ordersvc.EncodeCursor(ordersvc.Cursor{CreatedAt: time.UnixMicro(micros), ID: id})
 }

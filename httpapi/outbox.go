@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"errors"
 	"math"
 	"net/http"
 	"strconv"
@@ -133,18 +134,22 @@ func (s *server) handleListDeadLetters(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	// The filter's own rules are DeadLetterFilter.Validate's, as for the
+	// drivers and the command line; the query adds the types and the page
+	// size.
 	f := outbox.DeadLetterFilter{
-		State:         outbox.DeadLetterState(q.str("state", 16)),
-		AggregateType: q.str("aggregate_type", outbox.MaxNameLen),
-		AggregateID:   q.str("aggregate_id", outbox.MaxNameLen),
-		EventType:     q.str("event_type", outbox.MaxNameLen),
+		State:         outbox.DeadLetterState(q.values.Get("state")),
+		AggregateType: q.values.Get("aggregate_type"),
+		AggregateID:   q.values.Get("aggregate_id"),
+		EventType:     q.values.Get("event_type"),
 		AfterID:       q.int("after", 0, math.MaxInt64, 0),
 	}
 	limit := int(q.int("limit", 1, MaxDeadLettersLimit, DefaultDeadLettersLimit))
-	switch f.State {
-	case "", outbox.DeadLetterOpen, outbox.DeadLetterReplayed, outbox.DeadLetterDiscarded:
-	default:
-		q.fail("state", "must be one of open, replayed, discarded")
+	var badFilter *outbox.FilterError
+	if errors.As(f.Validate(), &badFilter) {
+		for _, fe := range filterFieldErrors(badFilter) {
+			q.fail(fe.Field, "%s", fe.Message)
+		}
 	}
 	if err := q.err(); err != nil {
 		s.writeError(w, r, err)
@@ -283,19 +288,26 @@ type ReplayRequest struct {
 	All bool `json:"all,omitempty"`
 }
 
-func (req *ReplayRequest) validate() error {
-	var fe []order.FieldError
-	for _, f := range []struct{ name, v string }{
-		{"aggregate_type", req.AggregateType},
-		{"aggregate_id", req.AggregateID},
-		{"event_type", req.EventType},
-	} {
-		if len(f.v) > outbox.MaxNameLen {
-			fe = append(fe, order.FieldError{Field: f.name, Message: "must be at most " + strconv.Itoa(outbox.MaxNameLen) + " bytes"})
-		}
+// filter is the request's selection of open dead letters.
+func (req *ReplayRequest) filter() outbox.DeadLetterFilter {
+	return outbox.DeadLetterFilter{
+		State:         outbox.DeadLetterOpen,
+		AggregateType: req.AggregateType,
+		AggregateID:   req.AggregateID,
+		EventType:     req.EventType,
+		Limit:         req.Limit,
 	}
-	if req.Limit < 0 {
-		fe = append(fe, order.FieldError{Field: "limit", Message: "must not be negative"})
+}
+
+// validate applies DeadLetterFilter.Validate to the request's filter, as the
+// drivers and the command line do, and asks for all with an empty one.
+func (req *ReplayRequest) validate() error {
+	var (
+		fe        []order.FieldError
+		badFilter *outbox.FilterError
+	)
+	if errors.As(req.filter().Validate(), &badFilter) {
+		fe = filterFieldErrors(badFilter)
 	}
 	if req.AggregateType == "" && req.AggregateID == "" && req.EventType == "" && !req.All {
 		fe = append(fe, order.FieldError{Field: "all",
@@ -323,13 +335,7 @@ func (s *server) handleReplayDeadLetters(w http.ResponseWriter, r *http.Request)
 		s.writeError(w, r, err)
 		return
 	}
-	n, err := s.cfg.Outbox.ReplayDeadLetters(r.Context(), outbox.DeadLetterFilter{
-		State:         outbox.DeadLetterOpen,
-		AggregateType: req.AggregateType,
-		AggregateID:   req.AggregateID,
-		EventType:     req.EventType,
-		Limit:         req.Limit,
-	})
+	n, err := s.cfg.Outbox.ReplayDeadLetters(r.Context(), req.filter())
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -337,6 +343,31 @@ func (s *server) handleReplayDeadLetters(w http.ResponseWriter, r *http.Request)
 	s.log.InfoContext(r.Context(), "dead letters replayed", "count", n, "actor", actorFrom(r.Context()),
 		"aggregate_type", req.AggregateType, "aggregate_id", req.AggregateID, "event_type", req.EventType)
 	s.writeJSON(w, r, http.StatusOK, ReplayResponse{Replayed: n})
+}
+
+// filterParams names the fields of an outbox.DeadLetterFilter as the API
+// does: the list's query parameters, the replay request's members.
+var filterParams = map[string]string{
+	"State":         "state",
+	"AggregateType": "aggregate_type",
+	"AggregateID":   "aggregate_id",
+	"EventType":     "event_type",
+	"AfterID":       "after",
+	"Limit":         "limit",
+}
+
+// filterFieldErrors are the fields of a refused dead-letter filter under
+// the API's names for them.
+func filterFieldErrors(e *outbox.FilterError) []order.FieldError {
+	out := make([]order.FieldError, 0, len(e.Fields))
+	for _, f := range e.Fields {
+		name, ok := filterParams[f.Field]
+		if !ok {
+			name = f.Field
+		}
+		out = append(out, order.FieldError{Field: name, Message: f.Message})
+	}
+	return out
 }
 
 func (s *server) writeDeadLetter(w http.ResponseWriter, r *http.Request, id int64) {

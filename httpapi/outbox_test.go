@@ -89,6 +89,12 @@ func TestListDeadLetters(t *testing.T) {
 		{"?limit=2&after=" + strconv.FormatInt(d2.ID, 10), join(d3), ""},
 		{"?limit=1&state=open&after=" + strconv.FormatInt(d1.ID, 10), join(d3), ""},
 		{"?limit=3", join(d1, d2, d3), ""},
+		{"?state=all", join(d1, d2, d3), ""},
+		{"?state=", join(d1, d2, d3), ""},
+		{"?state=all&aggregate_id=agg-1&limit=1", join(d1), strconv.FormatInt(d1.ID, 10)},
+		{"?aggregate_id=" + strings.Repeat("a", 255), "", ""},
+		{"?after=9223372036854775807", "", ""},
+		{"?after=0", join(d1, d2, d3), ""},
 	} {
 		var l ListDeadLettersResponse
 		b.do(t, req{method: "GET", path: path + tc.query}).decode(t, 200, &l)
@@ -113,13 +119,30 @@ func TestListDeadLetters(t *testing.T) {
 		query  string
 		fields map[string]string
 	}{
-		{"?state=closed", map[string]string{"state": "must be one of open, replayed, discarded"}},
+		{"?state=closed", map[string]string{"state": "must be one of open, replayed, discarded or all"}},
+		{"?state=ALL", map[string]string{"state": "must be one of open, replayed, discarded or all"}},
+		{"?state=open%00", map[string]string{"state": "must be one of open, replayed, discarded or all"}},
 		{"?limit=0", map[string]string{"limit": "must be an integer between 1 and 500"}},
 		{"?limit=501", map[string]string{"limit": "must be an integer between 1 and 500"}},
 		{"?after=-1", map[string]string{"after": "must be an integer between 0 and 9223372036854775807"}},
+		{"?after=-9223372036854775808", map[string]string{"after": "must be an integer between 0 and 9223372036854775807"}},
+		{"?after=9223372036854775808", map[string]string{"after": "must be an integer between 0 and 9223372036854775807"}},
 		{"?after=x&state=y", map[string]string{"after": "must be an integer between 0 and 9223372036854775807",
-			"state": "must be one of open, replayed, discarded"}},
-		{"?aggregate_id=" + strings.Repeat("a", 256), map[string]string{"aggregate_id": "must be at most 255 characters"}},
+			"state": "must be one of open, replayed, discarded or all"}},
+		{"?aggregate_id=" + strings.Repeat("a", 256), map[string]string{"aggregate_id": "must be at most 255 bytes"}},
+		{"?aggregate_id=" + strings.Repeat("%C3%A9", 128), map[string]string{"aggregate_id": "must be at most 255 bytes"}},
+		// The filters of the adversarial run: NUL, other control characters
+		// and bytes that are not UTF-8, in every name.
+		{"?aggregate_id=a%00b", map[string]string{"aggregate_id": "must not contain control characters"}},
+		{"?aggregate_type=order%00", map[string]string{"aggregate_type": "must not contain control characters"}},
+		{"?event_type=%00", map[string]string{"event_type": "must not contain control characters"}},
+		{"?aggregate_id=a%0Ab", map[string]string{"aggregate_id": "must not contain control characters"}},
+		{"?event_type=a%C2%85", map[string]string{"event_type": "must not contain control characters"}},
+		{"?aggregate_type=%FF", map[string]string{"aggregate_type": "must be valid UTF-8"}},
+		{"?aggregate_type=%FF&aggregate_id=%00&event_type=x%7F&state=%00", map[string]string{
+			"aggregate_type": "must be valid UTF-8", "aggregate_id": "must not contain control characters",
+			"event_type": "must not contain control characters", "state": "must be one of open, replayed, discarded or all"}},
+		{"?aggregate_id=a&aggregate_id=%00", map[string]string{"aggregate_id": "must be given at most once"}},
 	} {
 		p := b.do(t, req{method: "GET", path: path + tc.query}).problem(t, 422, order.EINVALID, path)
 		if !equalMaps(p.fields(), tc.fields) {
@@ -276,6 +299,21 @@ func TestReplayDeadLetters(t *testing.T) {
 			"all": "must be true to replay every open dead letter; or give aggregate_type, aggregate_id or event_type"}},
 		{map[string]any{"aggregate_id": strings.Repeat("a", 256), "limit": -1}, 422, order.EINVALID, map[string]string{
 			"aggregate_id": "must be at most 255 bytes", "limit": "must not be negative"}},
+		// The bodies of the adversarial run (a 500 on PostgreSQL, 200 on
+		// SQLite): a NUL, or another control character, in any name.
+		{`{"aggregate_id":"a\u0000b"}`, 422, order.EINVALID, map[string]string{
+			"aggregate_id": "must not contain control characters"}},
+		{`{"aggregate_type":"\u0000"}`, 422, order.EINVALID, map[string]string{
+			"aggregate_type": "must not contain control characters"}},
+		{`{"event_type":"order.created\u0000","all":true}`, 422, order.EINVALID, map[string]string{
+			"event_type": "must not contain control characters"}},
+		{`{"aggregate_id":"agg-1\n"}`, 422, order.EINVALID, map[string]string{
+			"aggregate_id": "must not contain control characters"}},
+		{`{"aggregate_type":"\u0000","aggregate_id":"\u001b[2J","event_type":"\u0085","limit":-1}`, 422, order.EINVALID, map[string]string{
+			"aggregate_type": "must not contain control characters", "aggregate_id": "must not contain control characters",
+			"event_type": "must not contain control characters", "limit": "must not be negative"}},
+		{`{"aggregate_id":"` + strings.Repeat("é", 128) + `"}`, 422, order.EINVALID, map[string]string{
+			"aggregate_id": "must be at most 255 bytes"}},
 		{map[string]any{"state": "open", "all": true}, 400, eBadRequest, nil},
 		{map[string]any{"all": "yes"}, 400, eBadRequest, nil},
 		{nil, 400, eBadRequest, nil},

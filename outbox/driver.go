@@ -67,7 +67,9 @@ type Source interface {
 // Admin is the operator's side of an outbox: the backlog's figures and the
 // dead-letter queue. HTTP and command-line front ends depend on it alone.
 type Admin interface {
-	// ListDeadLetters lists the dead letters matching f, ordered by id.
+	// ListDeadLetters lists the dead letters matching f, ordered by id. A
+	// filter that f.Validate refuses is an error wrapping ErrInvalidFilter
+	// (a *FilterError), before the database is touched.
 	ListDeadLetters(ctx context.Context, f DeadLetterFilter) ([]DeadLetter, error)
 	// GetDeadLetter returns ErrNotFound for an unknown id.
 	GetDeadLetter(ctx context.Context, id int64) (DeadLetter, error)
@@ -78,7 +80,9 @@ type Admin interface {
 	ReplayDeadLetter(ctx context.Context, id int64) error
 	// ReplayDeadLetters replays every open dead letter matching f, oldest
 	// first, and returns how many it replayed. Only open dead letters can be
-	// replayed: f.State "" means open, another state matches nothing.
+	// replayed: f.State "", DeadLetterAll and DeadLetterOpen select the open
+	// ones, DeadLetterReplayed and DeadLetterDiscarded match nothing. A
+	// filter that f.Validate refuses is refused as by ListDeadLetters.
 	ReplayDeadLetters(ctx context.Context, f DeadLetterFilter) (int, error)
 	// DiscardDeadLetter resolves a dead letter without publishing it; the row
 	// stays as an audit record, with reason. The aggregate's parked events
@@ -134,6 +138,9 @@ const (
 	DeadLetterOpen      DeadLetterState = "open"      // waiting for an operator
 	DeadLetterReplayed  DeadLetterState = "replayed"  // back in the outbox
 	DeadLetterDiscarded DeadLetterState = "discarded" // resolved without publishing
+	// DeadLetterAll matches every state, as "" does; it is a filter's
+	// value only, never a dead letter's State.
+	DeadLetterAll DeadLetterState = "all"
 )
 
 // DeadLetter is an event that exhausted its attempts or failed permanently.
@@ -171,9 +178,10 @@ func (d DeadLetter) State() DeadLetterState {
 }
 
 // DeadLetterFilter narrows ListDeadLetters and ReplayDeadLetters. Zero
-// fields match everything; results are ordered by id.
+// fields match everything; results are ordered by id. Validate says which
+// filters are refused.
 type DeadLetterFilter struct {
-	State         DeadLetterState // "" matches all states
+	State         DeadLetterState // "" (or DeadLetterAll) matches all states
 	AggregateType string
 	AggregateID   string
 	EventType     string

@@ -12,6 +12,10 @@ var (
 	ErrNotFound = errors.New("outbox: not found")
 	// ErrAlreadyResolved means a dead letter was already replayed or discarded.
 	ErrAlreadyResolved = errors.New("outbox: dead letter already replayed or discarded")
+	// ErrInvalidFilter wraps every reason a DeadLetterFilter is refused
+	// (see DeadLetterFilter.Validate and FilterError). Nothing was read or
+	// written.
+	ErrInvalidFilter = errors.New("outbox: invalid dead-letter filter")
 	// ErrBusy means the database stayed locked by other writers for too
 	// long. Nothing was written; the operation can be tried again.
 	ErrBusy = errors.New("outbox: database busy")

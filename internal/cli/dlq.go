@@ -57,6 +57,47 @@ func (f *dlqFilter) filter() outbox.DeadLetterFilter {
 	return outbox.DeadLetterFilter{AggregateType: f.aggregateType, AggregateID: f.aggregateID, EventType: f.eventType}
 }
 
+// filterFlags names the fields of an outbox.DeadLetterFilter as the flags
+// that set them.
+var filterFlags = map[string]string{
+	"State":         "state",
+	"AggregateType": "aggregate-type",
+	"AggregateID":   "aggregate-id",
+	"EventType":     "event-type",
+	"AfterID":       "after",
+	"Limit":         "limit",
+}
+
+// checkFilter applies outbox.DeadLetterFilter.Validate, the rules of the
+// drivers and the HTTP API, before anything is opened: a refused filter is
+// a usage error naming the flag and its value.
+func checkFilter(f outbox.DeadLetterFilter) error {
+	var fe *outbox.FilterError
+	if !errors.As(f.Validate(), &fe) {
+		return nil
+	}
+	// A text as Go quotes it, so a control character shows as an escape
+	// and never reaches the terminal; cut, as it may be long.
+	values := map[string]string{
+		"State": strconv.Quote(string(f.State)), "AggregateType": strconv.Quote(f.AggregateType),
+		"AggregateID": strconv.Quote(f.AggregateID), "EventType": strconv.Quote(f.EventType),
+		"AfterID": strconv.FormatInt(f.AfterID, 10), "Limit": strconv.Itoa(f.Limit),
+	}
+	msgs := make([]string, 0, len(fe.Fields))
+	for _, e := range fe.Fields {
+		name, ok := filterFlags[e.Field]
+		if !ok {
+			name = e.Field
+		}
+		v := values[e.Field]
+		if r := []rune(v); len(r) > 40 {
+			v = string(r[:39]) + "…"
+		}
+		msgs = append(msgs, fmt.Sprintf("--%s %s: %s", name, v, e.Message))
+	}
+	return usagef("%s", strings.Join(msgs, "; "))
+}
+
 func (c *cli) dlqListCommand() *cobra.Command {
 	var (
 		f       dlqFilter
@@ -72,20 +113,13 @@ func (c *cli) dlqListCommand() *cobra.Command {
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			filter := f.filter()
-			switch state {
-			case "open", "replayed", "discarded":
-				filter.State = outbox.DeadLetterState(state)
-			case "all":
-			default:
-				return usagef("--state %q: want open, replayed, discarded or all", state)
+			filter.State, filter.AfterID, filter.Limit = outbox.DeadLetterState(state), after, limit
+			if err := checkFilter(filter); err != nil {
+				return err
 			}
 			if limit < 1 || limit > maxDLQLimit {
 				return usagef("--limit must be between 1 and %d, got %d", maxDLQLimit, limit)
 			}
-			if after < 0 {
-				return usagef("--after must not be negative, got %d", after)
-			}
-			filter.AfterID, filter.Limit = after, limit
 			return c.withStore(cmd.Context(), timeout, func(ctx context.Context, store outbox.Admin) error {
 				dls, err := store.ListDeadLetters(ctx, filter)
 				if err != nil {
@@ -100,7 +134,7 @@ func (c *cli) dlqListCommand() *cobra.Command {
 	}
 	fs := cmd.Flags()
 	f.add(fs)
-	fs.StringVar(&state, "state", "open", "open, replayed, discarded or all")
+	fs.StringVar(&state, "state", "open", "open, replayed, discarded, or all (every state; the same as the API's state=all)")
 	fs.Int64Var(&after, "after", 0, "list only dead letters with an id above this one (paging)")
 	fs.IntVar(&limit, "limit", defaultDLQLimit, fmt.Sprintf("list at most this many (1-%d)", maxDLQLimit))
 	fs.BoolVar(&asJSON, "json", false, "print JSON instead of a table")
@@ -161,10 +195,13 @@ then publishes it and, after it, the aggregate's events that waited.`,
 			case !all && (f != dlqFilter{}):
 				return usagef("--aggregate-type, --aggregate-id and --event-type go with --all")
 			}
+			filter := f.filter()
+			filter.State = outbox.DeadLetterOpen
+			if err := checkFilter(filter); err != nil {
+				return err
+			}
 			return c.withStore(cmd.Context(), timeout, func(ctx context.Context, store outbox.Admin) error {
 				if all {
-					filter := f.filter()
-					filter.State = outbox.DeadLetterOpen
 					n, err := store.ReplayDeadLetters(ctx, filter)
 					if err != nil {
 						return err

@@ -3,7 +3,9 @@ package ordersvc_test
 import (
 	"context"
 	"encoding/hex"
+	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,9 +34,24 @@ func TestCursor(t *testing.T) {
 	if !ok || !got.CreatedAt.Equal(c.CreatedAt) || got.ID != c.ID {
 		t.Fatalf("DecodeCursor = %+v, %v; want %+v", got, ok, c)
 	}
-	for _, bad := range []string{"", "x", s + "A", s[:len(s)-1], "AAbgna21yoABkKAAAABwAIAAAAAAAAD/"} {
+	for _, bad := range []string{"", "x", s + "A", s[:len(s)-1], "AAbgna21yoABkKAAAABwAIAAAAAAAAD/",
+		s[:16] + "\n" + s[16:31], s[:31] + "=", "AAbgna21yoABkKAAAABwAIAAAAAAAAD_=",
+		// Times no order has, which the stores would read differently.
+		ordersvc.EncodeCursor(ordersvc.Cursor{CreatedAt: time.UnixMicro(math.MinInt64), ID: c.ID}),
+		ordersvc.EncodeCursor(ordersvc.Cursor{CreatedAt: time.UnixMicro(math.MaxInt64), ID: c.ID}),
+		ordersvc.EncodeCursor(ordersvc.Cursor{CreatedAt: time.Date(0, 12, 31, 23, 59, 59, 999999000, time.UTC)}),
+		ordersvc.EncodeCursor(ordersvc.Cursor{CreatedAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}),
+	} {
 		if _, ok := ordersvc.DecodeCursor(bad); ok {
 			t.Errorf("DecodeCursor(%q) accepted", bad)
+		}
+	}
+	// The first and last instants of years 1 to 9999 are cursors.
+	for _, at := range []time.Time{time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), time.Unix(0, 0).UTC(),
+		time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC)} {
+		got, ok := ordersvc.DecodeCursor(ordersvc.EncodeCursor(ordersvc.Cursor{CreatedAt: at, ID: c.ID}))
+		if !ok || !got.CreatedAt.Equal(at) || got.ID != c.ID {
+			t.Errorf("cursor at %v: %+v, %v", at, got, ok)
 		}
 	}
 }
@@ -89,6 +106,32 @@ func TestTraceHeaders(t *testing.T) {
 		{"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", "", nil}, // upper case
 		{"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "", nil}, // unknown version
 		{tp + "-extra", "", nil},
+		{"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0\xff", "congo=1", nil},
+		// A tracestate that W3C refuses is dropped, the traceparent kept.
+		{tp, "congo=\xff\xfe", map[string]string{"traceparent": tp}},
+		{tp, "congo=caf\u00e9", map[string]string{"traceparent": tp}},
+		{tp, "congo=a\x00b", map[string]string{"traceparent": tp}},
+		{tp, "congo=a\tb", map[string]string{"traceparent": tp}},
+		{tp, "congo", map[string]string{"traceparent": tp}},
+		{tp, "congo=", map[string]string{"traceparent": tp}},
+		{tp, "=1", map[string]string{"traceparent": tp}},
+		{tp, "Congo=1", map[string]string{"traceparent": tp}},
+		{tp, "1congo=1", map[string]string{"traceparent": tp}},
+		{tp, "congo=a=b", map[string]string{"traceparent": tp}},
+		{tp, "congo=1;rojo=2", map[string]string{"traceparent": tp}},
+		{tp, "t@" + strings.Repeat("s", 15) + "=1", map[string]string{"traceparent": tp}},
+		{tp, strings.Repeat("k", 257) + "=1", map[string]string{"traceparent": tp}},
+		{tp, "congo=" + strings.Repeat("v", 257), map[string]string{"traceparent": tp}},
+		{tp, "k=" + strings.Repeat("v", 511), map[string]string{"traceparent": tp}},    // over 512 bytes
+		{tp, strings.Repeat("k=v,", 32) + "z=1", map[string]string{"traceparent": tp}}, // 33 members
+		// Valid lists are kept as they came.
+		{tp, "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE", map[string]string{"traceparent": tp,
+			"tracestate": "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"}},
+		{tp, " a1-_*/@sys_1=v a!~ , ,\tb=2 ", map[string]string{"traceparent": tp,
+			"tracestate": " a1-_*/@sys_1=v a!~ , ,\tb=2 "}},
+		{tp, "1tenant@vendor=x", map[string]string{"traceparent": tp, "tracestate": "1tenant@vendor=x"}},
+		{tp, strings.TrimSuffix(strings.Repeat("k=v,", 32), ","), map[string]string{"traceparent": tp,
+			"tracestate": strings.TrimSuffix(strings.Repeat("k=v,", 32), ",")}},
 	} {
 		got := ordersvc.TraceHeaders(ordersvc.ContextWithTraceContext(context.Background(), tc.parent, tc.state))
 		if !reflect.DeepEqual(got, tc.want) {

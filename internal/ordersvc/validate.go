@@ -112,14 +112,33 @@ func EncodeCursor(c Cursor) string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// DecodeCursor parses a string made by EncodeCursor.
+// Bounds of a cursor's time: an order's creation time is shown in RFC 3339,
+// which has four-digit years, so no cursor this service issues lies outside
+// them. Within them both stores compare times alike; beyond them they do
+// not (PostgreSQL's timestamptz ends in the years 4713 BC and 294276, and
+// a time further out overflows on its way there), so a cursor out there is
+// refused rather than read differently by each store.
+var (
+	minCursorTime = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxCursorTime = time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC)
+)
+
+// DecodeCursor parses a string made by EncodeCursor. It refuses anything
+// else: text that is not the encoding of a cursor, or one whose time is not
+// an order's (before the year 1 or after 9999).
 func DecodeCursor(s string) (Cursor, bool) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
+	if len(s) != base64.RawURLEncoding.EncodedLen(cursorLen) {
+		return Cursor{}, false // and no CR or LF, which DecodeString would skip
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
 	if err != nil || len(b) != cursorLen {
 		return Cursor{}, false
 	}
 	var id uuid.UUID
 	copy(id[:], b[8:])
-	us := int64(binary.BigEndian.Uint64(b[:8]))
-	return Cursor{CreatedAt: time.UnixMicro(us).UTC(), ID: id}, true
+	t := time.UnixMicro(int64(binary.BigEndian.Uint64(b[:8]))).UTC()
+	if t.Before(minCursorTime) || t.After(maxCursorTime) {
+		return Cursor{}, false
+	}
+	return Cursor{CreatedAt: t, ID: id}, true
 }

@@ -37,7 +37,7 @@ func filterSQL(f outbox.DeadLetterFilter, args []any) (string, []any, error) {
 		return "$" + strconv.Itoa(len(args))
 	}
 	switch f.State {
-	case "":
+	case "", outbox.DeadLetterAll:
 	case outbox.DeadLetterOpen:
 		conds = append(conds, "NOT reprocessed AND discarded_at IS NULL")
 	case outbox.DeadLetterReplayed:
@@ -63,8 +63,12 @@ func filterSQL(f outbox.DeadLetterFilter, args []any) (string, []any, error) {
 }
 
 // ListDeadLetters lists dead letters matching f by id: at most f.Limit
-// (default DefaultListLimit, at most MaxListLimit).
+// (default DefaultListLimit, at most MaxListLimit). A filter that f.Validate
+// refuses is an error wrapping outbox.ErrInvalidFilter.
 func (d *Driver) ListDeadLetters(ctx context.Context, f outbox.DeadLetterFilter) ([]outbox.DeadLetter, error) {
+	if err := f.Validate(); err != nil {
+		return nil, fmt.Errorf("pgstore: list dead letters: %w", err)
+	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = DefaultListLimit
@@ -140,13 +144,14 @@ func (d *Driver) ReplayDeadLetter(ctx context.Context, id int64) error {
 }
 
 // ReplayDeadLetters replays, in one transaction, the open dead letters that
-// match f (its State must be "" or open), in id order, at most f.Limit when
-// it is positive.
+// match f (a State of replayed or discarded matches none), in id order, at
+// most f.Limit when it is positive. A filter that f.Validate refuses is an
+// error wrapping outbox.ErrInvalidFilter.
 func (d *Driver) ReplayDeadLetters(ctx context.Context, f outbox.DeadLetterFilter) (int, error) {
-	if f.State != "" && f.State != outbox.DeadLetterOpen {
-		if _, _, err := filterSQL(f, nil); err != nil {
-			return 0, err
-		}
+	if err := f.Validate(); err != nil {
+		return 0, fmt.Errorf("pgstore: replay dead letters: %w", err)
+	}
+	if f.State == outbox.DeadLetterReplayed || f.State == outbox.DeadLetterDiscarded {
 		return 0, nil // only open dead letters can be replayed
 	}
 	f.State = outbox.DeadLetterOpen

@@ -79,8 +79,12 @@ WHERE id = ?1 AND ` + openDeadLetter
 )
 
 // ListDeadLetters lists dead letters matching f in id order: at most f.Limit
-// of them (DefaultListLimit when zero, at most MaxListLimit).
+// of them (DefaultListLimit when zero, at most MaxListLimit). A filter that
+// f.Validate refuses is an error wrapping outbox.ErrInvalidFilter.
 func (d *Driver) ListDeadLetters(ctx context.Context, f outbox.DeadLetterFilter) ([]outbox.DeadLetter, error) {
+	if err := f.Validate(); err != nil {
+		return nil, fmt.Errorf("sqlitestore: list dead letters: %w", err)
+	}
 	where, args, err := deadLetterWhere(f)
 	if err != nil {
 		return nil, err
@@ -149,10 +153,14 @@ func (d *Driver) ReplayDeadLetter(ctx context.Context, id int64) error {
 
 // ReplayDeadLetters replays, in one transaction, every open dead letter
 // matching f (the first f.Limit of them in id order when f.Limit > 0). A
-// filter on another state than open matches nothing.
+// filter on the state replayed or discarded matches nothing. A filter that
+// f.Validate refuses is an error wrapping outbox.ErrInvalidFilter.
 func (d *Driver) ReplayDeadLetters(ctx context.Context, f outbox.DeadLetterFilter) (int, error) {
+	if err := f.Validate(); err != nil {
+		return 0, fmt.Errorf("sqlitestore: replay dead letters: %w", err)
+	}
 	switch f.State {
-	case "", outbox.DeadLetterOpen:
+	case "", outbox.DeadLetterAll, outbox.DeadLetterOpen:
 		f.State = outbox.DeadLetterOpen
 	case outbox.DeadLetterReplayed, outbox.DeadLetterDiscarded:
 		return 0, nil
@@ -271,7 +279,7 @@ func deadLetterWhere(f outbox.DeadLetterFilter) (string, []any, error) {
 	conds := []string{"id > ?"}
 	args := []any{f.AfterID}
 	switch f.State {
-	case "":
+	case "", outbox.DeadLetterAll:
 	case outbox.DeadLetterOpen:
 		conds = append(conds, openDeadLetter)
 	case outbox.DeadLetterReplayed:

@@ -2,6 +2,7 @@ package sqlitestore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 
@@ -117,8 +118,11 @@ func TestListLimits(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	d := newDriver(t)
-	if _, err := d.ListDeadLetters(ctx, outbox.DeadLetterFilter{State: "bogus"}); err == nil {
-		t.Fatal("an unknown state was accepted")
+	if _, err := d.ListDeadLetters(ctx, outbox.DeadLetterFilter{State: "bogus"}); !errors.Is(err, outbox.ErrInvalidFilter) {
+		t.Fatalf("an unknown state: %v, want ErrInvalidFilter", err)
+	}
+	if _, err := d.ListDeadLetters(ctx, outbox.DeadLetterFilter{Limit: -1}); !errors.Is(err, outbox.ErrInvalidFilter) {
+		t.Fatalf("a negative limit: %v, want ErrInvalidFilter", err)
 	}
 	// More than MaxListLimit dead letters, written directly.
 	if _, err := d.DB().ExecContext(ctx, sqlf(d, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1005)
@@ -127,7 +131,7 @@ func TestListLimits(t *testing.T) {
 		SELECT printf('01890a5d-ac96-774b-bcce-%012d', i), 'order', 'o' || i, 'x', '{}', 1, 1, 0, 0, 0 FROM n`)); err != nil {
 		t.Fatal(err)
 	}
-	for limit, want := range map[int]int{0: sqlitestore.DefaultListLimit, -1: sqlitestore.DefaultListLimit, 5000: sqlitestore.MaxListLimit, 7: 7} {
+	for limit, want := range map[int]int{0: sqlitestore.DefaultListLimit, 5000: sqlitestore.MaxListLimit, 7: 7} {
 		got, err := d.ListDeadLetters(ctx, outbox.DeadLetterFilter{Limit: limit})
 		if err != nil || len(got) != want {
 			t.Errorf("limit %d: %d dead letters, %v; want %d", limit, len(got), err, want)

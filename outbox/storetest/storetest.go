@@ -88,6 +88,7 @@ func Run[TTx any](t *testing.T, h Harness[TTx]) {
 		{name: "CallerNumberedSequences", fn: testCallerNumbered[TTx]},
 		{name: "ReplayDeadLettersByFilter", fn: testReplayByFilter[TTx]},
 		{name: "ListDeadLettersFiltersAndCursor", fn: testListDeadLetters[TTx]},
+		{name: "InvalidFiltersRefusedBeforeTheDatabase", fn: testInvalidFilters[TTx]},
 		{name: "Stats", fn: testStats[TTx]},
 		{name: "ConcurrentClaimsPublishEachEventOnceInOrder", fn: testConcurrentClaims[TTx]},
 		{name: "ListenWakesAfterCommit", fn: testListen[TTx]},
@@ -1297,6 +1298,98 @@ func testListDeadLetters[TTx any](t *testing.T, s *suite[TTx]) {
 	if n := len(s.list(t, outbox.DeadLetterFilter{Limit: 3})); n != 3 {
 		t.Errorf("ListDeadLetters(limit 3) returned %d, want 3", n)
 	}
+}
+
+// testInvalidFilters checks that both drivers refuse the same bad filters
+// with outbox.ErrInvalidFilter, naming the field, before the database sees
+// them (PostgreSQL would fail on a NUL or bad UTF-8 with an error of its
+// own; SQLite would run the query), and that a refused replay changes
+// nothing.
+func testInvalidFilters[TTx any](t *testing.T, s *suite[TTx]) {
+	s.enqueue(t, s.event("order", "a", "x"), s.event("order", "b", "y"))
+	dls := s.deadLetter(t, "poison", "order/a#1", "order/b#1")
+	s.expectCounts(t, 0, 0, 2)
+
+	long := strings.Repeat("é", outbox.MaxNameLen/2+1) // 256 bytes, 128 characters
+	for _, tc := range []struct {
+		name  string
+		f     outbox.DeadLetterFilter
+		field string
+	}{
+		{"NUL in aggregate id", outbox.DeadLetterFilter{AggregateID: "a\x00b"}, "AggregateID"},
+		{"NUL in aggregate type", outbox.DeadLetterFilter{AggregateType: "order\x00"}, "AggregateType"},
+		{"NUL in event type", outbox.DeadLetterFilter{EventType: "\x00"}, "EventType"},
+		{"control character", outbox.DeadLetterFilter{AggregateID: "a\tb"}, "AggregateID"},
+		{"C1 control character", outbox.DeadLetterFilter{EventType: "x\u0085"}, "EventType"},
+		{"invalid UTF-8", outbox.DeadLetterFilter{AggregateType: "ord\xffer"}, "AggregateType"},
+		{"too long", outbox.DeadLetterFilter{AggregateID: long}, "AggregateID"},
+		{"unknown state", outbox.DeadLetterFilter{State: "closed"}, "State"},
+		{"state in upper case", outbox.DeadLetterFilter{State: "OPEN"}, "State"},
+		{"negative cursor", outbox.DeadLetterFilter{AfterID: -1}, "AfterID"},
+		{"minimum cursor", outbox.DeadLetterFilter{AfterID: -1 << 63}, "AfterID"},
+		{"negative limit", outbox.DeadLetterFilter{Limit: -1}, "Limit"},
+	} {
+		check := func(op string, err error) {
+			t.Helper()
+			var fe *outbox.FilterError
+			if !errors.Is(err, outbox.ErrInvalidFilter) || !errors.As(err, &fe) {
+				t.Errorf("%s: %s = %v, want ErrInvalidFilter", tc.name, op, err)
+				return
+			}
+			if len(fe.Fields) != 1 || fe.Fields[0].Field != tc.field {
+				t.Errorf("%s: %s refused %+v, want the field %s", tc.name, op, fe.Fields, tc.field)
+			}
+		}
+		_, err := s.d.ListDeadLetters(s.ctx, tc.f)
+		check("ListDeadLetters", err)
+		n, err := s.d.ReplayDeadLetters(s.ctx, tc.f)
+		check("ReplayDeadLetters", err)
+		if n != 0 {
+			t.Errorf("%s: ReplayDeadLetters replayed %d", tc.name, n)
+		}
+	}
+	// Every field at fault is named, in the struct's order.
+	_, err := s.d.ListDeadLetters(s.ctx, outbox.DeadLetterFilter{State: "x", EventType: "\x00", Limit: -5})
+	var fe *outbox.FilterError
+	if !errors.As(err, &fe) || len(fe.Fields) != 3 || fe.Fields[0].Field != "State" ||
+		fe.Fields[1].Field != "EventType" || fe.Fields[2].Field != "Limit" {
+		t.Errorf("three bad fields: %v", err)
+	}
+	// Nothing was replayed.
+	s.expectCounts(t, 0, 0, 2)
+	for k, dl := range dls {
+		if got := s.get(t, dl.ID); got.State() != outbox.DeadLetterOpen {
+			t.Errorf("%s: state %s after refused replays", k, got.State())
+		}
+	}
+
+	// Values at the limits are filters like any other, on both databases.
+	if got := s.list(t, outbox.DeadLetterFilter{AggregateID: strings.Repeat("x", outbox.MaxNameLen)}); len(got) != 0 {
+		t.Errorf("a %d-byte aggregate id lists %d dead letters", outbox.MaxNameLen, len(got))
+	}
+	if got := s.list(t, outbox.DeadLetterFilter{AggregateID: "a", EventType: "x"}); len(got) != 1 {
+		t.Errorf("aggregate a, type x: %d dead letters, want 1", len(got))
+	}
+	if got := s.list(t, outbox.DeadLetterFilter{AfterID: 1<<63 - 1}); len(got) != 0 {
+		t.Errorf("after the largest id: %d dead letters", len(got))
+	}
+	if got := s.list(t, outbox.DeadLetterFilter{AfterID: 0}); len(got) != 2 {
+		t.Errorf("after 0: %d dead letters, want 2", len(got))
+	}
+
+	// DeadLetterAll matches every state, as "" does; a replay with it takes the open ones.
+	if err := s.d.DiscardDeadLetter(s.ctx, dls["order/b#1"].ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.list(t, outbox.DeadLetterFilter{State: outbox.DeadLetterAll}); len(got) != 2 {
+		t.Errorf("state all: %d dead letters, want 2", len(got))
+	}
+	n, err := s.d.ReplayDeadLetters(s.ctx, outbox.DeadLetterFilter{State: outbox.DeadLetterAll})
+	if err != nil || n != 1 {
+		t.Fatalf("ReplayDeadLetters(state all) = %d, %v; want 1", n, err)
+	}
+	s.publishNext(t, "order/a#1")
+	s.expectCounts(t, 0, 0, 0)
 }
 
 // filterOrder returns aggIDs ordered as all lists them.

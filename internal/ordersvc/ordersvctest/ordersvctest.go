@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"runtime"
@@ -58,6 +59,7 @@ func Run(t *testing.T, setup func(t testing.TB) Harness) {
 	}{
 		{"CreateOrder", testCreateOrder},
 		{"CreateOrderInvalid", testCreateOrderInvalid},
+		{"TraceContextIsAdvisory", testTraceContextIsAdvisory},
 		{"NotFound", testNotFound},
 		{"ListOrders", testListOrders},
 		{"ListOrdersInvalid", testListOrdersInvalid},
@@ -340,6 +342,33 @@ func testCreateOrder(t *testing.T, b *bundle) {
 	}
 }
 
+// testTraceContextIsAdvisory checks that a trace context the outbox would
+// refuse as an event header never fails the request: an invalid tracestate
+// is dropped and the traceparent kept, an invalid traceparent drops both.
+func testTraceContextIsAdvisory(t *testing.T, b *bundle) {
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for _, tc := range []struct {
+		parent, state string
+		want          map[string]string
+	}{
+		{tp, "congo=\xff\xfe", map[string]string{"traceparent": tp}},
+		{tp, "congo=a\x00b", map[string]string{"traceparent": tp}},
+		{tp, "k=" + string(make([]byte, 600)), map[string]string{"traceparent": tp}},
+		{"00-\xff", "congo=1", nil},
+		{tp + "\x00", "congo=\xff", nil},
+	} {
+		ctx := ordersvc.ContextWithTraceContext(context.Background(), tc.parent, tc.state)
+		o, err := b.svc.CreateOrder(ctx, standardRequest("c-trace"), opts)
+		if err != nil {
+			t.Fatalf("(%q, %q): CreateOrder: %v", tc.parent, tc.state, err)
+		}
+		evs := b.Outbox(t, o.ID)
+		if len(evs) != 1 || !reflect.DeepEqual(evs[0].Headers, tc.want) && (len(tc.want) != 0 || len(evs[0].Headers) != 0) {
+			t.Errorf("(%q, %q): events %+v, want headers %v", tc.parent, tc.state, evs, tc.want)
+		}
+	}
+}
+
 func testCreateOrderInvalid(t *testing.T, b *bundle) {
 	ctx := context.Background()
 	empty := map[string]int64{"orders": 0, "order_line_items": 0, "order_status_transitions": 0,
@@ -514,6 +543,34 @@ func testListOrders(t *testing.T, b *bundle) {
 	if p, err := b.svc.ListOrders(ctx, order.ListFilter{CustomerID: "nobody"}); err != nil || p.Orders == nil || len(p.Orders) != 0 {
 		t.Errorf("no match: %#v, %v", p, err)
 	}
+
+	// A cursor the service did not issue but accepts is a position in the
+	// list order like any other, the same on every store: from the first
+	// and last instants a cursor may hold, from the time of an order with
+	// ids around its own, from a time between orders.
+	late := list(order.ListFilter{Limit: 1})
+	listed := append(late, ids(newest)...)
+	maxID := uuid.UUID{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+	tied := newest[2] // created in the same microsecond as newest[3], with a larger id
+	for _, tc := range []struct {
+		name string
+		c    ordersvc.Cursor
+		want []uuid.UUID
+	}{
+		{"first instant", ordersvc.Cursor{CreatedAt: time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)}, nil},
+		{"unix epoch", ordersvc.Cursor{CreatedAt: time.Unix(0, 0), ID: maxID}, nil},
+		{"last instant", ordersvc.Cursor{CreatedAt: time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC), ID: maxID}, listed},
+		{"an order's own", ordersvc.Cursor{CreatedAt: newest[0].CreatedAt, ID: newest[0].ID}, ids(newest[1:])},
+		{"a tie, larger id", ordersvc.Cursor{CreatedAt: tied.CreatedAt, ID: maxID}, ids(newest[2:])},
+		{"a tie, between ids", ordersvc.Cursor{CreatedAt: tied.CreatedAt, ID: tied.ID}, ids(newest[3:])},
+		{"a tie, smaller id", ordersvc.Cursor{CreatedAt: tied.CreatedAt, ID: uuid.Nil}, ids(newest[4:])},
+		{"between orders", ordersvc.Cursor{CreatedAt: newest[5].CreatedAt.Add(time.Millisecond)}, ids(newest[5:])},
+	} {
+		got := list(order.ListFilter{Limit: ordersvc.MaxListLimit, Cursor: ordersvc.EncodeCursor(tc.c)})
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("cursor at %s (%v, %s): %v, want %v", tc.name, tc.c.CreatedAt, tc.c.ID, got, tc.want)
+		}
+	}
 }
 
 func testListOrdersInvalid(t *testing.T, b *bundle) {
@@ -527,6 +584,12 @@ func testListOrdersInvalid(t *testing.T, b *bundle) {
 		{order.ListFilter{Status: order.StatusShipped}, []string{"status"}},
 		{order.ListFilter{Status: "nope", Cursor: "not-a-cursor"}, []string{"status", "cursor"}},
 		{order.ListFilter{Cursor: ordersvc.EncodeCursor(ordersvc.Cursor{})[:10]}, []string{"cursor"}},
+		// Cursors no order can have issued: stores would read their times
+		// differently (PostgreSQL's range ends before int64 microseconds do).
+		{order.ListFilter{Cursor: ordersvc.EncodeCursor(ordersvc.Cursor{CreatedAt: time.UnixMicro(math.MinInt64)})}, []string{"cursor"}},
+		{order.ListFilter{Cursor: ordersvc.EncodeCursor(ordersvc.Cursor{CreatedAt: time.UnixMicro(math.MaxInt64)})}, []string{"cursor"}},
+		{order.ListFilter{Cursor: ordersvc.EncodeCursor(ordersvc.Cursor{CreatedAt: time.Date(0, 12, 31, 23, 59, 59, 999999000, time.UTC)})}, []string{"cursor"}},
+		{order.ListFilter{Cursor: ordersvc.EncodeCursor(ordersvc.Cursor{CreatedAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)})}, []string{"cursor"}},
 	} {
 		_, err := b.svc.ListOrders(ctx, tc.f)
 		wantCode(t, err, order.EINVALID)
