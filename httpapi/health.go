@@ -5,6 +5,10 @@ import (
 	_ "embed"
 	"encoding/json"
 	"net/http"
+	"sync"
+	"time"
+
+	"github.com/heraldhq/herald/outbox"
 )
 
 // openAPISource is the OpenAPI 3.1 document of every route.
@@ -33,10 +37,35 @@ func (s *server) handleOpenAPI(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write(s.openapi)
 }
 
-// HealthResponse is the body of /healthz and of a ready /readyz.
+// HealthResponse is the body of /healthz.
 type HealthResponse struct {
 	Status  string `json:"status"`
 	Version string `json:"version,omitempty"`
+}
+
+// Check is one dependency that /readyz and the outbox's health report probe.
+type Check struct {
+	Name string // e.g. "database", "broker"
+	// Required checks take the instance out of service when they fail:
+	// /readyz answers 503. The others (the broker: the outbox absorbs its
+	// outages) only show, in /readyz's body and the health report.
+	Required bool
+	Probe    func(ctx context.Context) error
+}
+
+// CheckResult is a Check's state. Why a check failed goes to the log only:
+// /readyz is open to anyone who reaches the listener.
+type CheckResult struct {
+	Name     string `json:"name"`
+	Status   string `json:"status"` // "up" or "down"
+	Required bool   `json:"required"`
+}
+
+// ReadyResponse is the body of /readyz.
+type ReadyResponse struct {
+	Status  string        `json:"status"` // "ready" or "not_ready"
+	Version string        `json:"version,omitempty"`
+	Checks  []CheckResult `json:"checks"`
 }
 
 // handleHealthz serves GET /healthz: the process is up.
@@ -44,17 +73,106 @@ func (s *server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, r, http.StatusOK, HealthResponse{Status: "ok", Version: s.cfg.Version})
 }
 
-// handleReadyz serves GET /readyz: 200 when Config.Ready passes within
-// ReadyTimeout, else 503. Why it failed goes to the log only.
+// runChecks probes every check at once, each within ReadyTimeout, and
+// logs why a failing one failed.
+func (s *server) runChecks(ctx context.Context) []CheckResult {
+	out := make([]CheckResult, len(s.cfg.Checks))
+	var wg sync.WaitGroup
+	for i, c := range s.cfg.Checks {
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, ReadyTimeout)
+			defer cancel()
+			out[i] = CheckResult{Name: c.Name, Status: "up", Required: c.Required}
+			if err := c.Probe(cctx); err != nil {
+				out[i].Status = "down"
+				s.log.WarnContext(ctx, "http: dependency down", "dependency", c.Name, "error", err)
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// handleReadyz serves GET /readyz: 200 while every required check passes,
+// else 503; the body lists every check's state either way.
 func (s *server) handleReadyz(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.Ready != nil {
-		ctx, cancel := context.WithTimeout(r.Context(), ReadyTimeout)
-		defer cancel()
-		if err := s.cfg.Ready(ctx); err != nil {
-			s.log.WarnContext(r.Context(), "http: not ready", "error", err)
-			writeProblem(w, r, newProblem(eUnavailable, "A dependency (database or broker) is unavailable."))
-			return
+	resp := ReadyResponse{Status: "ready", Version: s.cfg.Version, Checks: s.runChecks(r.Context())}
+	code := http.StatusOK
+	for _, c := range resp.Checks {
+		if c.Required && c.Status != "up" {
+			resp.Status, code = "not_ready", http.StatusServiceUnavailable
+			w.Header().Set("Retry-After", "5")
 		}
 	}
-	s.writeJSON(w, r, http.StatusOK, HealthResponse{Status: "ready", Version: s.cfg.Version})
+	s.writeJSON(w, r, code, resp)
+}
+
+// OutboxHealthResponse is the body of GET /api/v1/outbox/health.
+type OutboxHealthResponse struct {
+	outbox.Health
+	Checks []CheckResult `json:"checks"`
+	Stats  StatsResponse `json:"stats"`
+}
+
+// handleOutboxHealth serves GET /api/v1/outbox/health: a verdict (ok,
+// degraded, failing) with its reasons, from the outbox's figures, the
+// in-process relay's recent attempts and the dependencies' checks.
+func (s *server) handleOutboxHealth(w http.ResponseWriter, r *http.Request) {
+	st, err := s.cfg.Outbox.Stats(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	now := time.Now()
+	in := outbox.HealthInput{Stats: st, Now: now}
+	if s.cfg.RelayCounters != nil {
+		in.Relay = s.recent.relayHealth(s.cfg.RelayCounters(), now)
+	}
+	checks := s.runChecks(r.Context())
+	h := outbox.Assess(in, s.cfg.HealthThresholds)
+	for _, c := range checks {
+		if c.Status == "up" {
+			continue
+		}
+		h.Reasons = append(h.Reasons, c.Name+" is unreachable")
+		if c.Required || h.Verdict == outbox.HealthOK {
+			h.Verdict = outbox.HealthFailing
+		}
+	}
+	s.writeJSON(w, r, http.StatusOK, OutboxHealthResponse{Health: h, Checks: checks, Stats: NewStats(st, now)})
+}
+
+// recentWindow is how far back the health report's retry rate looks.
+const recentWindow = 5 * time.Minute
+
+// recentCounters keeps the relay's counters as the health report saw them,
+// so that the retry rate is of recent attempts, not of the process's life.
+type recentCounters struct {
+	mu      sync.Mutex
+	samples []counterSample
+}
+
+type counterSample struct {
+	at time.Time
+	c  outbox.RelayCounters
+}
+
+// relayHealth records c and returns the attempts since the oldest sample
+// within the window (since the start, before there is one).
+func (r *recentCounters) relayHealth(c outbox.RelayCounters, now time.Time) *outbox.RelayHealth {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for len(r.samples) > 0 && now.Sub(r.samples[0].at) > recentWindow {
+		r.samples = r.samples[1:]
+	}
+	var base outbox.RelayCounters
+	if len(r.samples) > 0 {
+		base = r.samples[0].c
+	}
+	r.samples = append(r.samples, counterSample{at: now, c: c})
+	return &outbox.RelayHealth{
+		Published:  c.Published - base.Published,
+		Retried:    c.Retried - base.Retried,
+		BrokerDown: c.BrokerDown,
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/outbox"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -28,9 +29,9 @@ func TestReadyz(t *testing.T) {
 	t.Parallel()
 	t.Run("no check", func(t *testing.T) {
 		t.Parallel()
-		var h HealthResponse
+		var h ReadyResponse
 		setup(t).do(t, req{method: "GET", path: "/readyz"}).decode(t, 200, &h)
-		if h != (HealthResponse{Status: "ready", Version: "1.2.3-test"}) {
+		if h.Status != "ready" || h.Version != "1.2.3-test" || len(h.Checks) != 0 {
 			t.Errorf("readyz %+v", h)
 		}
 	})
@@ -38,34 +39,94 @@ func TestReadyz(t *testing.T) {
 		t.Parallel()
 		var deadline time.Time
 		b := setup(t, func(c *Config) {
-			c.Ready = func(ctx context.Context) error {
+			c.Checks = []Check{{Name: "database", Required: true, Probe: func(ctx context.Context) error {
 				deadline, _ = ctx.Deadline()
 				return nil
-			}
+			}}}
 		})
-		var h HealthResponse
+		var h ReadyResponse
 		b.do(t, req{method: "GET", path: "/readyz"}).decode(t, 200, &h)
-		if h.Status != "ready" {
-			t.Errorf("status %q", h.Status)
+		if h.Status != "ready" || len(h.Checks) != 1 || h.Checks[0] != (CheckResult{Name: "database", Status: "up", Required: true}) {
+			t.Errorf("readyz %+v", h)
 		}
 		if left := time.Until(deadline); left <= 0 || left > ReadyTimeout {
 			t.Errorf("check ran with %v left, want at most %v", left, ReadyTimeout)
 		}
 	})
-	t.Run("not ready", func(t *testing.T) {
+	// The outbox absorbs a broker outage: the instance stays in service,
+	// and the body says the broker is down.
+	t.Run("broker down", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, func(c *Config) {
-			c.Ready = func(context.Context) error { return errors.New("broker: dial tcp 10.0.0.7:4222: connection refused") }
+			c.Checks = []Check{
+				{Name: "database", Required: true, Probe: func(context.Context) error { return nil }},
+				{Name: "broker", Probe: func(context.Context) error { return errors.New("dial tcp 127.0.0.1:1: connection refused") }},
+			}
+		})
+		var h ReadyResponse
+		r := b.do(t, req{method: "GET", path: "/readyz"})
+		r.decode(t, 200, &h)
+		if h.Status != "ready" || len(h.Checks) != 2 || h.Checks[1] != (CheckResult{Name: "broker", Status: "down"}) {
+			t.Errorf("readyz %+v", h)
+		}
+		if strings.Contains(string(r.Body), "connection refused") {
+			t.Error("readyz shows the cause to anyone")
+		}
+	})
+	t.Run("database down", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, func(c *Config) {
+			c.Checks = []Check{{Name: "database", Required: true, Probe: func(context.Context) error {
+				return errors.New("dial tcp 127.0.0.1:1: connection refused")
+			}}}
 		})
 		r := b.do(t, req{method: "GET", path: "/readyz"})
-		p := r.problem(t, 503, eUnavailable, "/readyz")
-		if p.Detail != "A dependency (database or broker) is unavailable." || strings.Contains(string(r.Body), "10.0.0.7") {
-			t.Errorf("problem %+v", p)
+		var h ReadyResponse
+		r.decode(t, 503, &h)
+		if h.Status != "not_ready" || h.Checks[0].Status != "down" || r.Header.Get("Retry-After") == "" || strings.Contains(string(r.Body), "127.0.0.1:1") {
+			t.Errorf("readyz %+v, Retry-After %q", h, r.Header.Get("Retry-After"))
 		}
-		if logs := b.logs.String(); !strings.Contains(logs, "10.0.0.7:4222: connection refused") {
+		if logs := b.logs.String(); !strings.Contains(logs, "127.0.0.1:1: connection refused") {
 			t.Errorf("the cause is not logged:\n%s", logs)
 		}
 	})
+}
+
+func TestOutboxHealth(t *testing.T) {
+	t.Parallel()
+	var counters outbox.RelayCounters
+	brokerErr := error(nil)
+	b := setup(t, func(c *Config) {
+		c.RelayCounters = func() outbox.RelayCounters { return counters }
+		c.Checks = []Check{{Name: "broker", Probe: func(context.Context) error { return brokerErr }}}
+		c.HealthThresholds = outbox.HealthThresholds{DeadLetters: 1}
+	})
+	health := func() OutboxHealthResponse {
+		var h OutboxHealthResponse
+		b.do(t, req{method: "GET", path: "/api/v1/outbox/health"}).decode(t, 200, &h)
+		return h
+	}
+	if h := health(); h.Verdict != outbox.HealthOK || len(h.Reasons) != 0 || len(h.Checks) != 1 {
+		t.Fatalf("healthy: %+v", h)
+	}
+	// Two dead letters over a threshold of one: degraded.
+	b.deadLetter(t, "agg-1", "thing.failed")
+	b.deadLetter(t, "agg-2", "thing.failed")
+	if h := health(); h.Verdict != outbox.HealthDegraded || len(h.Reasons) != 1 || !strings.Contains(h.Reasons[0], "2 open dead letters") || h.Stats.DLQSize != 2 {
+		t.Fatalf("two dead letters: %+v", h)
+	}
+	// The relay finds the broker down: failing.
+	counters = outbox.RelayCounters{BrokerDown: true}
+	brokerErr = errors.New("not connected")
+	if h := health(); h.Verdict != outbox.HealthFailing || len(h.Reasons) != 3 {
+		t.Fatalf("broker down: %+v", h)
+	}
+	// Recent attempts: 30 retried of 40 since the last report.
+	counters = outbox.RelayCounters{Published: 10, Retried: 30}
+	brokerErr = nil
+	if h := health(); h.Verdict != outbox.HealthDegraded || !strings.Contains(strings.Join(h.Reasons, ";"), "75% of 40 recent publish attempts failed") {
+		t.Fatalf("retry rate: %+v", h)
+	}
 }
 
 func TestMetrics(t *testing.T) {

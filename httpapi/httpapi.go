@@ -59,9 +59,12 @@ type Config struct {
 	// RelayCounters, when set, adds the in-process relay's published,
 	// retried and dead-lettered counts to GET /api/v1/outbox/stats.
 	RelayCounters func() outbox.RelayCounters
-	// Ready reports whether the database and the broker are reachable, for
-	// GET /readyz. Nil means always ready.
-	Ready func(ctx context.Context) error
+	// Checks are the dependencies GET /readyz and the outbox's health
+	// report probe. None means always ready.
+	Checks []Check
+	// HealthThresholds tune GET /api/v1/outbox/health's verdict; zero
+	// fields take outbox.HealthThresholds' defaults.
+	HealthThresholds outbox.HealthThresholds
 
 	// APIToken is the bearer token of the order routes; AdminToken that of
 	// the outbox routes, and it works on the order routes too. With both
@@ -93,6 +96,7 @@ type server struct {
 	auth    authenticator
 	metrics *metrics
 	openapi []byte
+	recent  recentCounters // the relay's counters as the health report saw them
 	// routes lists every pattern registered on mux, for the OpenAPI test.
 	registered []route
 }
@@ -164,6 +168,7 @@ func (s *server) routes() {
 	s.handle("POST "+orders+"/{id}/line-items/{item}/transitions", user, s.handleTransitionLineItem)
 
 	const ob = "/api/v1/outbox"
+	s.handle("GET "+ob+"/health", admin, s.handleOutboxHealth)
 	s.handle("GET "+ob+"/stats", admin, s.handleStats)
 	s.handle("GET "+ob+"/dlq", admin, s.handleListDeadLetters)
 	s.handle("POST "+ob+"/dlq/replay", admin, s.handleReplayDeadLetters)

@@ -76,8 +76,8 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			t.Errorf("the OpenAPI document has %q, which no route serves", p)
 		}
 	}
-	if len(registered) != 17 || len(documented) != 17 {
-		t.Errorf("%d routes registered, %d documented; want the same 17", len(registered), len(documented))
+	if len(registered) != 18 || len(documented) != 18 {
+		t.Errorf("%d routes registered, %d documented; want the same 18", len(registered), len(documented))
 	}
 
 	// Security follows the access each route is registered with.
@@ -101,9 +101,9 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		var want []string
 		switch a {
 		case user:
-			want = append(want, "401", "500")
+			want = append(want, "401", "500", "503")
 		case admin:
-			want = append(want, "401", "403", "500")
+			want = append(want, "401", "403", "500", "503")
 		}
 		if op.RequestBody != nil {
 			want = append(want, "400", "413", "415")

@@ -1,9 +1,7 @@
 package app
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,13 +21,16 @@ func newHandler(a *App, reg *prometheus.Registry) (http.Handler, error) {
 		Orders:        a.DB.Orders,
 		Outbox:        a.DB.Admin,
 		RelayCounters: a.Relay.Counters,
-		Ready:         a.ready,
-		APIToken:      a.cfg.APIToken,
-		AdminToken:    a.cfg.AdminToken,
-		Logger:        a.cfg.Logger.With("component", "http"),
-		Version:       a.cfg.Version,
-		Registry:      reg,
-		NoMetrics:     a.cfg.MetricsAddr != "",
+		Checks: []httpapi.Check{
+			{Name: "database", Required: true, Probe: a.DB.Ping},
+			{Name: "broker", Probe: a.Broker.Ping},
+		},
+		APIToken:   a.cfg.APIToken,
+		AdminToken: a.cfg.AdminToken,
+		Logger:     a.cfg.Logger.With("component", "http"),
+		Version:    a.cfg.Version,
+		Registry:   reg,
+		NoMetrics:  a.cfg.MetricsAddr != "",
 	})
 	return withTraceContext(api), nil
 }
@@ -44,15 +45,4 @@ func withTraceContext(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// ready reports whether the database and the broker answer (GET /readyz).
-func (a *App) ready(ctx context.Context) error {
-	if err := a.DB.Ping(ctx); err != nil {
-		return fmt.Errorf("database: %w", err)
-	}
-	if err := a.Broker.Ping(ctx); err != nil {
-		return fmt.Errorf("broker: %w", err)
-	}
-	return nil
 }

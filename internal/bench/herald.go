@@ -158,7 +158,7 @@ func (t *target) assemble(ctx context.Context, acfg app.Config, natsURL string) 
 		Orders:        db.Orders,
 		Outbox:        db.Admin,
 		RelayCounters: relay.Counters,
-		Ready:         func(ctx context.Context) error { return db.Ping(ctx) },
+		Checks:        []httpapi.Check{{Name: "database", Required: true, Probe: db.Ping}},
 		Logger:        acfg.Logger.With("component", "http"),
 		APIToken:      acfg.APIToken,
 		AdminToken:    acfg.AdminToken,

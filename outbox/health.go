@@ -1,0 +1,98 @@
+package outbox
+
+import (
+	"fmt"
+	"time"
+)
+
+// Health verdicts, from best to worst.
+const (
+	HealthOK       = "ok"
+	HealthDegraded = "degraded" // events flow, but something needs an operator
+	HealthFailing  = "failing"  // events do not flow
+)
+
+// HealthThresholds are the limits of a healthy outbox. Zero fields take the
+// defaults below, the alerts an outbox's operators usually want.
+type HealthThresholds struct {
+	Lag         time.Duration // age of the oldest pending event; default 5m
+	DeadLetters int64         // open dead letters; default 100
+	RetryRate   float64       // share of recent publish attempts that failed; default 0.5
+	// MinAttempts is how many recent attempts the retry rate needs before it
+	// means anything; default 20.
+	MinAttempts uint64
+}
+
+// WithDefaults returns t with every zero field set to its default.
+func (t HealthThresholds) WithDefaults() HealthThresholds {
+	if t.Lag <= 0 {
+		t.Lag = 5 * time.Minute
+	}
+	if t.DeadLetters <= 0 {
+		t.DeadLetters = 100
+	}
+	if t.RetryRate <= 0 {
+		t.RetryRate = 0.5
+	}
+	if t.MinAttempts == 0 {
+		t.MinAttempts = 20
+	}
+	return t
+}
+
+// HealthInput is what Assess judges.
+type HealthInput struct {
+	Stats Stats
+	Now   time.Time
+	// Relay is set when a relay runs in this process: its recent publish
+	// attempts (published and retried in the window the caller keeps) and
+	// whether it finds the broker unavailable.
+	Relay *RelayHealth
+}
+
+// RelayHealth is a relay's recent activity, for Assess.
+type RelayHealth struct {
+	Published, Retried uint64 // in the recent window
+	BrokerDown         bool
+}
+
+// Health is a verdict with the reasons for it (none when ok).
+type Health struct {
+	Verdict string   `json:"verdict"`
+	Reasons []string `json:"reasons"`
+}
+
+// Assess judges an outbox: failing when events do not flow (the broker is
+// unavailable, or the oldest pending event is older than th.Lag), degraded
+// when an operator is needed (too many open dead letters, too many recent
+// attempts failing), ok otherwise.
+func Assess(in HealthInput, th HealthThresholds) Health {
+	th = th.WithDefaults()
+	h := Health{Verdict: HealthOK, Reasons: []string{}}
+	worse := func(verdict, reason string) {
+		if verdict == HealthFailing || h.Verdict == HealthOK {
+			h.Verdict = verdict
+		}
+		h.Reasons = append(h.Reasons, reason)
+	}
+	if in.Relay != nil && in.Relay.BrokerDown {
+		worse(HealthFailing, "the broker is unavailable: events wait in the outbox")
+	}
+	if !in.Stats.OldestPending.IsZero() {
+		if lag := in.Now.Sub(in.Stats.OldestPending); lag > th.Lag {
+			worse(HealthFailing, fmt.Sprintf("the oldest pending event is %s old (over %s)", lag.Round(time.Second), th.Lag))
+		}
+	}
+	if in.Stats.DeadLetters > th.DeadLetters {
+		worse(HealthDegraded, fmt.Sprintf("%d open dead letters (over %d)", in.Stats.DeadLetters, th.DeadLetters))
+	}
+	if in.Relay != nil {
+		attempts := in.Relay.Published + in.Relay.Retried
+		if attempts >= th.MinAttempts {
+			if rate := float64(in.Relay.Retried) / float64(attempts); rate > th.RetryRate {
+				worse(HealthDegraded, fmt.Sprintf("%.0f%% of %d recent publish attempts failed (over %.0f%%)", 100*rate, attempts, 100*th.RetryRate))
+			}
+		}
+	}
+	return h
+}
