@@ -150,6 +150,10 @@ func Connect(ctx context.Context, url string, cfg Config) (*Publisher, error) {
 	done := make(chan struct{})
 	nc, err := nats.Connect(url, connectOptions(ctx, cfg, done)...)
 	if err != nil {
+		var uerr *neturl.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // its message repeats the URL, password and all
+		}
 		return nil, fmt.Errorf("natsjs: connect to %s: %w", redact(url), err)
 	}
 	p, err := newPublisher(ctx, nc, cfg)
@@ -161,14 +165,19 @@ func Connect(ctx context.Context, url string, cfg Config) (*Publisher, error) {
 	return p, nil
 }
 
-// redact hides the passwords in a (comma-separated) server URL list, for
-// error messages.
+// redact hides the passwords and tokens (nats://TOKEN@host) in a
+// (comma-separated) server URL list, for error messages and logs.
 func redact(raw string) string {
 	parts := strings.Split(raw, ",")
 	for i, part := range parts {
 		u, err := neturl.Parse(strings.TrimSpace(part))
 		if err != nil {
 			return "(unparsable URL)"
+		}
+		if u.User != nil {
+			if _, hasPassword := u.User.Password(); !hasPassword {
+				u.User = neturl.User("xxxxx")
+			}
 		}
 		parts[i] = u.Redacted()
 	}
@@ -197,7 +206,7 @@ func connectOptions(ctx context.Context, cfg Config, closed chan struct{}) []nat
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info("natsjs: reconnected to NATS", "url", nc.ConnectedUrlRedacted())
+			log.Info("natsjs: reconnected to NATS", "url", redact(nc.ConnectedUrl()))
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subject := ""

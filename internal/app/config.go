@@ -318,8 +318,10 @@ func DefaultDatabaseURL(dataDir string) string {
 
 // ParseDatabaseURL parses raw, or the default under dataDir when raw is
 // empty. It accepts sqlite://PATH (sqlite:///abs/path for an absolute path,
-// sqlite://rel/path for a relative one), sqlite:PATH, and postgres:// or
-// postgresql:// connection strings.
+// sqlite://rel/path for a relative one), sqlite:PATH, postgres:// or
+// postgresql:// connection URLs, and PostgreSQL key=value connection strings
+// (host=… port=… dbname=…), all that pgx accepts. No message shows a
+// password (RedactURL).
 func ParseDatabaseURL(raw, dataDir string) (DatabaseSpec, error) {
 	if raw == "" {
 		raw = DefaultDatabaseURL(dataDir)
@@ -327,8 +329,16 @@ func ParseDatabaseURL(raw, dataDir string) (DatabaseSpec, error) {
 	lower := strings.ToLower(raw)
 	switch {
 	case strings.HasPrefix(lower, "postgres://"), strings.HasPrefix(lower, "postgresql://"):
+		// pgx takes the scheme in lower case only.
+		scheme, rest, _ := strings.Cut(raw, "://")
+		raw = strings.ToLower(scheme) + "://" + rest
 		if _, err := pgxpool.ParseConfig(raw); err != nil {
-			return DatabaseSpec{}, usagef("--db: invalid PostgreSQL URL %s: %v", RedactURL(raw), unwrapAll(err))
+			return DatabaseSpec{}, usagef("--db: invalid PostgreSQL URL %s: %s", RedactURL(raw), parseProblem(err, raw))
+		}
+		return DatabaseSpec{Kind: Postgres, URL: raw}, nil
+	case isKeyValueDSN(raw):
+		if _, err := pgxpool.ParseConfig(raw); err != nil {
+			return DatabaseSpec{}, usagef("--db: invalid PostgreSQL connection string %s: %s", RedactURL(raw), parseProblem(err, raw))
 		}
 		return DatabaseSpec{Kind: Postgres, URL: raw}, nil
 	case strings.HasPrefix(lower, "sqlite:"):
@@ -342,57 +352,7 @@ func ParseDatabaseURL(raw, dataDir string) (DatabaseSpec, error) {
 		}
 		return DatabaseSpec{Kind: SQLite, Path: path}, nil
 	}
-	return DatabaseSpec{}, usagef("--db %q: unsupported database URL; use sqlite://PATH or postgres://USER@HOST:PORT/DB", RedactURL(raw))
-}
-
-// unwrapAll returns the innermost error's message: pgx wraps parse errors in
-// text that repeats the (secret-bearing) connection string.
-func unwrapAll(err error) error {
-	for {
-		next := errors.Unwrap(err)
-		if next == nil {
-			return err
-		}
-		err = next
-	}
-}
-
-// RedactURL hides the password in a URL (or each of a comma-separated list)
-// for messages and logs, also in a URL too malformed to parse.
-func RedactURL(raw string) string {
-	parts := strings.Split(raw, ",")
-	for i, p := range parts {
-		u, err := url.Parse(strings.TrimSpace(p))
-		if err == nil && u.Scheme != "" {
-			parts[i] = u.Redacted()
-			continue
-		}
-		parts[i] = redactUserinfo(p)
-	}
-	return strings.Join(parts, ",")
-}
-
-// redactUserinfo replaces the password of scheme://user:password@host… by
-// hand, for URLs url.Parse refuses.
-func redactUserinfo(s string) string {
-	_, rest, ok := strings.Cut(s, "://")
-	if !ok {
-		return s
-	}
-	start := len(s) - len(rest)
-	end := strings.IndexAny(rest, "/?#")
-	if end < 0 {
-		end = len(rest)
-	}
-	at := strings.LastIndex(rest[:end], "@")
-	if at < 0 {
-		return s
-	}
-	colon := strings.Index(rest[:at], ":")
-	if colon < 0 {
-		return s
-	}
-	return s[:start+colon+1] + "xxxxx" + s[start+at:]
+	return DatabaseSpec{}, usagef("--db %q: unsupported database URL; use sqlite://PATH, postgres://USER@HOST:PORT/DB or a key=value connection string", RedactURL(raw))
 }
 
 // BrokerKind is the broker a URL selects.
@@ -459,14 +419,14 @@ func ParseBrokerURL(raw string) (BrokerSpec, error) {
 	for part := range strings.SplitSeq(s, ",") {
 		u, err := url.Parse(strings.TrimSpace(part))
 		if err != nil {
-			return BrokerSpec{}, usagef("--broker: invalid NATS URL: %v", unwrapAll(err))
+			return BrokerSpec{}, usagef("--broker %s: invalid NATS URL: %s", RedactURL(raw), parseProblem(innermost(err), raw))
 		}
 		if u.Scheme != "nats" && u.Scheme != "tls" || u.Host == "" {
-			return BrokerSpec{}, usagef("--broker %q: want nats://HOST:PORT", u.Redacted())
+			return BrokerSpec{}, usagef("--broker %q: want nats://HOST:PORT", RedactURL(strings.TrimSpace(part)))
 		}
 		if p := u.Port(); p != "" {
 			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-				return BrokerSpec{}, usagef("--broker %q: port must be a number between 1 and 65535", u.Redacted())
+				return BrokerSpec{}, usagef("--broker %q: port must be a number between 1 and 65535", RedactURL(strings.TrimSpace(part)))
 			}
 		}
 	}

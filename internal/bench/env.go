@@ -72,14 +72,14 @@ func (d *database) Close() { d.close.run() }
 // freshSchema creates a schema on PostgreSQL at rawURL and returns a URL
 // whose connections use it (search_path) and a function that drops it.
 func freshSchema(ctx context.Context, rawURL string) (string, string, func(), error) {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "", "", nil, fmt.Errorf("bench: --db: %w", err)
-	}
 	schema := "herald_bench_" + randomHex(6)
+	withSchema, err := withSearchPath(rawURL, schema)
+	if err != nil {
+		return "", "", nil, err
+	}
 	conn, err := pgx.Connect(ctx, rawURL)
 	if err != nil {
-		return "", "", nil, fmt.Errorf("bench: connect to PostgreSQL %s: %w", app.RedactURL(rawURL), err)
+		return "", "", nil, app.RedactError(fmt.Errorf("bench: connect to PostgreSQL %s: %w", app.RedactURL(rawURL), err), rawURL)
 	}
 	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
 	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
@@ -90,7 +90,7 @@ func freshSchema(ctx context.Context, rawURL string) (string, string, func(), er
 		defer cancel()
 		conn, err := pgx.Connect(ctx, rawURL)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "bench: drop schema %s: %v\n", schema, err)
+			fmt.Fprintf(os.Stderr, "bench: drop schema %s: %v\n", schema, app.RedactError(err, rawURL))
 			return
 		}
 		defer func() { _ = conn.Close(ctx) }()
@@ -98,10 +98,24 @@ func freshSchema(ctx context.Context, rawURL string) (string, string, func(), er
 			fmt.Fprintf(os.Stderr, "bench: drop schema %s: %v\n", schema, err)
 		}
 	}
+	return withSchema, schema, drop, nil
+}
+
+// withSearchPath returns the PostgreSQL connection string raw, a URL or a
+// key=value string, with search_path set to schema.
+func withSearchPath(raw, schema string) (string, error) {
+	if !strings.Contains(raw, "://") {
+		return raw + " search_path=" + schema, nil // the last setting of a key wins
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		// The error repeats the URL: name it redacted instead.
+		return "", &app.UsageError{Err: fmt.Errorf("bench: --db %s does not parse as a URL", app.RedactURL(raw))}
+	}
 	q := u.Query()
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
-	return u.String(), schema, drop, nil
+	return u.String(), nil
 }
 
 // openDatabase opens the outbox database of cfg for an engine mode (not
@@ -134,7 +148,7 @@ func openDatabase(ctx context.Context, cfg Config, conns int) (_ *database, err 
 	}
 	pcfg, err := pgxpool.ParseConfig(d.url)
 	if err != nil {
-		return nil, &app.UsageError{Err: fmt.Errorf("--db: %w", err)}
+		return nil, &app.UsageError{Err: app.RedactError(fmt.Errorf("--db: %w", err), d.url)}
 	}
 	pcfg.ConnConfig.RuntimeParams["application_name"] = "herald-bench"
 	if !strings.Contains(d.url, "pool_max_conns") {

@@ -74,7 +74,7 @@ herald serve or herald relay, at --embedded-nats-addr.`,
 			if fromStart {
 				from = "every event from the start"
 			}
-			c.log.Info("tailing stream "+ncfg.Stream+": "+from+"; stop with Ctrl-C", "nats", nc.ConnectedUrlRedacted())
+			c.log.Info("tailing stream "+ncfg.Stream+": "+from+"; stop with Ctrl-C", "nats", app.RedactURL(nc.ConnectedUrl()))
 			<-ctx.Done()
 			stop()
 			return p.err
