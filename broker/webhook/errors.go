@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/heraldhq/herald/outbox"
 )
 
 // Errors of Publish, compared with errors.Is. None is outbox.Permanent:
@@ -18,8 +20,10 @@ var (
 	// ErrTimeout: the endpoint did not answer within Config.Timeout.
 	ErrTimeout = errors.New("webhook: endpoint did not answer in time")
 	// ErrUnreachable: no connection (refused, reset, DNS, TLS) or it broke
-	// before the answer.
-	ErrUnreachable = errors.New("webhook: endpoint unreachable")
+	// before the answer. It wraps outbox.ErrBrokerUnavailable: the relay
+	// takes it for an outage of the endpoint, not a failure of the event,
+	// and charges no attempt.
+	ErrUnreachable = fmt.Errorf("webhook: endpoint unreachable (%w)", outbox.ErrBrokerUnavailable)
 	// ErrHeldBack fails an event that was not sent because an earlier event
 	// of its aggregate in the same batch failed: sending it would overtake
 	// that one.

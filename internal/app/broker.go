@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/broker/embeddednats"
 	"github.com/heraldhq/herald/broker/logpub"
 	"github.com/heraldhq/herald/broker/natsjs"
@@ -29,6 +30,7 @@ type Broker struct {
 
 	nats     *natsjs.Publisher
 	embedded *embeddednats.Server
+	dialed   *broker.Dialed // an external broker (Kafka, RabbitMQ, Redis, webhook)
 }
 
 // OpenBroker opens the broker of cfg.BrokerURL: for embedded, it starts a
@@ -69,6 +71,13 @@ func OpenBroker(ctx context.Context, cfg Config) (*Broker, error) {
 		b.ClientURL = srv.ClientURL()
 	case BrokerNATS:
 		b.ClientURL = spec.URL
+	default:
+		d, err := openExternal(spec, cfg)
+		if err != nil {
+			return nil, err
+		}
+		b.dialed, b.Publisher = d, d
+		return b, nil
 	}
 	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
@@ -98,7 +107,17 @@ func splitHostPort(addr string) (string, int, error) {
 var errBrokerDisconnected = errors.New("not connected to NATS")
 
 // Ping reports whether the broker can take events now.
-func (b *Broker) Ping(context.Context) error {
+func (b *Broker) Ping(ctx context.Context) error {
+	if b.dialed != nil {
+		pub, err := b.dialed.Connected()
+		if pub == nil {
+			return err
+		}
+		if p, ok := pub.(interface{ Ping(context.Context) error }); ok {
+			return p.Ping(ctx)
+		}
+		return nil
+	}
 	if b.nats == nil {
 		return nil
 	}

@@ -80,6 +80,10 @@ type Config struct {
 	EventLog io.Writer
 	// Version is reported by the API (build information).
 	Version string
+	// LookupEnv reads the broker settings that live in the environment
+	// (HERALD_WEBHOOK_SECRET and the webhook's others); nil means
+	// os.LookupEnv.
+	LookupEnv func(string) (string, bool)
 }
 
 // UsageError is a configuration mistake of the caller (a bad URL, address or
@@ -363,6 +367,10 @@ const (
 	BrokerEmbedded BrokerKind = iota + 1
 	BrokerNATS
 	BrokerLog
+	BrokerKafka
+	BrokerRabbitMQ
+	BrokerRedis
+	BrokerWebhook
 )
 
 func (k BrokerKind) String() string {
@@ -373,6 +381,14 @@ func (k BrokerKind) String() string {
 		return "nats"
 	case BrokerLog:
 		return "log"
+	case BrokerKafka:
+		return "kafka"
+	case BrokerRabbitMQ:
+		return "rabbitmq"
+	case BrokerRedis:
+		return "redis"
+	case BrokerWebhook:
+		return "webhook"
 	}
 	return "unknown"
 }
@@ -390,8 +406,6 @@ var brokersNotYet = map[string]string{
 	"amqps":  "RabbitMQ",
 	"redis":  "Redis Streams",
 	"rediss": "Redis Streams",
-	"http":   "webhook",
-	"https":  "webhook",
 }
 
 // ParseBrokerURL parses a --broker value: embedded, log, or nats://HOST:PORT
@@ -409,6 +423,12 @@ func ParseBrokerURL(raw string) (BrokerSpec, error) {
 		return BrokerSpec{}, usagef("--broker %q: unknown broker; use embedded, nats://HOST:PORT or log", RedactURL(raw))
 	}
 	scheme = strings.ToLower(scheme)
+	if ext, ok := externalBrokers[scheme]; ok {
+		if err := ext.parse(s); err != nil {
+			return BrokerSpec{}, usagef("--broker %s: %v", RedactURL(raw), err)
+		}
+		return BrokerSpec{Kind: ext.kind, URL: s}, nil
+	}
 	if name, ok := brokersNotYet[scheme]; ok {
 		return BrokerSpec{}, usagef("--broker %s: the %s broker (%s://) is not supported in this build yet; use embedded, nats://HOST:PORT or log",
 			RedactURL(raw), name, scheme)

@@ -104,5 +104,9 @@ func (c *cli) config() app.Config {
 		Logger:          c.log,
 		EventLog:        c.stdout,
 		Version:         buildVersion().Version,
+		LookupEnv: func(k string) (string, bool) {
+			v, ok := c.env[k]
+			return v, ok
+		},
 	}
 }

@@ -1,0 +1,81 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/heraldhq/herald/broker"
+	"github.com/heraldhq/herald/broker/webhook"
+	"github.com/heraldhq/herald/outbox"
+)
+
+// externalBroker is a broker Herald reaches by URL through an adapter of
+// package broker: how its URL is checked before anything starts, and how
+// its settings are prepared (with the orders' names) into a connect
+// function that the broker's availability alone can make fail.
+type externalBroker struct {
+	kind    BrokerKind
+	parse   func(raw string) error
+	prepare func(raw string, cfg Config) (connect func(ctx context.Context) (outbox.Publisher, error), err error)
+}
+
+// externalBrokers are the brokers of URL schemes other than nats://.
+var externalBrokers = map[string]externalBroker{
+	"http":  webhookBroker,
+	"https": webhookBroker,
+}
+
+var webhookBroker = externalBroker{
+	kind: BrokerWebhook,
+	parse: func(raw string) error {
+		_, err := webhook.ParseURL(raw)
+		return err
+	},
+	prepare: func(raw string, cfg Config) (func(context.Context) (outbox.Publisher, error), error) {
+		wcfg, err := webhook.ParseURL(raw)
+		if err != nil {
+			return nil, err
+		}
+		if wcfg, err = wcfg.FromEnv(cfg.lookupEnv()); err != nil {
+			return nil, err
+		}
+		wcfg.Logger = cfg.Logger.With("component", "webhook")
+		pub, err := webhook.New(wcfg) // connects nothing: errors are the settings'
+		if err != nil {
+			return nil, err
+		}
+		return func(context.Context) (outbox.Publisher, error) { return pub, nil }, nil
+	},
+}
+
+// lookupEnv is how the brokers' settings that live in the environment
+// (the webhook's secrets) are read.
+func (c Config) lookupEnv() func(string) (string, bool) {
+	if c.LookupEnv != nil {
+		return c.LookupEnv
+	}
+	return os.LookupEnv
+}
+
+// openExternal connects to an external broker in the background (see
+// broker.Dial): a broker that is down at start does not stop Herald, whose
+// outbox keeps the events until it is reachable. Settings the adapter
+// refuses fail at once.
+func openExternal(spec BrokerSpec, cfg Config) (*broker.Dialed, error) {
+	for _, ext := range externalBrokers {
+		if ext.kind != spec.Kind {
+			continue
+		}
+		connect, err := ext.prepare(spec.URL, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("--broker %s: %w", RedactURL(spec.URL), err)
+		}
+		return broker.Dial(func(ctx context.Context) (outbox.Publisher, error) {
+			cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+			defer cancel()
+			return connect(cctx)
+		}, cfg.Logger.With("component", spec.Kind.String())), nil
+	}
+	return nil, fmt.Errorf("no adapter for the %s broker", spec.Kind)
+}

@@ -1,0 +1,151 @@
+package app_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/broker"
+	"github.com/heraldhq/herald/broker/webhook"
+	"github.com/heraldhq/herald/internal/app"
+	"github.com/heraldhq/herald/order"
+)
+
+// deliveries collects what a webhook receiver accepted.
+type deliveries struct {
+	mu  sync.Mutex
+	got []broker.Delivery
+}
+
+func (d *deliveries) add(_ context.Context, del broker.Delivery) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.got = append(d.got, del)
+	return nil
+}
+
+func (d *deliveries) types(orderID string) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for _, del := range d.got {
+		if del.Err == nil && del.Event.Subject == orderID {
+			out = append(out, del.Event.Type)
+		}
+	}
+	return out
+}
+
+// herald serve with --broker https?://… delivers an order's events as
+// signed webhooks, the secret taken from HERALD_WEBHOOK_SECRET. The
+// endpoint is down when Herald starts: Herald starts anyway, /readyz is
+// ready, the outage charges no attempt, and the events arrive in order once
+// the endpoint is up.
+func TestServeDeliversWebhooks(t *testing.T) {
+	t.Parallel()
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	text := "whsec_" + base64.StdEncoding.EncodeToString(key)
+	secret, err := webhook.ParseSecret(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := webhook.NewVerifier(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := &deliveries{}
+	// Reserve a port, close it (the endpoint is down), start it later.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+
+	cfg := testConfig(t, nil)
+	cfg.BrokerURL = "http://" + addr + "/hooks/herald?tenant=t1"
+	cfg.LookupEnv = func(k string) (string, bool) {
+		if k == webhook.EnvSecret {
+			return text, true
+		}
+		return "", false
+	}
+	cfg.Relay.PollInterval = 20 * time.Millisecond
+	cfg.Relay.Retry.Base, cfg.Relay.Retry.Cap = 10*time.Millisecond, 50*time.Millisecond
+	cfg.Relay.Retry.MaxAttempts = 3 // an outage of a few probes would exhaust it, were it charged
+	ctx := context.Background()
+	a, err := app.Start(ctx, cfg, app.Options{HTTP: true})
+	if err != nil {
+		t.Fatalf("serve with its webhook endpoint down: %v", err)
+	}
+	t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
+	o, err := a.DB.Orders.CreateOrder(ctx, order.CreateOrder{CustomerID: "c", Currency: "EUR",
+		LineItems: []order.CreateLineItem{{ProductID: "p", ProductType: order.ProductDigital, Quantity: 1, UnitPrice: 5}}},
+		order.RequestOptions{Actor: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.DB.Orders.ConfirmPayment(ctx, o.ID, order.ConfirmPayment{PaymentID: "pay", Amount: 5, Currency: "EUR"}, order.RequestOptions{Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+
+	// The relay finds the endpoint down ten times over, and charges nothing.
+	for deadline := time.Now().Add(time.Minute); a.Relay.Counters().Outages < 10; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("counters %+v: the relay did not take the unreachable endpoint for an outage", a.Relay.Counters())
+		}
+	}
+	// The endpoint comes up.
+	l, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(&webhook.Receiver{Verifier: verifier, Deliver: got.add})
+	_ = srv.Listener.Close()
+	srv.Listener = l
+	srv.Start()
+	t.Cleanup(srv.Close)
+
+	want := []string{"order.created", "order.payment_confirmed", "order.status_changed", "line_item.status_changed"}
+	deadline := time.Now().Add(time.Minute)
+	for len(got.types(o.ID.String())) < len(want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("delivered %v, want %v", got.types(o.ID.String()), want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if types := got.types(o.ID.String()); !equal(types, want) {
+		t.Fatalf("delivered %v, want %v in order", types, want)
+	}
+	if st, err := a.DB.Admin.Stats(ctx); err != nil || st.DeadLetters != 0 {
+		t.Fatalf("stats %+v, %v: want no dead letter", st, err)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, a.URL()+"/readyz", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/readyz %d", resp.StatusCode)
+	}
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
