@@ -134,6 +134,11 @@ func toProblem(err error) Problem {
 		code, message = order.ECONFLICT, "The event is in the outbox already."
 	case errors.Is(err, outbox.ErrBusy):
 		code, message = eUnavailable, "The database is busy; nothing was written. Try again shortly."
+	case errors.Is(err, outbox.ErrOutcomeUnknown):
+		code, message = eUnavailable, "The connection to the database was lost while the change was being committed: "+
+			"it may or may not have been written. Read the resource before trying again, or repeat the request with the same Idempotency-Key."
+	case errors.Is(err, outbox.ErrUnavailable):
+		code, message = eUnavailable, "The database cannot be reached; nothing was written. Try again shortly."
 	case errors.As(err, &badFilter):
 		code, message, fields = order.EINVALID, "The dead-letter filter is invalid.", filterFieldErrors(badFilter)
 	case errors.Is(err, outbox.ErrInvalidEvent):

@@ -85,7 +85,7 @@ func (d *Driver) ListDeadLetters(ctx context.Context, f outbox.DeadLetterFilter)
 		return scanDeadLetter(row)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: list dead letters: %w", err)
+		return nil, Unavailable(fmt.Errorf("pgstore: list dead letters: %w", err))
 	}
 	return out, nil
 }
@@ -97,7 +97,7 @@ func (d *Driver) GetDeadLetter(ctx context.Context, id int64) (outbox.DeadLetter
 		return outbox.DeadLetter{}, fmt.Errorf("pgstore: dead letter %d: %w", id, outbox.ErrNotFound)
 	}
 	if err != nil {
-		return outbox.DeadLetter{}, fmt.Errorf("pgstore: get dead letter: %w", err)
+		return outbox.DeadLetter{}, Unavailable(fmt.Errorf("pgstore: get dead letter: %w", err))
 	}
 	return dl, nil
 }
@@ -233,7 +233,7 @@ func (d *Driver) Stats(ctx context.Context) (outbox.Stats, error) {
 	)
 	err := d.pool.QueryRow(ctx, d.sql.stats).Scan(&s.Pending, &s.Retrying, &oldest, &s.DeadLetters)
 	if err != nil {
-		return outbox.Stats{}, fmt.Errorf("pgstore: stats: %w", err)
+		return outbox.Stats{}, Unavailable(fmt.Errorf("pgstore: stats: %w", err))
 	}
 	if oldest.Valid {
 		s.OldestPending = oldest.Time

@@ -200,11 +200,18 @@ func (d *Driver) Pool() *pgxpool.Pool { return d.pool }
 // transaction back, even after ctx is cancelled, so the connection goes
 // back to the pool clean; then it returns fn's error unchanged, or panics
 // again.
+//
+// A lost connection is marked (see IsConnectionError): before the commit,
+// with outbox.ErrUnavailable, fn's error staying in the chain (nothing was
+// written); during the commit, with outbox.ErrOutcomeUnknown. A BEGIN that
+// fails on a lost connection is tried once more on a live one (fn has not
+// run yet); fn itself is never run twice.
 func (d *Driver) WithTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	tx, err := d.pool.Begin(ctx)
+	tx, release, err := d.begin(ctx)
 	if err != nil {
-		return fmt.Errorf("pgstore: begin: %w", err)
+		return err
 	}
+	defer release()
 	done := false
 	defer func() {
 		if !done { // fn panicked: roll back while the panic goes on
@@ -215,12 +222,12 @@ func (d *Driver) WithTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	done = true
 	if err != nil {
 		rollback(ctx, tx)
-		return err
+		return Unavailable(err)
 	}
 	// A failed commit leaves no transaction open: pgx closes a connection
 	// that is still in one.
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("pgstore: commit: %w", err)
+		return commitError(err)
 	}
 	if !d.cfg.NotifyInTx {
 		d.Notify()
@@ -273,7 +280,8 @@ func storableText(s string) string {
 
 // insertError converts a failed insert to the outbox's sentinels: unique
 // violations to ErrDuplicate, values PostgreSQL cannot store (a NUL
-// character, invalid UTF-8, a check constraint) to ErrInvalidEvent.
+// character, invalid UTF-8, a check constraint) to ErrInvalidEvent, a lost
+// connection to ErrUnavailable.
 func insertError(err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
@@ -289,7 +297,7 @@ func insertError(err error) error {
 			return fmt.Errorf("%w (%w)", outbox.ErrInvalidEvent, err)
 		}
 	}
-	return fmt.Errorf("pgstore: insert: %w", err)
+	return Unavailable(fmt.Errorf("pgstore: insert: %w", err))
 }
 
 // resolveError converts a failed replay: an idempotency key taken since the

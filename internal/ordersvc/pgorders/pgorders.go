@@ -29,6 +29,7 @@ import (
 	"github.com/heraldhq/herald/internal/ordersvc"
 	"github.com/heraldhq/herald/order"
 	"github.com/heraldhq/herald/outbox"
+	"github.com/heraldhq/herald/outbox/pgstore"
 )
 
 // Store is the PostgreSQL orders store. It is safe for concurrent use.
@@ -52,11 +53,27 @@ func New(pool *pgxpool.Pool, client *outbox.Client[pgx.Tx]) *Store {
 // WithTx runs fn in a transaction of the outbox client's driver (see
 // outbox.Client.WithTx): it commits when fn returns nil and then wakes the
 // relays; otherwise, or if fn panics, it rolls back, also when ctx is
-// already cancelled. fn's error is returned unchanged.
+// already cancelled. fn's error is returned unchanged, except that a lost
+// connection is marked with outbox.ErrUnavailable, or with
+// outbox.ErrOutcomeUnknown when it was lost during the commit
+// (pgstore.Driver.WithTx).
+//
+// When the connection was lost before the commit (the server restarted,
+// the session was terminated), PostgreSQL rolled the transaction back and
+// nothing was written: WithTx then runs the whole transaction once more,
+// fn included, unless ctx has ended. fn must therefore leave nothing behind
+// outside the transaction that a second run does not overwrite (the
+// Service's functions only set their result). After a commit was sent it
+// never retries.
 func (s *Store) WithTx(ctx context.Context, fn func(tx ordersvc.Tx) error) error {
-	return s.outbox.WithTx(ctx, func(tx pgx.Tx) error {
+	run := func(tx pgx.Tx) error {
 		return fn(&pgTx{tx: tx, outbox: s.outbox})
-	})
+	}
+	err := s.outbox.WithTx(ctx, run)
+	if errors.Is(err, outbox.ErrUnavailable) && !errors.Is(err, outbox.ErrOutcomeUnknown) && ctx.Err() == nil {
+		err = s.outbox.WithTx(ctx, run)
+	}
+	return err
 }
 
 const orderColumns = `o.id, o.customer_id, o.currency, o.status, o.total_amount, o.version, o.created_at, o.updated_at`
@@ -75,7 +92,7 @@ func (s *Store) GetOrder(ctx context.Context, id uuid.UUID) (order.Order, error)
 	rows, _ := s.pool.Query(ctx, getOrderSQL, id)
 	orders, err := scanOrders(rows)
 	if err != nil {
-		return order.Order{}, fmt.Errorf("pgorders: get order: %w", err)
+		return order.Order{}, pgstore.Unavailable(fmt.Errorf("pgorders: get order: %w", err))
 	}
 	if len(orders) == 0 {
 		return order.Order{}, ordersvc.ErrNotFound
@@ -119,7 +136,7 @@ ORDER BY o.created_at DESC, o.id DESC, li.line_no`
 	rows, _ := s.pool.Query(ctx, query, args...)
 	orders, err := scanOrders(rows)
 	if err != nil {
-		return nil, fmt.Errorf("pgorders: list orders: %w", err)
+		return nil, pgstore.Unavailable(fmt.Errorf("pgorders: list orders: %w", err))
 	}
 	return orders, nil
 }
@@ -173,12 +190,12 @@ func (s *Store) ListTransitions(ctx context.Context, orderID uuid.UUID) ([]order
 		return t, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("pgorders: list transitions: %w", err)
+		return nil, pgstore.Unavailable(fmt.Errorf("pgorders: list transitions: %w", err))
 	}
 	if len(ts) == 0 {
 		var exists bool
 		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM orders WHERE id = $1)`, orderID).Scan(&exists); err != nil {
-			return nil, fmt.Errorf("pgorders: list transitions: %w", err)
+			return nil, pgstore.Unavailable(fmt.Errorf("pgorders: list transitions: %w", err))
 		}
 		if !exists {
 			return nil, ordersvc.ErrNotFound
