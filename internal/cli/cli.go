@@ -29,7 +29,13 @@ const (
 	ExitOK      = 0
 	ExitFailure = 1 // the command failed while running
 	ExitUsage   = 2 // bad arguments, flags or settings; nothing was started
+	// ExitPending is herald migrate --status's answer when migrations are
+	// pending, so that a deploy script can test for it.
+	ExitPending = 3
 )
+
+// errPending makes Main exit with ExitPending; what is pending is printed.
+var errPending = errors.New("migrations are pending")
 
 // Main runs the herald command line with args (without the program name),
 // writing command output to stdout and logs and errors to stderr. env holds
@@ -45,6 +51,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env []st
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return ExitOK
+	}
+	if errors.Is(err, errPending) {
+		return ExitPending
 	}
 	_, _ = fmt.Fprintf(stderr, "herald: %v\n", err)
 	if app.IsUsageError(err) {

@@ -22,6 +22,10 @@ func (c *cli) migrateCommand() *cobra.Command {
 		Long: `Apply the pending schema migrations of the outbox and of the orders tables,
 or with --status list every migration and whether it is applied.
 
+With --status it exits 0 when the schema is up to date and 3 when migrations
+are pending (1 when the database cannot be read), so that a deploy script can
+test it.
+
 Migrating is safe to run concurrently: on PostgreSQL, migrators of one schema
 take turns.`,
 		Args: noArgs,
@@ -108,10 +112,14 @@ func writeMigrations(w io.Writer, ms []app.Migration) error {
 		return err
 	}
 	p = &printer{w: w}
-	if pending := migration.Pending(ms); pending == 0 {
+	pending := migration.Pending(ms)
+	if pending == 0 {
 		p.printf("the schema is up to date\n")
 	} else {
 		p.printf("%s pending: run herald migrate\n", plural(pending, "migration"))
+	}
+	if p.err == nil && pending > 0 {
+		return errPending
 	}
 	return p.err
 }
