@@ -30,7 +30,7 @@ func benchJSON(t *testing.T, env []string, args ...string) map[string]any {
 
 func TestBenchFull(t *testing.T) {
 	t.Parallel()
-	m := benchJSON(t, []string{"HERALD_CONCURRENCY=2"}, "--orders", "10", "--seed", "1")
+	m := benchJSON(t, nil, "--orders", "10", "--seed", "1", "--concurrency", "2")
 	for _, k := range []string{"orders", "events", "api_p50_ms", "api_p99_ms", "e2e_p50_ms", "e2e_p99_ms", "events_per_sec", "lost", "reordered", "duplicates"} {
 		if _, ok := m[k]; !ok {
 			t.Errorf("no %q in %v", k, m)

@@ -3,11 +3,11 @@
 // so that tests run it in-process with their own arguments, environment and
 // output writers.
 //
-// Every flag can also be set with an environment variable, HERALD_ and the
-// flag's name in upper case with dashes as underscores (--batch-size is
-// HERALD_BATCH_SIZE), except --db and --broker, whose variables are
-// HERALD_DATABASE_URL and HERALD_BROKER_URL. A flag beats its variable,
-// which beats the default.
+// The settings of a deployment can also be set with environment variables,
+// HERALD_ and the flag's name in upper case with dashes as underscores
+// (--batch-size is HERALD_BATCH_SIZE), except --db and --broker, whose
+// variables are HERALD_DATABASE_URL and HERALD_BROKER_URL. A flag beats its
+// variable, which beats the default. Options of one invocation have none.
 package cli
 
 import (
@@ -103,10 +103,12 @@ a dead-letter queue for an operator to inspect and replay.
 With no flags, herald serve runs on a SQLite file and an embedded NATS server
 under ./herald-data and listens on 127.0.0.1:8080.
 
-Every flag can also be set with an environment variable: HERALD_ and the flag
-name in upper case with dashes as underscores (--batch-size is
-HERALD_BATCH_SIZE); --db and --broker read HERALD_DATABASE_URL and
-HERALD_BROKER_URL. A flag beats its variable, which beats the default.`
+The settings of a deployment can also be set with environment variables:
+HERALD_ and the flag name in upper case with dashes as underscores
+(--batch-size is HERALD_BATCH_SIZE); --db and --broker read
+HERALD_DATABASE_URL and HERALD_BROKER_URL. A flag beats its variable, which
+beats the default. Options of one invocation (--json, --status, filters) have
+no variable; each flag's help names its variable when it has one.`
 
 func (c *cli) rootCommand() *cobra.Command {
 	root := &cobra.Command{
@@ -161,30 +163,56 @@ func (c *cli) prepare(cmd *cobra.Command) error {
 	}
 	log, err := newLogger(c.stderr, c.s.logLevel, c.s.logFormat)
 	if err != nil {
-		return err
+		return c.fromEnv(cmd, err, "log-level", "log-format")
 	}
 	c.log = log
 	return nil
+}
+
+// fromEnv names the variable in err when one of flags that err is about
+// was set from its environment variable rather than on the command line.
+func (c *cli) fromEnv(cmd *cobra.Command, err error, flags ...string) error {
+	for _, name := range flags {
+		f := cmd.Flags().Lookup(name)
+		v := EnvVar(name)
+		if f != nil && !f.Changed && v != "" && c.env[v] != "" && strings.Contains(err.Error(), "--"+name+" ") {
+			return usagef("%s (from %s)", err.Error(), v)
+		}
+	}
+	return err
 }
 
 // annotationNoLog marks commands that need no logger (and so ignore bad
 // log settings).
 const annotationNoLog = "herald/no-log"
 
-// EnvVar returns the environment variable of a flag, or "" for the flags an
-// operator must type: --all (replay every dead letter) and --reason (why one
-// is discarded) confirm or justify one action, and a variable left in the
-// environment would do that silently for every later command.
+// EnvVar returns the environment variable of a flag, or "" for a flag of
+// one invocation. Only the settings of a deployment have variables (where
+// the database and the broker are, the listeners, tokens, logging, the
+// relay's tuning): an option of one command (--status, --json, --limit,
+// filters, --all, --reason, the bench's modes) left in the environment
+// would silently change every later command, such as HERALD_STATUS=1
+// turning herald migrate into a listing.
 func EnvVar(flag string) string {
 	switch flag {
 	case "db":
 		return "HERALD_DATABASE_URL"
 	case "broker":
 		return "HERALD_BROKER_URL"
-	case "all", "reason":
+	}
+	if !deploymentSettings[flag] {
 		return ""
 	}
 	return "HERALD_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// deploymentSettings are the flags with environment variables.
+var deploymentSettings = map[string]bool{
+	"data-dir": true, "http-addr": true, "embedded-nats-addr": true, "metrics-addr": true, "max-connections": true,
+	"api-token": true, "admin-token": true, "log-level": true, "log-format": true,
+	"batch-size": true, "workers": true, "poll-interval": true, "poll-only": true, "max-attempts": true,
+	"retry-base": true, "retry-cap": true, "move-on-past-dead-letters": true, "source": true,
+	"no-migrate": true, "shutdown-timeout": true,
 }
 
 // applyEnv sets each flag of fs not given on the command line from its

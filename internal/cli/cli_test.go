@@ -78,7 +78,7 @@ func TestBadInput(t *testing.T) {
 		{"dlq list state in upper case", nil, []string{"dlq", "list", "--state", "ALL"}, `--state "ALL": must be one of open, replayed, discarded or all`},
 		{"dlq list NUL", nil, []string{"dlq", "list", "--aggregate-id", "a\x00b"}, `--aggregate-id "a\x00b": must not contain control characters`},
 		{"dlq list not UTF-8", nil, []string{"dlq", "list", "--aggregate-type", "\xff"}, `--aggregate-type "\xff": must be valid UTF-8`},
-		{"dlq list escape from env", []string{"HERALD_EVENT_TYPE=\x1b[2J"}, []string{"dlq", "list"}, `--event-type "\x1b[2J": must not contain control characters`},
+		{"dlq list escape", nil, []string{"dlq", "list", "--event-type", "\x1b[2J"}, `--event-type "\x1b[2J": must not contain control characters`},
 		{"dlq list long", nil, []string{"dlq", "list", "--aggregate-id", strings.Repeat("é", 128)}, "--aggregate-id \"ééé"},
 		{"dlq list long says bytes", nil, []string{"dlq", "list", "--aggregate-id", strings.Repeat("é", 128)}, "…: must be at most 255 bytes"},
 		{"dlq list negative cursor", nil, []string{"dlq", "list", "--after", "-1"}, "--after -1: must not be negative"},
@@ -163,5 +163,25 @@ func TestCompletion(t *testing.T) {
 		if r := run(t, nil, args...); r.code != 2 {
 			t.Errorf("herald %v: exit %d, want 2\n%s", args, r.code, r.stderr)
 		}
+	}
+}
+
+// Options of one invocation have no variable: left in the environment they
+// would change every later command. HERALD_STATUS=1 does not turn migrate
+// into a listing; HERALD_JSON and HERALD_LIMIT change nothing.
+func TestInvocationOptionsIgnoreTheEnvironment(t *testing.T) {
+	t.Parallel()
+	dbURL := "sqlite://" + filepath.Join(t.TempDir(), "h.db")
+	env := []string{"HERALD_DATABASE_URL=" + dbURL, "HERALD_STATUS=1", "HERALD_JSON=true", "HERALD_LIMIT=-5", "HERALD_STATE=bogus"}
+	if out := mustRun(t, env, "migrate"); !strings.Contains(out, "applied outbox 1") {
+		t.Fatalf("migrate with HERALD_STATUS=1 in the environment did not migrate:\n%s", out)
+	}
+	if out := mustRun(t, env, "dlq", "list"); out != "no dead letters\n" {
+		t.Fatalf("dlq list with HERALD_JSON, HERALD_LIMIT and HERALD_STATE set:\n%s", out)
+	}
+	// Deployment settings keep theirs, and a bad value names the variable.
+	r := run(t, append(env, "HERALD_LOG_LEVEL=loud"), "migrate")
+	if r.code != cli.ExitUsage || !strings.Contains(r.stderr, "HERALD_LOG_LEVEL") {
+		t.Fatalf("bad HERALD_LOG_LEVEL: exit %d\n%s", r.code, r.stderr)
 	}
 }
