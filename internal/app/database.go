@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,8 +34,10 @@ type Database struct {
 	// Audit lists the audit trail's events, for herald check.
 	Audit ordersvc.Auditor
 
-	sets    []migrationSet
-	ping    func(ctx context.Context) error
+	sets []migrationSet
+	ping func(ctx context.Context) error
+	// tables reports whether the outbox's tables exist.
+	tables  func(ctx context.Context) (bool, error)
 	closers []func() error
 }
 
@@ -68,6 +71,48 @@ func OpenDatabase(ctx context.Context, cfg Config) (*Database, error) {
 	default:
 		return openSQLite(spec)
 	}
+}
+
+// ErrNoDatabase is OpenExisting's answer for a database Herald has not
+// created (or migrated) yet.
+var ErrNoDatabase = errors.New("no Herald database")
+
+// OpenExisting opens the database of cfg.DatabaseURL for an operator
+// command, which must not create one as a side effect: a SQLite file that
+// does not exist is refused, and so, when tables is set, is a database
+// without Herald's tables (herald stats in the wrong directory would
+// otherwise leave an empty database behind and then fail on it).
+func OpenExisting(ctx context.Context, cfg Config, tables bool) (*Database, error) {
+	cfg = cfg.withDefaults()
+	spec, err := ParseDatabaseURL(cfg.DatabaseURL, cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	hint := "run herald serve or herald migrate first"
+	if spec.Kind == SQLite {
+		file, _, _ := strings.Cut(spec.Path, "?")
+		if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w at %s (%s)", ErrNoDatabase, file, hint)
+		}
+	}
+	db, err := OpenDatabase(ctx, cfg)
+	if err != nil || !tables {
+		return db, err
+	}
+	exists, err := db.hasTables(ctx)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	if !exists {
+		_ = db.Close()
+		where := spec.Path
+		if spec.Kind == Postgres {
+			where = RedactURL(spec.URL)
+		}
+		return nil, fmt.Errorf("%w at %s: it has no outbox tables (%s)", ErrNoDatabase, where, hint)
+	}
+	return db, nil
 }
 
 // poolHeadroom is the connections a pool keeps for the API and the
@@ -111,10 +156,14 @@ func openPostgres(ctx context.Context, spec DatabaseSpec, relayWorkers int) (*Da
 		return nil, err
 	}
 	db := &Database{
-		Spec:    spec,
-		Source:  store,
-		Admin:   store,
-		ping:    pool.Ping,
+		Spec:   spec,
+		Source: store,
+		Admin:  store,
+		ping:   pool.Ping,
+		tables: func(ctx context.Context) (ok bool, err error) {
+			err = pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", ordersvc.OutboxName).Scan(&ok)
+			return ok, err
+		},
 		sets:    []migrationSet{{name: "outbox", m: store}},
 		closers: []func() error{func() error { pool.Close(); return nil }},
 	}
@@ -137,10 +186,14 @@ func openSQLite(spec DatabaseSpec) (*Database, error) {
 		return nil, err
 	}
 	db := &Database{
-		Spec:    spec,
-		Source:  store,
-		Admin:   store,
-		ping:    store.DB().PingContext,
+		Spec:   spec,
+		Source: store,
+		Admin:  store,
+		ping:   store.DB().PingContext,
+		tables: func(ctx context.Context) (ok bool, err error) {
+			err = store.DB().QueryRowContext(ctx, "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?", ordersvc.OutboxName).Scan(&ok)
+			return ok, err
+		},
 		sets:    []migrationSet{{name: "outbox", m: store}},
 		closers: []func() error{store.Close},
 	}
@@ -176,6 +229,9 @@ func (db *Database) MigrationStatus(ctx context.Context) ([]Migration, error) {
 	}
 	return out, nil
 }
+
+// hasTables reports whether the outbox's tables exist.
+func (db *Database) hasTables(ctx context.Context) (bool, error) { return db.tables(ctx) }
 
 // Ping checks that the database answers.
 func (db *Database) Ping(ctx context.Context) error { return db.ping(ctx) }

@@ -73,8 +73,16 @@ func TestDeployQueriesNameExposedMetrics(t *testing.T) {
 		return string(b)
 	}
 	get("/healthz") // a request the HTTP counter counts
-	exposed := map[string]bool{}
+	// The relay counts an event once its batch is committed, a moment
+	// after the broker has it.
 	body := get("/metrics")
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(body, `outcome="published"} 1`); body = get("/metrics") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the published event is not counted by type:\n%s", body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	exposed := map[string]bool{}
 	for _, line := range strings.Split(body, "\n") {
 		if name := metricName.FindString(line); name != "" && !strings.HasPrefix(line, "#") {
 			exposed[name] = true

@@ -66,7 +66,7 @@ messages until its limits drop them, so check a window the stream still holds
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			var audited []ordersvc.AuditedEvent
-			err := c.withDatabase(ctx, func(ctx context.Context, db *app.Database) error {
+			err := c.withExisting(ctx, true, func(ctx context.Context, db *app.Database) error {
 				var err error
 				audited, err = db.Audit.AuditedEvents(ctx, from)
 				return err

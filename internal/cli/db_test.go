@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -33,6 +34,30 @@ func TestMigratePostgres(t *testing.T) {
 
 func testMigrate(t *testing.T, dbURL string) {
 	env := []string{"HERALD_DATABASE_URL=" + dbURL}
+	if file, ok := strings.CutPrefix(dbURL, "sqlite://"); ok {
+		// An operator command opens an existing database only: it
+		// neither creates the file nor its directory.
+		for _, args := range [][]string{{"migrate", "--status"}, {"stats"}, {"dlq", "list"}, {"check", "--broker", "nats://127.0.0.1:1"}} {
+			r := run(t, env, args...)
+			if r.code != cli.ExitFailure || !strings.Contains(r.stderr, "no Herald database at "+file) ||
+				!strings.Contains(r.stderr, "run herald serve or herald migrate first") {
+				t.Errorf("herald %v on a missing database: exit %d\n%s", args, r.code, r.stderr)
+			}
+		}
+		if _, err := os.Stat(filepath.Dir(file)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("an operator command created %s: %v", filepath.Dir(file), err)
+		}
+		// An empty file is a database without Herald's tables.
+		if err := os.MkdirAll(filepath.Dir(file), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(file, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if r := run(t, env, "stats"); r.code != cli.ExitFailure || !strings.Contains(r.stderr, "it has no outbox tables") {
+			t.Errorf("herald stats on a database without tables: exit %d\n%s", r.code, r.stderr)
+		}
+	}
 	// Pending migrations: exit 3, for a deploy script to test.
 	pendingStatus := func() string {
 		t.Helper()

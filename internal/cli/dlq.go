@@ -273,7 +273,7 @@ func (c *cli) withStore(ctx context.Context, timeout time.Duration, fn func(cont
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	return c.withDatabase(ctx, func(ctx context.Context, db *app.Database) error {
+	return c.withExisting(ctx, true, func(ctx context.Context, db *app.Database) error {
 		return fn(ctx, db.Admin)
 	})
 }

@@ -30,14 +30,16 @@ Migrating is safe to run concurrently: on PostgreSQL, migrators of one schema
 take turns.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return c.withDatabase(cmd.Context(), func(ctx context.Context, db *app.Database) error {
-				if status {
+			if status {
+				return c.withExisting(cmd.Context(), false, func(ctx context.Context, db *app.Database) error {
 					ms, err := db.MigrationStatus(ctx)
 					if err != nil {
 						return err
 					}
 					return writeMigrations(c.stdout, ms)
-				}
+				})
+			}
+			return c.withDatabase(cmd.Context(), func(ctx context.Context, db *app.Database) error {
 				return migrate(ctx, c.stdout, db)
 			})
 		},
@@ -46,13 +48,27 @@ take turns.`,
 	return cmd
 }
 
-// withDatabase opens the database of the settings for fn and closes it.
+// withDatabase opens the database of the settings for fn and closes it,
+// creating it if need be (herald migrate).
 func (c *cli) withDatabase(ctx context.Context, fn func(context.Context, *app.Database) error) error {
+	return c.openDatabase(ctx, app.OpenDatabase, fn)
+}
+
+// withExisting opens the database for an operator command, which refuses a
+// database that does not exist and, with tables, one without Herald's
+// tables, instead of creating one as a side effect.
+func (c *cli) withExisting(ctx context.Context, tables bool, fn func(context.Context, *app.Database) error) error {
+	return c.openDatabase(ctx, func(ctx context.Context, cfg app.Config) (*app.Database, error) {
+		return app.OpenExisting(ctx, cfg, tables)
+	}, fn)
+}
+
+func (c *cli) openDatabase(ctx context.Context, open func(context.Context, app.Config) (*app.Database, error), fn func(context.Context, *app.Database) error) error {
 	cfg := c.config()
 	if err := cfg.ValidateDatabase(); err != nil {
 		return err
 	}
-	db, err := app.OpenDatabase(ctx, cfg)
+	db, err := open(ctx, cfg)
 	if err != nil {
 		return err
 	}
