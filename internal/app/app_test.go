@@ -329,3 +329,36 @@ func TestValidate(t *testing.T) {
 		t.Errorf("%T is no *UsageError", err)
 	}
 }
+
+// A data directory has one owner: a second process on it (herald relay in
+// the directory of a running serve) is refused before it opens the
+// embedded NATS store, and the directory is free again once the first
+// stops.
+func TestDataDirectoryHasOneOwner(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	cfg := app.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", EmbeddedNATSAddr: addr}
+	first, err := app.OpenBroker(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.OpenBroker(ctx, cfg); err == nil || !strings.Contains(err.Error(), "is in use by another herald process (pid ") ||
+		!strings.Contains(err.Error(), dir) {
+		t.Fatalf("a second owner of %s: %v", dir, err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := app.OpenBroker(ctx, cfg)
+	if err != nil {
+		t.Fatalf("after the first owner closed: %v", err)
+	}
+	_ = again.Close()
+}

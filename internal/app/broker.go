@@ -31,6 +31,7 @@ type Broker struct {
 	nats     *natsjs.Publisher
 	embedded *embeddednats.Server
 	dialed   *broker.Dialed // an external broker (Kafka, RabbitMQ, Redis, webhook)
+	unlock   func()         // releases the data directory (embedded)
 }
 
 // OpenBroker opens the broker of cfg.BrokerURL: for embedded, it starts a
@@ -52,8 +53,13 @@ func OpenBroker(ctx context.Context, cfg Config) (*Broker, error) {
 		if err != nil {
 			return nil, err
 		}
+		unlock, err := lockDataDir(cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
 		storeDir := filepath.Join(cfg.DataDir, "nats")
 		if err := os.MkdirAll(storeDir, 0o750); err != nil {
+			unlock()
 			return nil, fmt.Errorf("create the embedded NATS store: %w", err)
 		}
 		srv, err := embeddednats.Start(embeddednats.Config{
@@ -65,9 +71,10 @@ func OpenBroker(ctx context.Context, cfg Config) (*Broker, error) {
 			Logger: slog.New(atLeast(cfg.Logger.Handler(), slog.LevelWarn)).With("component", "embedded-nats"),
 		})
 		if err != nil {
+			unlock()
 			return nil, fmt.Errorf("start the embedded NATS server (--embedded-nats-addr %s): %w", cfg.EmbeddedNATSAddr, err)
 		}
-		b.embedded = srv
+		b.embedded, b.unlock = srv, unlock
 		b.ClientURL = srv.ClientURL()
 	case BrokerNATS:
 		b.ClientURL = spec.URL
@@ -85,6 +92,7 @@ func OpenBroker(ctx context.Context, cfg Config) (*Broker, error) {
 	if err != nil {
 		if b.embedded != nil {
 			b.embedded.Shutdown()
+			b.unlock()
 		}
 		return nil, err
 	}
@@ -136,6 +144,10 @@ func (b *Broker) Close() error {
 	}
 	if b.embedded != nil {
 		b.embedded.Shutdown()
+	}
+	if b.unlock != nil {
+		b.unlock()
+		b.unlock = nil
 	}
 	return err
 }
