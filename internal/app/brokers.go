@@ -3,10 +3,13 @@ package app
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 
 	"github.com/heraldhq/herald/broker"
+	"github.com/heraldhq/herald/broker/redisstream"
 	"github.com/heraldhq/herald/broker/webhook"
+	"github.com/heraldhq/herald/internal/ordersvc"
 	"github.com/heraldhq/herald/outbox"
 )
 
@@ -18,12 +21,78 @@ type externalBroker struct {
 	kind    BrokerKind
 	parse   func(raw string) error
 	prepare func(raw string, cfg Config) (connect func(ctx context.Context) (outbox.Publisher, error), err error)
+	// subscribe reads the orders' events back (herald tail, herald check);
+	// nil for a broker that cannot be read (webhook).
+	subscribe func(ctx context.Context, raw string, cfg Config, opts broker.SubscribeOptions, fn func(broker.Delivery)) (stop func(), err error)
 }
 
 // externalBrokers are the brokers of URL schemes other than nats://.
 var externalBrokers = map[string]externalBroker{
-	"http":  webhookBroker,
-	"https": webhookBroker,
+	"http":   webhookBroker,
+	"https":  webhookBroker,
+	"redis":  redisBroker,
+	"rediss": redisBroker,
+}
+
+// hasSetting reports whether a broker URL sets a query setting; where it
+// does not, Herald gives the orders' name (orders.events) instead of the
+// adapter's neutral default.
+func hasSetting(raw, key string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && u.Query().Has(key)
+}
+
+var redisBroker = externalBroker{
+	kind: BrokerRedis,
+	parse: func(raw string) error {
+		_, err := redisstream.ParseURL(raw)
+		return err
+	},
+	prepare: func(raw string, cfg Config) (func(context.Context) (outbox.Publisher, error), error) {
+		rcfg, err := redisConfig(raw, cfg)
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context) (outbox.Publisher, error) { return redisstream.Connect(ctx, rcfg) }, nil
+	},
+	subscribe: func(ctx context.Context, raw string, cfg Config, opts broker.SubscribeOptions, fn func(broker.Delivery)) (func(), error) {
+		rcfg, err := redisConfig(raw, cfg)
+		if err != nil {
+			return nil, err
+		}
+		return redisstream.Subscribe(ctx, rcfg, opts, fn)
+	},
+}
+
+func redisConfig(raw string, cfg Config) (redisstream.Config, error) {
+	rcfg, err := redisstream.ParseURL(raw)
+	if err != nil {
+		return rcfg, err
+	}
+	if !hasSetting(raw, "stream") {
+		rcfg.Stream = ordersvc.EventsName
+	}
+	rcfg.Logger = cfg.Logger.With("component", "redis")
+	return rcfg, nil
+}
+
+// SubscribeBroker reads the orders' events back from the external broker
+// of cfg.BrokerURL (not NATS, which herald tail reads itself).
+func SubscribeBroker(ctx context.Context, cfg Config, opts broker.SubscribeOptions, fn func(broker.Delivery)) (stop func(), err error) {
+	cfg = cfg.withDefaults()
+	spec, err := ParseBrokerURL(cfg.BrokerURL)
+	if err != nil {
+		return nil, err
+	}
+	for _, ext := range externalBrokers {
+		if ext.kind == spec.Kind {
+			if ext.subscribe == nil {
+				return nil, usagef("the %s broker cannot be read back", spec.Kind)
+			}
+			return ext.subscribe(ctx, spec.URL, cfg, opts, fn)
+		}
+	}
+	return nil, usagef("--broker %s cannot be read back here", spec.Kind)
 }
 
 var webhookBroker = externalBroker{

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 	"github.com/heraldhq/herald/broker/webhook"
 	"github.com/heraldhq/herald/internal/app"
 	"github.com/heraldhq/herald/order"
+	"github.com/redis/go-redis/v9"
 )
 
 // deliveries collects what a webhook receiver accepted.
@@ -148,4 +150,84 @@ func equal(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// serveAndRead runs herald serve on brokerURL, writes an order with a
+// payment, and reads its events back through app.SubscribeBroker: every
+// event, in sequence, with the orders' CloudEvents fields.
+func serveAndRead(t *testing.T, brokerURL string) {
+	t.Helper()
+	ctx := context.Background()
+	cfg := testConfig(t, nil)
+	cfg.BrokerURL = brokerURL
+	cfg.Relay.PollInterval = 20 * time.Millisecond
+	a, err := app.Start(ctx, cfg, app.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
+
+	var mu sync.Mutex
+	var got []broker.Delivery
+	stop, err := app.SubscribeBroker(ctx, cfg, broker.SubscribeOptions{FromStart: true}, func(d broker.Delivery) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, d)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+
+	o, err := a.DB.Orders.CreateOrder(ctx, order.CreateOrder{CustomerID: "c", Currency: "EUR",
+		LineItems: []order.CreateLineItem{{ProductID: "p", ProductType: order.ProductDigital, Quantity: 1, UnitPrice: 5}}},
+		order.RequestOptions{Actor: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.DB.Orders.ConfirmPayment(ctx, o.ID, order.ConfirmPayment{PaymentID: "pay", Amount: 5, Currency: "EUR"}, order.RequestOptions{Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"order.created", "order.payment_confirmed", "order.status_changed", "line_item.status_changed"}
+	var mine []broker.Delivery
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		mu.Lock()
+		mine = mine[:0]
+		for _, d := range got {
+			if d.Err == nil && d.Event.Subject == o.ID.String() {
+				mine = append(mine, d)
+			}
+		}
+		mu.Unlock()
+		if len(mine) >= len(want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("read %d of the order's %d events", len(mine), len(want))
+		}
+	}
+	for i, d := range mine[:len(want)] {
+		e := d.Event
+		if e.Type != want[i] || e.Sequence != int64(i+1) || e.Source != "/herald/orders" || e.AggregateType != "order" ||
+			e.SpecVersion != "1.0" || e.DataContentType != "application/json" || e.Time.IsZero() || len(e.Data) == 0 {
+			t.Errorf("event %d: %+v, want %s #%d from /herald/orders", i, e, want[i], i+1)
+		}
+		if d.MsgID != "" && d.MsgID != e.ID {
+			t.Errorf("event %d: the broker's message id %q is not the event id %q", i, d.MsgID, e.ID)
+		}
+	}
+}
+
+// The orders' events on Redis Streams, in the stream the URL names.
+func TestServeOnRedis(t *testing.T) {
+	t.Parallel()
+	stream := "herald-test-" + fmt.Sprint(time.Now().UnixNano())
+	serveAndRead(t, "redis://127.0.0.1:6379/0?stream="+stream)
+	t.Cleanup(func() { // the stream is the test's own
+		rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+		defer func() { _ = rdb.Close() }()
+		if err := rdb.Del(context.Background(), stream).Err(); err != nil {
+			t.Errorf("delete the stream: %v", err)
+		}
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -12,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/broker/natsjs"
 	"github.com/heraldhq/herald/internal/app"
 	"github.com/heraldhq/herald/internal/ordersvc"
@@ -56,7 +58,7 @@ messages until its limits drop them, so check a window the stream still holds
 				url = "nats://" + cfg.EmbeddedNATSAddr
 			case app.BrokerNATS:
 				url = spec.URL
-			default:
+			case app.BrokerLog, app.BrokerWebhook:
 				return usagef("herald check reads the broker back, which --broker %s cannot be", spec.Kind)
 			}
 			from := time.Time{}
@@ -74,7 +76,12 @@ messages until its limits drop them, so check a window the stream still holds
 			if err != nil {
 				return err
 			}
-			onBroker, err := readStream(ctx, url, app.NATSConfig(c.log))
+			var onBroker map[uuid.UUID]ordersvc.BrokerEvent
+			if url != "" {
+				onBroker, err = readStream(ctx, url, app.NATSConfig(c.log))
+			} else {
+				onBroker, err = readUntilQuiet(ctx, cfg)
+			}
 			if err != nil {
 				return err
 			}
@@ -100,6 +107,51 @@ func writeCheck(w io.Writer, audited []ordersvc.AuditedEvent, onBroker map[uuid.
 		return errMismatches
 	}
 	return nil
+}
+
+// quiet is how long readUntilQuiet waits for one more event before it
+// takes the broker's retained events as all read.
+const quiet = 2 * time.Second
+
+// readUntilQuiet reads everything an external broker retains (Kafka's
+// topic, Redis's stream) from its start, until it delivers nothing more
+// for a while: these brokers do not say where their end is as JetStream does.
+func readUntilQuiet(ctx context.Context, cfg app.Config) (map[uuid.UUID]ordersvc.BrokerEvent, error) {
+	var mu sync.Mutex
+	out := map[uuid.UUID]ordersvc.BrokerEvent{}
+	last := time.Now()
+	stop, err := app.SubscribeBroker(ctx, cfg, broker.SubscribeOptions{FromStart: true}, func(d broker.Delivery) {
+		mu.Lock()
+		defer mu.Unlock()
+		last = time.Now()
+		if d.Err != nil {
+			return
+		}
+		if id, err := uuid.Parse(d.Event.ID); err == nil {
+			out[id] = ordersvc.BrokerEvent{Type: d.Event.Type, OrderID: d.Event.Subject, Time: d.Event.Time}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	for {
+		mu.Lock()
+		idle := time.Since(last)
+		mu.Unlock()
+		if idle >= quiet {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("read the broker: %w", ctx.Err())
+		case <-time.After(quiet - idle):
+		}
+	}
+	stop()
+	mu.Lock()
+	defer mu.Unlock()
+	return out, nil
 }
 
 // readStream reads every event the stream holds, up to its last message at

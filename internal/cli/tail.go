@@ -2,16 +2,19 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
+	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/broker/natsjs"
 	"github.com/heraldhq/herald/internal/app"
 )
@@ -46,11 +49,16 @@ herald serve or herald relay, at --embedded-nats-addr.`,
 			var url string
 			switch spec.Kind {
 			case app.BrokerLog:
-				return usagef("herald tail reads from NATS; --broker log writes events to the standard output of herald serve instead")
+				return usagef("herald tail reads the broker; --broker log writes events to the standard output of herald serve instead")
+			case app.BrokerWebhook:
+				return usagef("herald tail reads the broker; a webhook endpoint receives the events instead")
 			case app.BrokerEmbedded:
 				url = "nats://" + cfg.EmbeddedNATSAddr
-			default:
+			case app.BrokerNATS:
 				url = spec.URL
+			default:
+				return c.tailExternal(cmd.Context(), cfg, spec, &eventPrinter{w: c.stdout, json: asJSON},
+					broker.SubscribeOptions{FromStart: fromStart, Types: types})
 			}
 			ncfg := app.NATSConfig(c.log)
 			nc, err := nats.Connect(url, natsjs.ConnectOptions(ncfg)...)
@@ -66,7 +74,9 @@ herald serve or herald relay, at --embedded-nats-addr.`,
 			ctx := cmd.Context()
 			p := &eventPrinter{w: c.stdout, json: asJSON}
 			stop, err := natsjs.Subscribe(ctx, nc, ncfg,
-				natsjs.SubscribeOptions{DeliverNew: !fromStart, Types: types}, p.print)
+				natsjs.SubscribeOptions{DeliverNew: !fromStart, Types: types}, func(d natsjs.Delivery) {
+					p.print(broker.Delivery{Event: d.Event, Err: d.Err, Body: d.Body, Where: d.Subject, Stored: d.Stored})
+				})
 			if err != nil {
 				return err
 			}
@@ -95,7 +105,26 @@ type eventPrinter struct {
 	err  error // the first write error
 }
 
-func (p *eventPrinter) print(d natsjs.Delivery) {
+// tailExternal tails a broker other than NATS until ctx ends.
+func (c *cli) tailExternal(ctx context.Context, cfg app.Config, spec app.BrokerSpec, p *eventPrinter, opts broker.SubscribeOptions) error {
+	var mu sync.Mutex // adapters may deliver from more than one goroutine
+	stop, err := app.SubscribeBroker(ctx, cfg, opts, func(d broker.Delivery) {
+		mu.Lock()
+		defer mu.Unlock()
+		p.print(d)
+	})
+	if err != nil {
+		return fmt.Errorf("read the %s broker %s: %w", spec.Kind, app.RedactURL(spec.URL), err)
+	}
+	c.log.Info("tailing the " + spec.Kind.String() + " broker; stop with Ctrl-C")
+	<-ctx.Done()
+	stop()
+	mu.Lock()
+	defer mu.Unlock()
+	return p.err
+}
+
+func (p *eventPrinter) print(d broker.Delivery) {
 	if p.err != nil {
 		return
 	}
@@ -109,7 +138,7 @@ func (p *eventPrinter) print(d natsjs.Delivery) {
 		}
 		line = b.String()
 	case d.Err != nil:
-		line = fmt.Sprintf("%s  ?  %s  (not a Herald CloudEvent: %v)", formatTime(d.Stored), d.Subject, d.Err)
+		line = fmt.Sprintf("%s  ?  %s  (not a Herald CloudEvent: %v)", formatTime(d.Stored), d.Where, d.Err)
 	default:
 		e := d.Event
 		line = fmt.Sprintf("%s  %-24s  %s  #%d  %s", formatTime(e.Time), e.Type, e.Subject, e.Sequence, Summary(e.Type, e.Data))
