@@ -21,10 +21,10 @@ var (
 	ErrTooLarge = errors.New("redisstream: message larger than Redis accepts")
 	// ErrWrongType means that the stream's key holds another type. Connect
 	// refuses it; Publish returns it retryable (see the package doc).
-	ErrWrongType = errors.New("redisstream: the stream's key holds another type (WRONGTYPE)")
+	ErrWrongType = fmt.Errorf("redisstream: the stream's key holds another type (WRONGTYPE) (%w)", outbox.ErrBrokerUnavailable)
 	// ErrUnavailable wraps a failure to reach Redis or a connection lost
 	// before a reply arrived: the entry may or may not have been added.
-	ErrUnavailable = errors.New("redisstream: Redis unavailable")
+	ErrUnavailable = fmt.Errorf("redisstream: Redis unavailable (%w)", outbox.ErrBrokerUnavailable)
 )
 
 // classify turns the outcome of one XADD into the message's result: nil,
