@@ -427,9 +427,11 @@ func (p *Publisher) classify(err error) error {
 		errors.Is(err, jetstream.ErrStreamMessageExceedsMaximum),
 		errors.Is(err, nats.ErrBadSubject):
 		return outbox.Permanent(fmt.Errorf("natsjs: %w", err))
-	case errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, nats.ErrDisconnected):
+	case errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrNoServers):
 		// With Connect's options a publish fails at once while reconnecting.
-		return fmt.Errorf("natsjs: disconnected from NATS, reconnecting: %w", err)
+		// An outage of the broker, not a failure of the event.
+		return fmt.Errorf("natsjs: disconnected from NATS, reconnecting: %w (%w)", err, outbox.ErrBrokerUnavailable)
 	case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders):
 		p.recheck.Store(true)
 		return fmt.Errorf("natsjs: no stream %s listens on %s>: %w", p.cfg.Stream, p.cfg.SubjectPrefix, err)
