@@ -72,6 +72,8 @@ func TestParseBrokerURL(t *testing.T) {
 		"tls://h:4222":                     {Kind: app.BrokerNATS, URL: "tls://h:4222"},
 		"https://example.com/hook?token=x": {Kind: app.BrokerWebhook, URL: "https://example.com/hook?token=x"},
 		"http://127.0.0.1:8081/hook":       {Kind: app.BrokerWebhook, URL: "http://127.0.0.1:8081/hook"},
+		"redis://h:6379/0":                 {Kind: app.BrokerRedis, URL: "redis://h:6379/0"},
+		"kafka://h:9092,h2:9092":           {Kind: app.BrokerKafka, URL: "kafka://h:9092,h2:9092"},
 	}
 	for raw, want := range ok {
 		if got, err := app.ParseBrokerURL(raw); err != nil || got != want {
@@ -79,10 +81,10 @@ func TestParseBrokerURL(t *testing.T) {
 		}
 	}
 	bad := map[string]string{
-		"kafka://h:9092,h2:9092":             "not supported in this build yet",
 		"amqp://u:secret@h:5672/vhost":       "not supported in this build yet",
 		"amqps://h":                          "not supported in this build yet",
-		"redis://h:6379/0":                   "not supported in this build yet",
+		"redis://h:6379/0?pool_size=3":       "pool_size",
+		"kafka://h:9092?acks=1":              "acks",
 		"https://u:hunter2@example.com/hook": "password",
 		"http://":                            "host",
 		"nats://":                            "want nats://HOST:PORT",
@@ -320,8 +322,8 @@ func TestValidate(t *testing.T) {
 	if err := (app.Config{}).Validate(); err != nil {
 		t.Errorf("the zero Config: %v", err)
 	}
-	err := app.Config{DatabaseURL: "mysql://x", BrokerURL: "kafka://y"}.Validate()
-	if !app.IsUsageError(err) || !strings.Contains(err.Error(), "mysql") || !strings.Contains(err.Error(), "Kafka") {
+	err := app.Config{DatabaseURL: "mysql://x", BrokerURL: "kafka://y?acks=1"}.Validate()
+	if !app.IsUsageError(err) || !strings.Contains(err.Error(), "mysql") || !strings.Contains(err.Error(), "acks") {
 		t.Errorf("Validate reports %v", err)
 	}
 	var u *app.UsageError

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 
 	"github.com/heraldhq/herald/broker"
+	"github.com/heraldhq/herald/broker/kafka"
 	"github.com/heraldhq/herald/broker/redisstream"
 	"github.com/heraldhq/herald/broker/webhook"
 	"github.com/heraldhq/herald/internal/ordersvc"
@@ -32,14 +34,53 @@ var externalBrokers = map[string]externalBroker{
 	"https":  webhookBroker,
 	"redis":  redisBroker,
 	"rediss": redisBroker,
+	"kafka":  kafkaBroker,
+}
+
+var kafkaBroker = externalBroker{
+	kind: BrokerKafka,
+	parse: func(raw string) error {
+		_, err := kafka.ParseURL(raw)
+		return err
+	},
+	prepare: func(raw string, cfg Config) (func(context.Context) (outbox.Publisher, error), error) {
+		kcfg, err := kafkaConfig(raw, cfg)
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context) (outbox.Publisher, error) { return kafka.Connect(ctx, kcfg) }, nil
+	},
+	subscribe: func(ctx context.Context, raw string, cfg Config, opts broker.SubscribeOptions, fn func(broker.Delivery)) (func(), error) {
+		kcfg, err := kafkaConfig(raw, cfg)
+		if err != nil {
+			return nil, err
+		}
+		return kafka.Subscribe(ctx, kcfg, opts, fn)
+	},
+}
+
+func kafkaConfig(raw string, cfg Config) (kafka.Config, error) {
+	kcfg, err := kafka.ParseURL(raw)
+	if err != nil {
+		return kcfg, err
+	}
+	if !hasSetting(raw, "topic") {
+		kcfg.Topic = ordersvc.EventsName
+	}
+	kcfg.Logger = cfg.Logger.With("component", "kafka")
+	return kcfg, nil
 }
 
 // hasSetting reports whether a broker URL sets a query setting; where it
 // does not, Herald gives the orders' name (orders.events) instead of the
 // adapter's neutral default.
 func hasSetting(raw, key string) bool {
-	u, err := url.Parse(raw)
-	return err == nil && u.Query().Has(key)
+	i := strings.LastIndexByte(raw, '?')
+	if i < 0 {
+		return false
+	}
+	q, err := url.ParseQuery(raw[i+1:])
+	return err == nil && q.Has(key)
 }
 
 var redisBroker = externalBroker{

@@ -8,15 +8,19 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/broker/webhook"
 	"github.com/heraldhq/herald/internal/app"
 	"github.com/heraldhq/herald/order"
-	"github.com/redis/go-redis/v9"
 )
 
 // deliveries collects what a webhook receiver accepted.
@@ -230,4 +234,17 @@ func TestServeOnRedis(t *testing.T) {
 			t.Errorf("delete the stream: %v", err)
 		}
 	})
+}
+
+// The orders' events on Kafka (franz-go's in-process kfake cluster of
+// three brokers: no Kafka server runs here), keyed by order in the topic
+// orders.events.
+func TestServeOnKafka(t *testing.T) {
+	t.Parallel()
+	c, err := kfake.NewCluster(kfake.NumBrokers(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	serveAndRead(t, "kafka://"+strings.Join(c.ListenAddrs(), ","))
 }

@@ -25,9 +25,9 @@ func TestBadInput(t *testing.T) {
 		{"sqlite in memory", nil, []string{"serve", "--db", "sqlite://:memory:"}, "in-memory"},
 		{"bad postgres url", nil, []string{"serve", "--db", "postgres://u@h:notaport/db"}, "invalid PostgreSQL URL"},
 		{"database from env", []string{"HERALD_DATABASE_URL=oracle://x"}, []string{"migrate"}, "unsupported database URL"},
-		{"kafka", nil, []string{"serve", "--broker", "kafka://127.0.0.1:9092"}, "Kafka broker (kafka://) is not supported in this build yet"},
+		{"kafka unknown setting", nil, []string{"serve", "--broker", "kafka://127.0.0.1:9092?acks=1"}, "acks"},
 		{"rabbitmq", nil, []string{"relay", "--broker", "amqp://u:secret@127.0.0.1:5672/v"}, "RabbitMQ broker (amqp://) is not supported in this build yet"},
-		{"redis", nil, []string{"serve", "--broker", "redis://127.0.0.1:6379/0"}, "Redis Streams broker (redis://) is not supported in this build yet"},
+		{"redis unknown setting", nil, []string{"serve", "--broker", "redis://127.0.0.1:6379/0?pool_size=3"}, "pool_size"},
 		{"webhook with a password", nil, []string{"serve", "--broker", "https://u:hunter2@example.com/hook"}, "password"},
 		{"webhook without a host", []string{"HERALD_BROKER_URL=http://"}, []string{"serve"}, "host"},
 		{"unknown broker", nil, []string{"serve", "--broker", "pigeon"}, "unknown broker"},
@@ -90,7 +90,7 @@ func TestBadInput(t *testing.T) {
 		{"dlq replay NUL on postgres", []string{"HERALD_DATABASE_URL=postgres://nobody@127.0.0.1:1/none"},
 			[]string{"dlq", "replay", "--all", "--event-type", "\x00"}, `--event-type "\x00": must not contain control characters`},
 		{"stats timeout", nil, []string{"stats", "--timeout", "0s"}, "--timeout must be positive"},
-		{"tail log broker", nil, []string{"tail", "--broker", "log"}, "herald tail reads from NATS"},
+		{"tail log broker", nil, []string{"tail", "--broker", "log"}, "herald tail reads the broker"},
 		{"tail event type", nil, []string{"tail", "--event-type", "orders.*"}, "--event-type \"orders.*\""},
 	}
 	for _, tt := range tests {
