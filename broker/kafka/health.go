@@ -10,11 +10,14 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/heraldhq/herald/outbox"
 )
 
 // ErrUnreachable fails the messages of a Publish call while no broker can
-// be reached. It is not permanent: the relay retries them.
-var ErrUnreachable = errors.New("kafka: no broker reachable")
+// be reached. It wraps outbox.ErrBrokerUnavailable: the relay takes it for
+// an outage and charges no attempt.
+var ErrUnreachable = fmt.Errorf("kafka: no broker reachable (%w)", outbox.ErrBrokerUnavailable)
 
 // health notices an outage. franz-go retries a lost broker by itself, for
 // as long as a record's delivery timeout allows, and says nothing to the
