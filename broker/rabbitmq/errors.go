@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/heraldhq/herald/outbox"
 )
 
 // Errors of this package, compared with errors.Is. Those a publish reports
@@ -21,10 +23,10 @@ var (
 	ErrClosed = errors.New("rabbitmq: publisher closed")
 	// ErrNotConnected fails a publish at once while the connection is down
 	// and the publisher reconnects.
-	ErrNotConnected = errors.New("rabbitmq: not connected to the broker")
+	ErrNotConnected = fmt.Errorf("rabbitmq: not connected to the broker (%w)", outbox.ErrBrokerUnavailable)
 	// ErrBlocked fails a publish at once while the broker blocks publishing
 	// connections (a memory or disk alarm).
-	ErrBlocked = errors.New("rabbitmq: the broker blocks publishing (resource alarm)")
+	ErrBlocked = fmt.Errorf("rabbitmq: the broker blocks publishing (resource alarm) (%w)", outbox.ErrBrokerUnavailable)
 	// ErrUnroutable: no queue is bound for the message's routing key and the
 	// broker returned it (Config.Unroutable says whether it is Permanent).
 	ErrUnroutable = errors.New("rabbitmq: unroutable: no queue is bound for the routing key")

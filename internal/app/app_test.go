@@ -74,6 +74,7 @@ func TestParseBrokerURL(t *testing.T) {
 		"http://127.0.0.1:8081/hook":       {Kind: app.BrokerWebhook, URL: "http://127.0.0.1:8081/hook"},
 		"redis://h:6379/0":                 {Kind: app.BrokerRedis, URL: "redis://h:6379/0"},
 		"kafka://h:9092,h2:9092":           {Kind: app.BrokerKafka, URL: "kafka://h:9092,h2:9092"},
+		"amqp://u:secret@h:5672/vhost":     {Kind: app.BrokerRabbitMQ, URL: "amqp://u:secret@h:5672/vhost"},
 	}
 	for raw, want := range ok {
 		if got, err := app.ParseBrokerURL(raw); err != nil || got != want {
@@ -81,8 +82,7 @@ func TestParseBrokerURL(t *testing.T) {
 		}
 	}
 	bad := map[string]string{
-		"amqp://u:secret@h:5672/vhost":       "not supported in this build yet",
-		"amqps://h":                          "not supported in this build yet",
+		"amqp://u:secret@h:5672/vhost?x=1":   "x",
 		"redis://h:6379/0?pool_size=3":       "pool_size",
 		"kafka://h:9092?acks=1":              "acks",
 		"https://u:hunter2@example.com/hook": "password",

@@ -9,6 +9,7 @@ import (
 
 	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/broker/kafka"
+	"github.com/heraldhq/herald/broker/rabbitmq"
 	"github.com/heraldhq/herald/broker/redisstream"
 	"github.com/heraldhq/herald/broker/webhook"
 	"github.com/heraldhq/herald/internal/ordersvc"
@@ -35,6 +36,42 @@ var externalBrokers = map[string]externalBroker{
 	"redis":  redisBroker,
 	"rediss": redisBroker,
 	"kafka":  kafkaBroker,
+	"amqp":   rabbitBroker,
+	"amqps":  rabbitBroker,
+}
+
+var rabbitBroker = externalBroker{
+	kind: BrokerRabbitMQ,
+	parse: func(raw string) error {
+		_, err := rabbitmq.ParseURL(raw)
+		return err
+	},
+	prepare: func(raw string, cfg Config) (func(context.Context) (outbox.Publisher, error), error) {
+		rcfg, err := rabbitConfig(raw, cfg)
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context) (outbox.Publisher, error) { return rabbitmq.Connect(ctx, rcfg) }, nil
+	},
+	subscribe: func(ctx context.Context, raw string, cfg Config, opts broker.SubscribeOptions, fn func(broker.Delivery)) (func(), error) {
+		rcfg, err := rabbitConfig(raw, cfg)
+		if err != nil {
+			return nil, err
+		}
+		return rabbitmq.Subscribe(ctx, rcfg, opts, fn)
+	},
+}
+
+func rabbitConfig(raw string, cfg Config) (rabbitmq.Config, error) {
+	rcfg, err := rabbitmq.ParseURL(raw)
+	if err != nil {
+		return rcfg, err
+	}
+	if !hasSetting(raw, "exchange") {
+		rcfg.Exchange = ordersvc.EventsName
+	}
+	rcfg.Logger = cfg.Logger.With("component", "rabbitmq")
+	return rcfg, nil
 }
 
 var kafkaBroker = externalBroker{

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/redis/go-redis/v9"
@@ -247,4 +248,27 @@ func TestServeOnKafka(t *testing.T) {
 	}
 	t.Cleanup(c.Close)
 	serveAndRead(t, "kafka://"+strings.Join(c.ListenAddrs(), ","))
+}
+
+// The orders' events on the machine's RabbitMQ, through an exchange and a
+// queue of the test's own (removed at the end).
+func TestServeOnRabbitMQ(t *testing.T) {
+	t.Parallel()
+	name := fmt.Sprintf("herald-test-%d", time.Now().UnixNano())
+	t.Cleanup(func() {
+		conn, err := amqp.Dial("amqp://guest:guest@127.0.0.1:5672/")
+		if err != nil {
+			t.Errorf("clean up: %v", err)
+			return
+		}
+		defer func() { _ = conn.Close() }()
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Errorf("clean up: %v", err)
+			return
+		}
+		_, _ = ch.QueueDelete(name, false, false, false)
+		_ = ch.ExchangeDelete(name, false, false)
+	})
+	serveAndRead(t, "amqp://guest:guest@127.0.0.1:5672/?exchange="+name+"&queue="+name)
 }

@@ -399,15 +399,6 @@ type BrokerSpec struct {
 	URL  string // the NATS server list, for BrokerNATS
 }
 
-// brokersNotYet are the brokers Herald names but this build does not include.
-var brokersNotYet = map[string]string{
-	"kafka":  "Kafka",
-	"amqp":   "RabbitMQ",
-	"amqps":  "RabbitMQ",
-	"redis":  "Redis Streams",
-	"rediss": "Redis Streams",
-}
-
 // ParseBrokerURL parses a --broker value: embedded, log, or nats://HOST:PORT
 // (tls:// too, and comma-separated lists of either).
 func ParseBrokerURL(raw string) (BrokerSpec, error) {
@@ -420,7 +411,7 @@ func ParseBrokerURL(raw string) (BrokerSpec, error) {
 	}
 	scheme, _, ok := strings.Cut(s, "://")
 	if !ok {
-		return BrokerSpec{}, usagef("--broker %q: unknown broker; use embedded, nats://HOST:PORT or log", RedactURL(raw))
+		return BrokerSpec{}, usagef("--broker %q: unknown broker; use embedded, log, nats://, kafka://, amqp://, redis:// or http(s):// (docs/brokers.md)", RedactURL(raw))
 	}
 	scheme = strings.ToLower(scheme)
 	if ext, ok := externalBrokers[scheme]; ok {
@@ -429,12 +420,8 @@ func ParseBrokerURL(raw string) (BrokerSpec, error) {
 		}
 		return BrokerSpec{Kind: ext.kind, URL: s}, nil
 	}
-	if name, ok := brokersNotYet[scheme]; ok {
-		return BrokerSpec{}, usagef("--broker %s: the %s broker (%s://) is not supported in this build yet; use embedded, nats://HOST:PORT or log",
-			RedactURL(raw), name, scheme)
-	}
 	if scheme != "nats" && scheme != "tls" {
-		return BrokerSpec{}, usagef("--broker %q: unknown broker scheme %q; use embedded, nats://HOST:PORT or log", RedactURL(raw), scheme)
+		return BrokerSpec{}, usagef("--broker %q: unknown broker scheme %q; use embedded, log, nats://, kafka://, amqp://, redis:// or http(s):// (docs/brokers.md)", RedactURL(raw), scheme)
 	}
 	for part := range strings.SplitSeq(s, ",") {
 		u, err := url.Parse(strings.TrimSpace(part))

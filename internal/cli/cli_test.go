@@ -26,7 +26,7 @@ func TestBadInput(t *testing.T) {
 		{"bad postgres url", nil, []string{"serve", "--db", "postgres://u@h:notaport/db"}, "invalid PostgreSQL URL"},
 		{"database from env", []string{"HERALD_DATABASE_URL=oracle://x"}, []string{"migrate"}, "unsupported database URL"},
 		{"kafka unknown setting", nil, []string{"serve", "--broker", "kafka://127.0.0.1:9092?acks=1"}, "acks"},
-		{"rabbitmq", nil, []string{"relay", "--broker", "amqp://u:secret@127.0.0.1:5672/v"}, "RabbitMQ broker (amqp://) is not supported in this build yet"},
+		{"rabbitmq unknown setting", nil, []string{"relay", "--broker", "amqp://u:secret@127.0.0.1:5672/v?prefetch=9"}, "prefetch"},
 		{"redis unknown setting", nil, []string{"serve", "--broker", "redis://127.0.0.1:6379/0?pool_size=3"}, "pool_size"},
 		{"webhook with a password", nil, []string{"serve", "--broker", "https://u:hunter2@example.com/hook"}, "password"},
 		{"webhook without a host", []string{"HERALD_BROKER_URL=http://"}, []string{"serve"}, "host"},

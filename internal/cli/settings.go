@@ -36,7 +36,7 @@ type settings struct {
 // addShared adds the settings every command shares.
 func (s *settings) addShared(fs *pflag.FlagSet) {
 	fs.StringVar(&s.db, "db", "", "database URL: sqlite://PATH or postgres://USER@HOST:PORT/DB (default sqlite://<data dir>/herald.db)")
-	fs.StringVar(&s.broker, "broker", app.DefaultBrokerURL, "broker URL: embedded (a NATS server in the process), nats://HOST:PORT, or log (standard output)")
+	fs.StringVar(&s.broker, "broker", app.DefaultBrokerURL, "broker URL: embedded (a NATS server in the process), nats://HOST:PORT, kafka://HOST:PORT, amqp://USER:PASS@HOST:PORT/VHOST, redis://HOST:PORT/DB, http(s):// (webhook), or log (standard output)")
 	fs.StringVar(&s.dataDir, "data-dir", app.DefaultDataDir, "data directory: the default SQLite file and the embedded NATS store")
 	fs.StringVar(&s.httpAddr, "http-addr", app.DefaultHTTPAddr, "address the HTTP API listens on")
 	fs.StringVar(&s.natsAddr, "embedded-nats-addr", app.DefaultEmbeddedNATSAddr, "address of the embedded NATS server")
