@@ -155,6 +155,9 @@ func groupRunE(cmd *cobra.Command, args []string) error {
 // prepare applies the environment to the flags not given on the command
 // line and sets up logging. It runs before every command.
 func (c *cli) prepare(cmd *cobra.Command) error {
+	if err := c.loadConfigFile(cmd); err != nil {
+		return err
+	}
 	if err := applyEnv(cmd.Flags(), c.env); err != nil {
 		return err
 	}
@@ -199,6 +202,8 @@ func EnvVar(flag string) string {
 		return "HERALD_DATABASE_URL"
 	case "broker":
 		return "HERALD_BROKER_URL"
+	case "config":
+		return configFileVar
 	}
 	if !deploymentSettings[flag] {
 		return ""

@@ -185,3 +185,46 @@ func TestInvocationOptionsIgnoreTheEnvironment(t *testing.T) {
 		t.Fatalf("bad HERALD_LOG_LEVEL: exit %d\n%s", r.code, r.stderr)
 	}
 }
+
+// --config reads a YAML file of settings keyed by their variables; the
+// environment and the command line rank above it, and a key that names no
+// setting is refused with the file and the key.
+func TestConfigFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	dbPath := filepath.Join(dir, "from-file.db")
+	file := filepath.Join(dir, "herald.yaml")
+	write := func(body string) {
+		t.Helper()
+		if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("HERALD_DATABASE_URL: sqlite://" + dbPath + "\nHERALD_LOG_LEVEL: warn\n")
+	mustRun(t, nil, "migrate", "--config", file)
+	if _, err := os.Stat(dbPath); err != nil {
+		t.Fatalf("migrate --config did not use the file's database: %v", err)
+	}
+	// HERALD_CONFIG names the file too; the environment beats it.
+	envDB := filepath.Join(dir, "from-env.db")
+	mustRun(t, []string{"HERALD_CONFIG=" + file, "HERALD_DATABASE_URL=sqlite://" + envDB}, "migrate")
+	if _, err := os.Stat(envDB); err != nil {
+		t.Fatalf("the environment did not beat the file: %v", err)
+	}
+	for body, want := range map[string]string{
+		"HERALD_DATABSE_URL: x\n":  `"HERALD_DATABSE_URL" is not a setting`,
+		"HERALD_STATUS: 1\n":       `"HERALD_STATUS" is not a setting`,
+		"HERALD_WORKERS: [1, 2]\n": "HERALD_WORKERS must be a single value",
+		"- not\n- a mapping\n":     "not a YAML mapping",
+		"HERALD_LOG_LEVEL: loud\n": "HERALD_LOG_LEVEL",
+	} {
+		write(body)
+		r := run(t, nil, "migrate", "--config", file)
+		if r.code != cli.ExitUsage || !strings.Contains(r.stderr, want) {
+			t.Errorf("config %q: exit %d, want 2 naming %q\n%s", body, r.code, want, r.stderr)
+		}
+	}
+	if r := run(t, nil, "migrate", "--config", filepath.Join(dir, "missing.yaml")); r.code != cli.ExitUsage {
+		t.Errorf("a missing config file: exit %d, want 2", r.code)
+	}
+}

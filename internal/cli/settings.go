@@ -16,6 +16,7 @@ type settings struct {
 	db, broker, dataDir, httpAddr, natsAddr string
 	apiToken, adminToken                    string
 	logLevel, logFormat                     string
+	configFile                              string
 
 	// Relay tuning, of serve and relay.
 	batchSize, workers, maxAttempts int
@@ -44,6 +45,7 @@ func (s *settings) addShared(fs *pflag.FlagSet) {
 	fs.StringVar(&s.adminToken, "admin-token", "", "bearer token of the outbox and admin routes (none: listen on loopback only)")
 	fs.StringVar(&s.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&s.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&s.configFile, "config", "", describeConfig)
 }
 
 // addRelay adds the relay tuning flags.
