@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -220,5 +221,44 @@ func TestAccessLogAndRequestID(t *testing.T) {
 		if !strings.Contains(logs, want) {
 			t.Errorf("access log lacks %s:\n%s", want, logs)
 		}
+	}
+}
+
+// Probes and scrapes are logged at debug, other requests at info; every
+// line logged while a request is served carries its request id, the
+// access log's and a dependency's alike.
+func TestLogLevelsAndRequestIDs(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *Config) {
+		c.Checks = []Check{{Name: "broker", Probe: func(context.Context) error { return errors.New("not connected") }}}
+	})
+	r := b.do(t, req{method: "GET", path: "/readyz", headers: []string{"X-Request-Id", "probe-1"}})
+	b.do(t, req{method: "GET", path: "/api/v1/orders", headers: []string{"X-Request-Id", "list-1"}})
+	if r.Header.Get("X-Request-Id") != "probe-1" {
+		t.Fatalf("X-Request-Id %q", r.Header.Get("X-Request-Id"))
+	}
+	var probe, list, down map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(b.logs.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		switch {
+		case rec["msg"] == "http request" && rec["path"] == "/readyz":
+			probe = rec
+		case rec["msg"] == "http request" && rec["path"] == "/api/v1/orders":
+			list = rec
+		case rec["msg"] == "http: dependency down":
+			down = rec
+		}
+	}
+	if probe == nil || probe["level"] != "DEBUG" {
+		t.Errorf("the /readyz access line: %v, want DEBUG", probe)
+	}
+	if list == nil || list["level"] != "INFO" || list["request_id"] != "list-1" {
+		t.Errorf("the orders access line: %v, want INFO with request_id list-1", list)
+	}
+	if down == nil || down["request_id"] != "probe-1" {
+		t.Errorf("the dependency's line: %v, want request_id probe-1", down)
 	}
 }

@@ -137,7 +137,7 @@ func newServer(cfg Config) *server {
 	}
 	s := &server{
 		cfg:     cfg,
-		log:     cfg.Logger,
+		log:     slog.New(requestIDHandler{cfg.Logger.Handler()}),
 		mux:     http.NewServeMux(),
 		auth:    newAuthenticator(cfg.APIToken, cfg.AdminToken),
 		metrics: m,
@@ -262,8 +262,13 @@ func (s *server) finish(rw *responseWriter, r *http.Request, route, reqID string
 	elapsed := time.Since(start)
 	s.metrics.observe(r.Method, route, status, elapsed)
 	level := slog.LevelInfo
-	if status >= 500 {
+	switch {
+	case status >= 500:
 		level = slog.LevelError
+	case route == "/healthz" || route == "/readyz" || route == "/metrics":
+		// Probes and scrapes come every few seconds: at info they would
+		// bury the requests an on-call engineer looks for.
+		level = slog.LevelDebug
 	}
 	s.log.LogAttrs(r.Context(), level, "http request",
 		slog.String("method", r.Method),
