@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -88,9 +89,44 @@ type Admin interface {
 	// stays as an audit record, with reason. The aggregate's parked events
 	// flow again. Returns ErrNotFound or ErrAlreadyResolved.
 	DiscardDeadLetter(ctx context.Context, id int64, reason string) error
+	// PruneDeadLetters deletes the dead letters that p selects: resolved
+	// (replayed or discarded) more than p.OlderThan ago by the database's
+	// clock, and with p.IncludeOpen also open ones moved to the queue more
+	// than p.OlderThan ago. It deletes them p.BatchSize rows per transaction,
+	// so that a large prune never holds many locks for long, and returns how
+	// many it deleted (also when it fails part way). A negative OlderThan is
+	// an error wrapping ErrInvalidFilter.
+	PruneDeadLetters(ctx context.Context, p PruneParams) (int, error)
 
 	// Stats describes the backlog and the dead-letter queue.
 	Stats(ctx context.Context) (Stats, error)
+}
+
+// PruneParams select what PruneDeadLetters deletes.
+type PruneParams struct {
+	// OlderThan is the least age of a dead letter's resolution (or, for an
+	// open one, of its move to the queue) for it to be deleted.
+	OlderThan time.Duration
+	// IncludeOpen deletes open dead letters too: their events are lost.
+	IncludeOpen bool
+	// BatchSize is the most rows deleted per transaction; 0 means
+	// DefaultPruneBatch.
+	BatchSize int
+}
+
+// DefaultPruneBatch is PruneParams.BatchSize when it is zero.
+const DefaultPruneBatch = 1000
+
+// Validate refuses a negative OlderThan or BatchSize, with an error wrapping
+// ErrInvalidFilter.
+func (p PruneParams) Validate() error {
+	if p.OlderThan < 0 {
+		return fmt.Errorf("%w: older than %v is negative", ErrInvalidFilter, p.OlderThan)
+	}
+	if p.BatchSize < 0 {
+		return fmt.Errorf("%w: batch size %d is negative", ErrInvalidFilter, p.BatchSize)
+	}
+	return nil
 }
 
 // ClaimParams select what Claim takes.
@@ -195,4 +231,8 @@ type Stats struct {
 	Retrying      int64     // of those, events that failed at least once
 	OldestPending time.Time // created time of the oldest pending event; zero when none
 	DeadLetters   int64     // open dead letters
+	// Parked counts the pending events waiting behind a dead letter: those
+	// of aggregates with an open dead letter of a lower sequence. They flow
+	// again once it is replayed or discarded.
+	Parked int64
 }

@@ -30,7 +30,7 @@ const (
 func (c *cli) dlqCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dlq",
-		Short: "Operate the dead-letter queue: list, show, replay, discard",
+		Short: "Operate the dead-letter queue: list, show, replay, discard, prune",
 		Long: `Operate the dead-letter queue: the events that failed permanently or used up
 their attempts. An aggregate's later events wait behind its dead letter until
 it is replayed (published again, with its original id and sequence) or
@@ -38,7 +38,8 @@ discarded (resolved without publishing; the row stays as an audit record).`,
 		Args: cobra.ArbitraryArgs,
 		RunE: groupRunE,
 	}
-	cmd.AddCommand(c.dlqListCommand(), c.dlqShowCommand(), c.dlqReplayCommand(), c.dlqDiscardCommand())
+	cmd.AddCommand(c.dlqListCommand(), c.dlqShowCommand(), c.dlqReplayCommand(), c.dlqDiscardCommand(),
+		c.dlqPruneCommand())
 	return cmd
 }
 
@@ -258,6 +259,47 @@ as an audit record, and the aggregate's later events flow again.`,
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why the event is dropped, kept with the dead letter (required)")
 	addTimeout(cmd.Flags(), &timeout)
+	return cmd
+}
+
+func (c *cli) dlqPruneCommand() *cobra.Command {
+	var (
+		olderThan   time.Duration
+		includeOpen bool
+		timeout     time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "prune --older-than D [--include-open]",
+		Short: "Delete resolved dead letters resolved more than D ago",
+		Long: `Delete the dead letters that were replayed or discarded more than --older-than
+ago (by the database's clock), in batches of 1000 rows per transaction, so a
+large prune never holds locks for long. With --include-open, open dead letters
+moved to the queue more than --older-than ago go too: their events are lost.
+Prints how many it deleted.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !cmd.Flags().Changed("older-than") {
+				return usagef("--older-than is required (e.g. --older-than 720h)")
+			}
+			if olderThan < 0 {
+				return usagef("--older-than must not be negative, got %s", olderThan)
+			}
+			p := outbox.PruneParams{OlderThan: olderThan, IncludeOpen: includeOpen}
+			return c.withStore(cmd.Context(), timeout, func(ctx context.Context, store outbox.Admin) error {
+				n, err := store.PruneDeadLetters(ctx, p)
+				if n > 0 || err == nil {
+					if _, perr := fmt.Fprintf(c.stdout, "pruned %s\n", plural(n, "dead letter")); perr != nil && err == nil {
+						err = perr
+					}
+				}
+				return err
+			})
+		},
+	}
+	fs := cmd.Flags()
+	fs.DurationVar(&olderThan, "older-than", 0, "delete dead letters resolved more than this long ago (required, e.g. 720h)")
+	fs.BoolVar(&includeOpen, "include-open", false, "also delete open dead letters moved to the queue more than --older-than ago")
+	addTimeout(fs, &timeout)
 	return cmd
 }
 

@@ -220,18 +220,63 @@ func (d *Driver) unresolvable(ctx context.Context, tx pgx.Tx, id int64) error {
 	return outbox.ErrNotFound
 }
 
+// pruneSQL deletes one batch of the dead letters resolved (or, with $2,
+// moved to the queue while still open) more than $1 microseconds ago; $3
+// is the batch size. Rows locked by a concurrent replay or discard are
+// skipped.
+const pruneSQL = `
+DELETE FROM {{dlq}} WHERE id = ANY (ARRAY(
+	SELECT id FROM {{dlq}}
+	WHERE coalesce(reprocessed_at, discarded_at) < now() - $1::bigint * interval '1 microsecond'
+		OR ($2 AND NOT reprocessed AND discarded_at IS NULL
+			AND moved_to_dlq_at < now() - $1::bigint * interval '1 microsecond')
+	ORDER BY id LIMIT $3
+	FOR UPDATE SKIP LOCKED))`
+
+// PruneDeadLetters deletes the dead letters p selects, p.BatchSize rows per
+// transaction, and returns how many it deleted.
+func (d *Driver) PruneDeadLetters(ctx context.Context, p outbox.PruneParams) (int, error) {
+	if err := p.Validate(); err != nil {
+		return 0, fmt.Errorf("pgstore: prune dead letters: %w", err)
+	}
+	batch := p.BatchSize
+	if batch == 0 {
+		batch = outbox.DefaultPruneBatch
+	}
+	total := 0
+	for {
+		tag, err := d.pool.Exec(ctx, d.sql.prune, p.OlderThan.Microseconds(), p.IncludeOpen, batch)
+		if err != nil {
+			return total, Unavailable(fmt.Errorf("pgstore: prune dead letters: %w", err))
+		}
+		total += int(tag.RowsAffected())
+		if tag.RowsAffected() < int64(batch) {
+			return total, nil
+		}
+	}
+}
+
+// statsSQL counts the parked events from the open dead letters (few), by
+// the aggregates' lowest open sequence, with index probes into the outbox.
 const statsSQL = `
 SELECT count(*), count(*) FILTER (WHERE attempts > 0), min(created_at),
-	(SELECT count(*) FROM {{dlq}} WHERE NOT reprocessed AND discarded_at IS NULL)
+	(SELECT count(*) FROM {{dlq}} WHERE NOT reprocessed AND discarded_at IS NULL),
+	(SELECT coalesce(sum((SELECT count(*) FROM {{outbox}} p
+			WHERE p.aggregate_type = d.aggregate_type AND p.aggregate_id = d.aggregate_id
+			  AND p.sequence > d.sequence)), 0)::bigint
+		FROM (SELECT aggregate_type, aggregate_id, min(sequence) AS sequence FROM {{dlq}}
+			WHERE NOT reprocessed AND discarded_at IS NULL
+			GROUP BY aggregate_type, aggregate_id) d)
 FROM {{outbox}}`
 
-// Stats counts the backlog and the open dead letters.
+// Stats counts the backlog, the open dead letters and the events parked
+// behind them.
 func (d *Driver) Stats(ctx context.Context) (outbox.Stats, error) {
 	var (
 		s      outbox.Stats
 		oldest pgtype.Timestamptz
 	)
-	err := d.pool.QueryRow(ctx, d.sql.stats).Scan(&s.Pending, &s.Retrying, &oldest, &s.DeadLetters)
+	err := d.pool.QueryRow(ctx, d.sql.stats).Scan(&s.Pending, &s.Retrying, &oldest, &s.DeadLetters, &s.Parked)
 	if err != nil {
 		return outbox.Stats{}, Unavailable(fmt.Errorf("pgstore: stats: %w", err))
 	}

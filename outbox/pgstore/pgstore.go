@@ -133,6 +133,7 @@ type queries struct {
 	discard                string
 	deadLetterExists       string
 	stats                  string
+	prune                  string
 }
 
 // New returns a driver of the outbox cfg.Name on pool. Call Migrate before
@@ -175,6 +176,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Driver, error) {
 			discard:          render(discardSQL),
 			deadLetterExists: render("SELECT EXISTS (SELECT 1 FROM {{dlq}} WHERE id = $1)"),
 			stats:            render(statsSQL),
+			prune:            render(pruneSQL),
 		},
 	}, nil
 }

@@ -62,11 +62,24 @@ WHERE id IN (SELECT value FROM json_each(?1)) AND ` + openDeadLetter
 	discardSQL = `UPDATE {{dlq}} SET discarded_at = ?2, discard_reason = ?3
 WHERE id = ?1 AND ` + openDeadLetter
 
+	// pruneSQL deletes one batch (?3 rows) of the dead letters resolved
+	// before ?1 (microseconds), or with ?2 moved to the queue before ?1
+	// while still open.
+	pruneSQL = `DELETE FROM {{dlq}} WHERE id IN (SELECT id FROM {{dlq}}
+WHERE coalesce(reprocessed_at, discarded_at) < ?1
+   OR (?2 AND ` + openDeadLetter + ` AND moved_to_dlq_at < ?1)
+ORDER BY id LIMIT ?3)`
+
 	statsSQL = `SELECT
   (SELECT count(*) FROM {{outbox}}),
   (SELECT count(*) FROM {{outbox}} WHERE attempts > 0),
   (SELECT min(created_at) FROM {{outbox}}),
-  (SELECT count(*) FROM {{dlq}} WHERE ` + openDeadLetter + `)`
+  (SELECT count(*) FROM {{dlq}} WHERE ` + openDeadLetter + `),
+  (SELECT coalesce(sum((SELECT count(*) FROM {{outbox}} AS p
+                        WHERE p.aggregate_type = d.aggregate_type AND p.aggregate_id = d.aggregate_id
+                          AND p.sequence > d.sequence)), 0)
+   FROM (SELECT aggregate_type, aggregate_id, min(sequence) AS sequence FROM {{dlq}}
+         WHERE ` + openDeadLetter + ` GROUP BY aggregate_type, aggregate_id) AS d)`
 
 	getDeadLetterSQL = `SELECT ` + deadLetterColumns + ` FROM {{dlq}} WHERE id = ?1`
 
@@ -247,6 +260,38 @@ func (d *Driver) DiscardDeadLetter(ctx context.Context, id int64, reason string)
 	return nil
 }
 
+// PruneDeadLetters deletes the dead letters p selects, p.BatchSize rows per
+// transaction, and returns how many it deleted.
+func (d *Driver) PruneDeadLetters(ctx context.Context, p outbox.PruneParams) (int, error) {
+	if err := p.Validate(); err != nil {
+		return 0, fmt.Errorf("sqlitestore: prune dead letters: %w", err)
+	}
+	batch := p.BatchSize
+	if batch == 0 {
+		batch = outbox.DefaultPruneBatch
+	}
+	cutoff := micros(d.now()) - p.OlderThan.Microseconds()
+	total := 0
+	for {
+		var n int64
+		err := d.WithTx(ctx, func(tx *sql.Tx) error {
+			res, err := tx.ExecContext(ctx, d.q.prune, cutoff, p.IncludeOpen, batch)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("sqlitestore: prune dead letters: %w", err)
+		}
+		total += int(n)
+		if n < int64(batch) {
+			return total, nil
+		}
+	}
+}
+
 // resolveError says why dead letter id could not be resolved.
 func (d *Driver) resolveError(ctx context.Context, tx *sql.Tx, id int64) error {
 	var exists bool
@@ -261,13 +306,14 @@ func (d *Driver) resolveError(ctx context.Context, tx *sql.Tx, id int64) error {
 	}
 }
 
-// Stats counts the backlog and the open dead letters.
+// Stats counts the backlog, the open dead letters and the events parked
+// behind them.
 func (d *Driver) Stats(ctx context.Context) (outbox.Stats, error) {
 	var (
 		s      outbox.Stats
 		oldest sql.NullInt64
 	)
-	if err := d.db.QueryRowContext(ctx, d.q.stats).Scan(&s.Pending, &s.Retrying, &oldest, &s.DeadLetters); err != nil {
+	if err := d.db.QueryRowContext(ctx, d.q.stats).Scan(&s.Pending, &s.Retrying, &oldest, &s.DeadLetters, &s.Parked); err != nil {
 		return outbox.Stats{}, fmt.Errorf("sqlitestore: stats: %w", err)
 	}
 	s.OldestPending = fromMicros(oldest)

@@ -34,6 +34,7 @@ type queries struct {
 
 	// the dead-letter queue and Stats
 	replay, replayHeads, markReplayed, discard string
+	prune                                      string
 	stats, getDeadLetter, deadLetterExists     string
 	listDeadLetters, replayIDs                 string // each completed with a condition
 }
@@ -52,6 +53,7 @@ func renderQueries(r *strings.Replacer) queries {
 		replayHeads:      r.Replace(replayHeadsSQL),
 		markReplayed:     r.Replace(markReplayedSQL),
 		discard:          r.Replace(discardSQL),
+		prune:            r.Replace(pruneSQL),
 		stats:            r.Replace(statsSQL),
 		getDeadLetter:    r.Replace(getDeadLetterSQL),
 		deadLetterExists: r.Replace(deadLetterExistsSQL),
@@ -74,6 +76,6 @@ func (q *queries) hot() []string {
 // all returns every query, for tests.
 func (q *queries) all() []string {
 	return append(q.hot(),
-		q.replay, q.replayHeads, q.markReplayed, q.discard,
+		q.replay, q.replayHeads, q.markReplayed, q.discard, q.prune,
 		q.stats, q.getDeadLetter, q.deadLetterExists, q.listDeadLetters, q.replayIDs)
 }

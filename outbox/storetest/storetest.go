@@ -89,6 +89,7 @@ func Run[TTx any](t *testing.T, h Harness[TTx]) {
 		{name: "ReplayDeadLettersByFilter", fn: testReplayByFilter[TTx]},
 		{name: "ListDeadLettersFiltersAndCursor", fn: testListDeadLetters[TTx]},
 		{name: "InvalidFiltersRefusedBeforeTheDatabase", fn: testInvalidFilters[TTx]},
+		{name: "PruneDeadLetters", fn: testPrune[TTx]},
 		{name: "Stats", fn: testStats[TTx]},
 		{name: "ConcurrentClaimsPublishEachEventOnceInOrder", fn: testConcurrentClaims[TTx]},
 		{name: "ListenWakesAfterCommit", fn: testListen[TTx]},
@@ -1403,6 +1404,51 @@ func filterOrder(all []outbox.DeadLetter, aggIDs []string) []string {
 	return out
 }
 
+func testPrune[TTx any](t *testing.T, s *suite[TTx]) {
+	s.enqueue(t, s.ev("A"), s.ev("B"), s.ev("C"), s.ev("D"), s.ev("E"))
+	dls := s.deadLetter(t, "poison", "order/A#1", "order/B#1", "order/C#1", "order/D#1", "order/E#1")
+	for _, k := range []string{"order/A#1", "order/B#1"} {
+		if err := s.d.ReplayDeadLetter(s.ctx, dls[k].ID); err != nil {
+			t.Fatalf("ReplayDeadLetter: %v", err)
+		}
+	}
+	for _, k := range []string{"order/C#1", "order/D#1"} {
+		if err := s.d.DiscardDeadLetter(s.ctx, dls[k].ID, "obsolete"); err != nil {
+			t.Fatalf("DiscardDeadLetter: %v", err)
+		}
+	}
+	prune := func(p outbox.PruneParams, want int) {
+		t.Helper()
+		n, err := s.d.PruneDeadLetters(s.ctx, p)
+		if err != nil || n != want {
+			t.Fatalf("PruneDeadLetters(%+v) = %d, %v; want %d", p, n, err, want)
+		}
+	}
+	if _, err := s.d.PruneDeadLetters(s.ctx, outbox.PruneParams{OlderThan: -time.Second}); !errors.Is(err, outbox.ErrInvalidFilter) {
+		t.Fatalf("negative OlderThan: %v, want ErrInvalidFilter", err)
+	}
+	// Nothing was resolved an hour ago.
+	prune(outbox.PruneParams{OlderThan: time.Hour, IncludeOpen: true}, 0)
+	if got := len(s.list(t, outbox.DeadLetterFilter{})); got != 5 {
+		t.Fatalf("%d dead letters after pruning none, want 5", got)
+	}
+	time.Sleep(20 * time.Millisecond)
+	// The four resolved ones go, one per transaction; the open one stays.
+	prune(outbox.PruneParams{OlderThan: 10 * time.Millisecond, BatchSize: 1}, 4)
+	left := s.list(t, outbox.DeadLetterFilter{})
+	if len(left) != 1 || left[0].ID != dls["order/E#1"].ID {
+		t.Fatalf("after pruning the resolved ones: %v, want only E's", dlIDs(left))
+	}
+	prune(outbox.PruneParams{OlderThan: 10 * time.Millisecond}, 0)
+	// The replayed events are back in the outbox, untouched by the prune.
+	s.expectCounts(t, 2, 0, 1)
+	prune(outbox.PruneParams{OlderThan: 10 * time.Millisecond, IncludeOpen: true}, 1)
+	s.expectCounts(t, 2, 0, 0)
+	if _, err := s.d.GetDeadLetter(s.ctx, dls["order/E#1"].ID); !errors.Is(err, outbox.ErrNotFound) {
+		t.Fatalf("GetDeadLetter of a pruned dead letter: %v, want ErrNotFound", err)
+	}
+}
+
 func testStats[TTx any](t *testing.T, s *suite[TTx]) {
 	if st := s.stats(t); st != (outbox.Stats{}) {
 		t.Fatalf("empty Stats = %+v, want zero", st)
@@ -1442,8 +1488,36 @@ func testStats[TTx any](t *testing.T, s *suite[TTx]) {
 		t.Fatalf("A#2 created %v, not after A#1 (%v)", a2, oldest)
 	}
 	st = s.stats(t)
-	if st.Pending != 2 || st.Retrying != 1 || st.DeadLetters != 1 || !st.OldestPending.Equal(a2) {
-		t.Fatalf("Stats = %+v, want pending 2, retrying 1, dead letters 1, oldest %v", st, a2)
+	if st.Pending != 2 || st.Retrying != 1 || st.DeadLetters != 1 || st.Parked != 1 || !st.OldestPending.Equal(a2) {
+		t.Fatalf("Stats = %+v, want pending 2, retrying 1, dead letters 1, parked 1 (A#2), oldest %v", st, a2)
+	}
+	// Parked: the events behind the lowest open dead letter of their
+	// aggregate, not those before it, nor those of other aggregates.
+	s.enqueue(t, s.ev("A"), s.ev("A"), s.ev("D"))
+	if st := s.stats(t); st.Pending != 5 || st.Parked != 3 {
+		t.Fatalf("Stats = %+v, want pending 5, parked 3", st)
+	}
+	// A's later events fail too while moving on: two open dead letters of A
+	// count A's remaining events once.
+	b = s.claimExpect(t, outbox.ClaimParams{Limit: 10, MoveOnPastDeadLetters: true}, "order/A#2", "order/D#1")
+	outcomes = make([]outbox.Outcome, 2)
+	for i, r := range b.Records() {
+		outcomes[i] = published
+		if r.AggregateID == "A" {
+			outcomes[i] = outbox.Outcome{Kind: outbox.OutcomeDeadLetter, Error: "x"}
+		}
+	}
+	s.finish(t, b, outcomes...)
+	if st := s.stats(t); st.Pending != 3 || st.DeadLetters != 2 || st.Parked != 2 {
+		t.Fatalf("Stats = %+v, want pending 3 (A#3, A#4, B#1), dead letters 2, parked 2", st)
+	}
+	for _, dl := range s.list(t, outbox.DeadLetterFilter{State: outbox.DeadLetterOpen}) {
+		if err := s.d.DiscardDeadLetter(s.ctx, dl.ID, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := s.stats(t); st.Pending != 3 || st.DeadLetters != 0 || st.Parked != 0 {
+		t.Fatalf("Stats after discarding = %+v, want pending 3, parked 0", st)
 	}
 }
 
