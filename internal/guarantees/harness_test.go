@@ -431,7 +431,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // expectDelivered waits until the outbox is empty, then checks everything the
 // broker received against the ledger and fails the test on any loss,
 // reordering or unknown event. It returns the verdict and what arrived.
-func expectDelivered(t *testing.T, s outbox.Store, br *broker, l *ledger) (verdict, []outbox.CloudEvent) {
+func expectDelivered(t *testing.T, s outbox.Store, br eventBroker, l *ledger) (verdict, []outbox.CloudEvent) {
 	t.Helper()
 	waitDrained(t, s)
 	received := br.received(t)
