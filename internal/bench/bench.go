@@ -193,7 +193,7 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if spec, err := app.ParseBrokerURL(c.App.BrokerURL); err == nil && spec.Kind == app.BrokerLog {
-		bad("--broker log cannot be consumed; the bench needs embedded or nats://")
+		bad("--broker log cannot be consumed; the bench needs embedded, nats://, kafka://, amqp://, redis:// or http(s)://")
 	}
 	if err := app.ValidateRelayConfig(relayConfig(c.App.Relay)); err != nil {
 		errs = append(errs, err)

@@ -313,7 +313,7 @@ func TestFullModeAgainstURL(t *testing.T) {
 	}
 	defer tg.Close()
 	cfg.URL = tg.url
-	cfg.App.EmbeddedNATSAddr = strings.TrimPrefix(tg.natsURL, "nats://")
+	cfg.App.EmbeddedNATSAddr = strings.TrimPrefix(tg.ep.natsURL, "nats://")
 	cfg.Orders, cfg.Concurrency = 20, 2
 	res := run(t, cfg).(*FullResult)
 	checkFull(t, res, 20)

@@ -8,46 +8,53 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	hbroker "github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/broker/natsjs"
 )
 
-// consumer reads a stream with natsjs.Subscribe and hands each event to a
-// function, counting what it reads.
+// consumer reads an endpoint back and hands each event to a function,
+// counting what it reads.
 type consumer struct {
-	nc   *nats.Conn
 	stop func()
 	msgs atomic.Int64
 	last atomic.Int64 // unix nanos of the last message
 }
 
-// consume subscribes to the stream of cfg on natsURL (new messages only with
-// deliverNew) and calls fn for each message, in stream order, from one
-// goroutine.
-func consume(ctx context.Context, natsURL string, cfg natsjs.Config, deliverNew bool, fn func(d natsjs.Delivery, at time.Time)) (*consumer, error) {
-	nc, err := nats.Connect(natsURL, natsjs.ConnectOptions(cfg)...)
-	if err != nil {
-		return nil, fmt.Errorf("bench: consumer: connect to NATS: %w", err)
-	}
-	c := &consumer{nc: nc}
-	stop, err := natsjs.Subscribe(ctx, nc, cfg, natsjs.SubscribeOptions{DeliverNew: deliverNew}, func(d natsjs.Delivery) {
+// consume subscribes to the endpoint e (new messages only with deliverNew)
+// and calls fn for each message, in order per aggregate (a webhook's
+// deliveries concurrently, as they arrive).
+func consume(ctx context.Context, e *endpoint, deliverNew bool, fn func(d hbroker.Delivery, at time.Time)) (*consumer, error) {
+	c := &consumer{}
+	stop, err := e.subscribe(ctx, !deliverNew, func(d hbroker.Delivery) {
 		now := time.Now()
 		c.msgs.Add(1)
 		c.last.Store(now.UnixNano())
 		fn(d, now)
 	})
 	if err != nil {
-		nc.Close()
 		return nil, err
 	}
 	c.stop = stop
 	return c, nil
 }
 
-// Close ends the subscription and the connection.
-func (c *consumer) Close() {
-	c.stop()
-	c.nc.Close()
+// consumeNATS reads the stream of cfg on natsURL with natsjs.Subscribe, in
+// stream order, from one goroutine.
+func consumeNATS(ctx context.Context, natsURL string, cfg natsjs.Config, deliverNew bool, fn func(d hbroker.Delivery)) (*consumer, error) {
+	nc, err := nats.Connect(natsURL, natsjs.ConnectOptions(cfg)...)
+	if err != nil {
+		return nil, fmt.Errorf("bench: consumer: connect to NATS: %w", err)
+	}
+	stop, err := natsjs.Subscribe(ctx, nc, cfg, natsjs.SubscribeOptions{DeliverNew: deliverNew}, func(d natsjs.Delivery) { fn(fromNATS(d)) })
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return &consumer{stop: func() { stop(); nc.Close() }}, nil
 }
+
+// Close ends the subscription.
+func (c *consumer) Close() { c.stop() }
 
 // lastAt is the time of the last message, zero before the first.
 func (c *consumer) lastAt() time.Time {
@@ -83,11 +90,27 @@ func (c *consumer) waitFor(ctx context.Context, idle time.Duration, done func() 
 	}
 }
 
-// readBack reads the whole stream of cfg and checks it against the backlog.
-func readBack(ctx context.Context, natsURL string, cfg natsjs.Config, b backlog, idle time.Duration) (VerifyReport, error) {
+// readBack reads the whole endpoint back and checks it against the backlog.
+func readBack(ctx context.Context, e *endpoint, b backlog, idle time.Duration) (VerifyReport, error) {
+	r, err := startReadBack(ctx, e, b, false)
+	if err != nil {
+		return VerifyReport{}, err
+	}
+	return r.finish(ctx, idle), nil
+}
+
+// reading is a read-back under way.
+type reading struct {
+	v *Verifier
+	c *consumer
+}
+
+// startReadBack subscribes to e (from the start, or from now on with
+// live) and checks what it reads against the backlog.
+func startReadBack(ctx context.Context, e *endpoint, b backlog, live bool) (*reading, error) {
 	v := NewVerifier()
 	b.expect(v)
-	c, err := consume(ctx, natsURL, cfg, false, func(d natsjs.Delivery, _ time.Time) {
+	c, err := consume(ctx, e, live, func(d hbroker.Delivery, _ time.Time) {
 		if d.Err != nil || d.Event.AggregateType != "order" {
 			v.Invalid()
 			return
@@ -95,9 +118,15 @@ func readBack(ctx context.Context, natsURL string, cfg natsjs.Config, b backlog,
 		v.Observe(d.Event.Subject, d.Event.Sequence)
 	})
 	if err != nil {
-		return VerifyReport{}, err
+		return nil, err
 	}
-	defer c.Close()
-	c.waitFor(ctx, idle, func() bool { return v.Pending() == 0 })
-	return v.Report(), nil
+	return &reading{v: v, c: c}, nil
+}
+
+// finish waits for the backlog's events (until none has come for idle) and
+// ends the read-back.
+func (r *reading) finish(ctx context.Context, idle time.Duration) VerifyReport {
+	defer r.c.Close()
+	r.c.waitFor(ctx, idle, func() bool { return r.v.Pending() == 0 })
+	return r.v.Report()
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/heraldhq/herald/broker/natsjs"
 	"github.com/heraldhq/herald/internal/app"
 	"github.com/heraldhq/herald/outbox"
 )
@@ -81,12 +80,7 @@ func runDrain(ctx context.Context, cfg Config, kinds []drainKind) (*DrainResult,
 	return res, nil
 }
 
-func brokerName(b *broker) string {
-	if b.embedded {
-		return "embedded"
-	}
-	return "nats"
-}
+func brokerName(b *broker) string { return brokerLabel(b) }
 
 func drainOnce(ctx context.Context, cfg Config, br *broker, kind drainKind) (DrainRun, error) {
 	rc := relayConfig(cfg.App.Relay)
@@ -105,19 +99,28 @@ func drainOnce(ctx context.Context, cfg Config, br *broker, kind drainKind) (Dra
 	}
 	run.PreloadSec = round2(time.Since(t0).Seconds())
 
-	stream := uniqueStream()
-	defer func() {
-		if err := deleteStream(br.url, stream); err != nil {
-			note(cfg, "%v", err)
-		}
-	}()
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	pub, err := natsjs.Connect(cctx, br.url, stream)
-	cancel()
+	ep, err := newEndpoint(ctx, br)
+	if err != nil {
+		return run, err
+	}
+	defer ep.Close()
+	var pub outbox.Publisher
+	if kind == drainBaseline {
+		pub, err = ep.openPlain(ctx)
+	} else {
+		pub, err = ep.connect(ctx)
+	}
 	if err != nil {
 		return run, err
 	}
 	defer func() { _ = pub.Close() }()
+	// A webhook keeps nothing: its receiver checks the events as they come.
+	var live *reading
+	if cfg.Verify && ep.live {
+		if live, err = startReadBack(ctx, ep, b, true); err != nil {
+			return run, err
+		}
+	}
 
 	// The preload's garbage is not the drain's: collect it, give it back to
 	// the OS, and restart the peak (VmHWM) from here.
@@ -164,9 +167,13 @@ func drainOnce(ctx context.Context, cfg Config, br *broker, kind drainKind) (Dra
 	run.Retried, run.DeadLetter = counts.Retried, counts.DeadLettered
 	_ = pub.Close()
 
-	if cfg.Verify {
-		note(cfg, "%s: reading the stream back", kind)
-		rep, err := readBack(ctx, br.url, stream, b, 10*time.Second)
+	switch {
+	case live != nil:
+		rep := live.finish(ctx, 10*time.Second)
+		run.Verify = &rep
+	case cfg.Verify:
+		note(cfg, "%s: reading the %s back", kind, ep.kind)
+		rep, err := readBack(ctx, ep, b, 10*time.Second)
 		if err != nil {
 			return run, err
 		}

@@ -191,9 +191,10 @@ func (d *database) openSQLite(ctx context.Context, raw, path string) error {
 	return sq.Migrate(ctx)
 }
 
-// broker is the NATS server of a run: the embedded one, started by the
-// bench in a temporary directory, or the machine's.
+// broker is the broker of a run: the embedded NATS server, started by the
+// bench in a temporary directory, or the broker of --broker's URL.
 type broker struct {
+	kind     app.BrokerKind
 	url      string
 	embedded bool
 	close    cleanups
@@ -202,20 +203,20 @@ type broker struct {
 func (b *broker) Close() { b.close.run() }
 
 // openBroker starts an embedded NATS server on a free port for
-// BrokerEmbedded, or returns the URL of the NATS server of cfg.
+// BrokerEmbedded, or returns the URL of the broker of cfg.
 func openBroker(cfg Config) (*broker, error) {
 	spec, err := app.ParseBrokerURL(cfg.App.BrokerURL)
 	if err != nil {
 		return nil, err
 	}
-	b := &broker{}
+	b := &broker{kind: spec.Kind}
 	switch spec.Kind {
-	case app.BrokerNATS:
+	case app.BrokerNATS, app.BrokerKafka, app.BrokerRabbitMQ, app.BrokerRedis, app.BrokerWebhook:
 		b.url = spec.URL
 		return b, nil
 	case app.BrokerEmbedded:
 	default:
-		return nil, &app.UsageError{Err: errors.New("--broker: the bench needs embedded or nats://HOST:PORT")}
+		return nil, &app.UsageError{Err: errors.New("--broker: the bench needs embedded, nats://, kafka://, amqp://, redis:// or http(s)://")}
 	}
 	dir, err := os.MkdirTemp("", "herald-bench-nats-")
 	if err != nil {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/heraldhq/herald/broker/natsjs"
+	hbroker "github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/order"
 )
 
@@ -143,7 +143,7 @@ func runFull(ctx context.Context, cfg Config) (*FullResult, error) {
 	}}
 	defer r.client.http.CloseIdleConnections()
 
-	cons, err := consume(ctx, t.natsURL, t.stream, true, r.onEvent)
+	cons, err := consume(ctx, t.ep, true, r.onEvent)
 	if err != nil {
 		return nil, err
 	}
@@ -359,7 +359,7 @@ func (r *fullRun) settleUncertain(ctx context.Context) {
 
 // onEvent is the consumer: it verifies the sequence of each event of the
 // bench's orders and measures commit → receipt.
-func (r *fullRun) onEvent(d natsjs.Delivery, at time.Time) {
+func (r *fullRun) onEvent(d hbroker.Delivery, at time.Time) {
 	if d.Err != nil {
 		r.v.Invalid()
 		return

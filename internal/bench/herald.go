@@ -10,7 +10,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/heraldhq/herald/broker/natsjs"
 	"github.com/heraldhq/herald/httpapi"
 	"github.com/heraldhq/herald/internal/app"
 	"github.com/heraldhq/herald/outbox"
@@ -19,11 +18,10 @@ import (
 // target is the Herald the full mode drives: its API and where its events
 // can be read.
 type target struct {
-	url      string        // base URL of the HTTP API
-	natsURL  string        // NATS server the events go to
-	stream   natsjs.Config // the stream they go to
-	database string        // "sqlite", "postgres", or "remote"
-	broker   string        // "embedded" or "nats"
+	url      string    // base URL of the HTTP API
+	ep       *endpoint // where the events go and are read back
+	database string    // "sqlite", "postgres", or "remote"
+	broker   string    // "embedded", "nats", "kafka", "rabbitmq", "redis", "webhook"
 	relay    func() outbox.RelayCounters
 	close    cleanups
 }
@@ -42,9 +40,10 @@ func openTarget(ctx context.Context, cfg Config) (_ *target, err error) {
 	if err != nil {
 		return nil, err
 	}
-	// The stream herald serve publishes to; a Herald the bench assembles
-	// itself gets a stream of its own instead.
-	t := &target{broker: bspec.Kind.String(), stream: app.NATSConfig(nil)}
+	// A running Herald is read where it publishes (the stream herald serve
+	// publishes to, the orders' names on other brokers); a Herald the bench
+	// assembles itself gets a namespace of its own instead.
+	t := &target{broker: bspec.Kind.String()}
 	if cfg.URL != "" {
 		t.url, t.database = cfg.URL, "remote"
 		switch bspec.Kind {
@@ -53,9 +52,13 @@ func openTarget(ctx context.Context, cfg Config) (_ *target, err error) {
 			if addr == "" {
 				addr = app.DefaultEmbeddedNATSAddr
 			}
-			t.natsURL = "nats://" + addr
+			t.ep = natsReader("nats://"+addr, app.NATSConfig(nil))
+		case app.BrokerNATS:
+			t.ep = natsReader(bspec.URL, app.NATSConfig(nil))
 		default:
-			t.natsURL = bspec.URL
+			if t.ep, err = remoteReader(cfg.App, bspec.Kind); err != nil {
+				return nil, err
+			}
 		}
 		return t, nil
 	}
@@ -107,15 +110,16 @@ func openTarget(ctx context.Context, cfg Config) (_ *target, err error) {
 			defer cancel()
 			_ = a.Shutdown(ctx)
 		})
-		t.url, t.natsURL, t.relay = a.URL(), a.Broker.ClientURL, a.Relay.Counters
+		t.url, t.ep, t.relay = a.URL(), natsReader(a.Broker.ClientURL, app.NATSConfig(nil)), a.Relay.Counters
 		return t, nil
 	}
-	return t, t.assemble(ctx, acfg, bspec.URL)
+	return t, t.assemble(ctx, acfg, &broker{kind: bspec.Kind, url: bspec.URL})
 }
 
-// assemble runs the parts of herald serve against the NATS server at
-// natsURL, on a stream of the bench's own.
-func (t *target) assemble(ctx context.Context, acfg app.Config, natsURL string) error {
+// assemble runs the parts of herald serve against the broker br, on a
+// namespace of the bench's own (a stream, topic, exchange and queue, or the
+// bench's webhook receiver).
+func (t *target) assemble(ctx context.Context, acfg app.Config, br *broker) error {
 	db, err := app.OpenDatabase(ctx, acfg)
 	if err != nil {
 		return err
@@ -124,16 +128,14 @@ func (t *target) assemble(ctx context.Context, acfg app.Config, natsURL string) 
 	if err := db.Migrate(ctx); err != nil {
 		return err
 	}
-	t.natsURL, t.stream = natsURL, uniqueStream()
-	t.close.add(func() {
-		if err := deleteStream(natsURL, t.stream); err != nil {
-			acfg.Logger.Warn(err.Error())
-		}
-	})
-	ncfg := t.stream
-	ncfg.Logger = acfg.Logger.With("component", "natsjs")
+	ep, err := newEndpoint(ctx, br)
+	if err != nil {
+		return err
+	}
+	t.ep = ep
+	t.close.add(ep.Close)
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	pub, err := natsjs.Connect(cctx, natsURL, ncfg)
+	pub, err := ep.connect(cctx)
 	cancel()
 	if err != nil {
 		return err

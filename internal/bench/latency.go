@@ -13,7 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/heraldhq/herald/broker/natsjs"
+	hbroker "github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/outbox"
 )
 
@@ -96,14 +96,13 @@ func runLatency(ctx context.Context, cfg Config) (*LatencyResult, error) {
 		return nil, err
 	}
 	defer db.Close()
-	stream := uniqueStream()
-	defer func() {
-		if err := deleteStream(br.url, stream); err != nil {
-			note(cfg, "%v", err)
-		}
-	}()
+	ep, err := newEndpoint(ctx, br)
+	if err != nil {
+		return nil, err
+	}
+	defer ep.Close()
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	pub, err := natsjs.Connect(cctx, br.url, stream)
+	pub, err := ep.connect(cctx)
 	cancel()
 	if err != nil {
 		return nil, err
@@ -123,7 +122,7 @@ func runLatency(ctx context.Context, cfg Config) (*LatencyResult, error) {
 		return t
 	}
 	v := NewVerifier()
-	cons, err := consume(ctx, br.url, stream, true, func(d natsjs.Delivery, at time.Time) {
+	cons, err := consume(ctx, ep, true, func(d hbroker.Delivery, at time.Time) {
 		if d.Err != nil {
 			v.Invalid()
 			return

@@ -52,9 +52,19 @@ Modes (--mode):
 
 Every mode other than full (and full when it starts its own Herald) runs on a
 database of its own: a fresh PostgreSQL schema (--fresh-schema, dropped at the
-end) or a new SQLite file in a temporary directory; and on a NATS stream of
-its own, deleted at the end, so that a real outbox and the ORDERS stream are
-never touched.`,
+end) or a new SQLite file in a temporary directory; and on a namespace of its
+own on the broker, deleted at the end, so that a real outbox and the orders'
+stream, topic or exchange are never touched:
+  embedded, nats://   a JetStream stream HERALD_BENCH_…
+  kafka://            a topic herald-bench-… (the bench starts no Kafka)
+  amqp://             an exchange herald.bench.… with a queue of that name
+  redis://            a stream herald.bench.…
+  http(s)://          a webhook receiver of the bench's own on 127.0.0.1 with
+                      a fresh secret (the URL's address is not used)
+The baseline's plain loop publishes with the broker's client library itself
+(NATS and webhooks: through the adapter): RabbitMQ publisher confirms, Redis
+pipelined XADD, Kafka ProduceSync. With --url, full mode reads the running
+Herald's events where it publishes them (not with a webhook --broker).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Mode = bench.Mode(mode)

@@ -63,3 +63,13 @@ func TestBenchUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchCompareRedis runs compare on the machine's Redis: the relay and
+// the plain loop write to a stream of the bench's own.
+func TestBenchCompareRedis(t *testing.T) {
+	t.Parallel()
+	m := benchJSON(t, nil, "--mode", "compare", "--events", "500", "--broker", "redis://127.0.0.1:6379")
+	if m["events"] != 1000.0 || m["lost"] != 0.0 || m["reordered"] != 0.0 || m["broker"] != "redis" || m["relay_baseline_ratio"] == nil {
+		t.Errorf("line %v", m)
+	}
+}
