@@ -18,8 +18,10 @@
 //   - enqueue: Client.EnqueueTx against a hand-written INSERT of the same row.
 //
 // The modes other than full run on a fresh database (a new PostgreSQL schema,
-// or a new SQLite file) and on a NATS stream of their own, both removed at
-// the end, so they never touch a real outbox or the ORDERS stream.
+// or a new SQLite file) and on a namespace of their own on the broker (a
+// NATS stream, a Kafka topic, a RabbitMQ exchange with its queue, a Redis
+// stream; a webhook receiver of the bench), all removed at the end, so they
+// never touch a real outbox or the orders' stream, topic or exchange.
 package bench
 
 import (

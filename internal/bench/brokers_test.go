@@ -109,3 +109,29 @@ func TestWebhookURLNeedsNoURL(t *testing.T) {
 		t.Errorf("%v, want a usage error", err)
 	}
 }
+
+// BenchmarkCompareKafka runs compare mode (plain loop, then relay) on a
+// 20,000-event backlog on kfake, an in-process fake of Kafka: its figures
+// are kfake's, not Kafka's. go test -run '^$' -bench CompareKafka -benchtime 1x
+func BenchmarkCompareKafka(b *testing.B) {
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(-1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer kc.Close()
+	cfg := backend{dbURL: os.Getenv("HERALD_BENCH_DB"), broker: "kafka://" + strings.Join(kc.ListenAddrs(), ",")}.config(ModeCompare)
+	cfg.Events = 20_000
+	for b.Loop() {
+		res, err := Run(b.Context(), cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := res.Failure(); err != nil {
+			b.Fatal(err)
+		}
+		d := res.(*DrainResult)
+		b.ReportMetric(d.Runs[0].EventsPerSec, "baseline-events/s")
+		b.ReportMetric(d.Runs[1].EventsPerSec, "relay-events/s")
+		b.ReportMetric(d.ratio(), "relay/baseline")
+	}
+}
