@@ -31,6 +31,7 @@ type StatsResponse struct {
 	OldestPendingAt *time.Time `json:"oldest_pending_at"` // null when nothing is pending
 	LagSeconds      float64    `json:"lag_seconds"`       // age of the oldest pending event; 0 when none
 	DLQSize         int64      `json:"dlq_size"`          // open dead letters
+	Parked          int64      `json:"parked"`            // pending events waiting behind an open dead letter
 	// The in-process relay's counts since it started; absent when the
 	// server runs no relay.
 	Published    *uint64 `json:"published,omitempty"`
@@ -40,7 +41,7 @@ type StatsResponse struct {
 
 // NewStats is st as the API shows it at time now.
 func NewStats(st outbox.Stats, now time.Time) StatsResponse {
-	resp := StatsResponse{Pending: st.Pending, InRetry: st.Retrying, DLQSize: st.DeadLetters}
+	resp := StatsResponse{Pending: st.Pending, InRetry: st.Retrying, DLQSize: st.DeadLetters, Parked: st.Parked}
 	if !st.OldestPending.IsZero() {
 		t := st.OldestPending.UTC()
 		resp.OldestPendingAt = &t

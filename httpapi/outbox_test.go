@@ -24,7 +24,7 @@ func TestStats(t *testing.T) {
 		var empty StatsResponse
 		r := b.do(t, req{method: "GET", path: "/api/v1/outbox/stats"})
 		r.decode(t, 200, &empty)
-		if want := `{"pending":0,"in_retry":0,"oldest_pending_at":null,"lag_seconds":0,"dlq_size":0,"published":7,"retried":2,"dead_lettered":1}` + "\n"; string(r.Body) != want {
+		if want := `{"pending":0,"in_retry":0,"oldest_pending_at":null,"lag_seconds":0,"dlq_size":0,"parked":0,"published":7,"retried":2,"dead_lettered":1}` + "\n"; string(r.Body) != want {
 			t.Errorf("empty stats %s\nwant %s", r.Body, want)
 		}
 
@@ -40,12 +40,25 @@ func TestStats(t *testing.T) {
 		if s.OldestPendingAt == nil || s.LagSeconds < 0.02 || s.LagSeconds > 60 {
 			t.Errorf("oldest %v lag %v", s.OldestPendingAt, s.LagSeconds)
 		}
+		if s.Parked != 0 {
+			t.Errorf("parked %d with no event behind the dead letter", s.Parked)
+		}
+		// An event of agg-1 after its dead letter waits behind it.
+		b.lastSeq["agg-1"]++
+		if _, err := b.client.Enqueue(context.Background(), outbox.Event{AggregateType: "order", AggregateID: "agg-1",
+			Type: "thing.later", Sequence: b.lastSeq["agg-1"], Payload: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+		b.do(t, req{method: "GET", path: "/api/v1/outbox/stats"}).decode(t, 200, &s)
+		if s.Pending != 3 || s.Parked != 1 || s.DLQSize != 1 {
+			t.Errorf("stats with one event behind the dead letter: %+v", s)
+		}
 	})
 	t.Run("without relay", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		r := b.do(t, req{method: "GET", path: "/api/v1/outbox/stats"})
-		if want := `{"pending":0,"in_retry":0,"oldest_pending_at":null,"lag_seconds":0,"dlq_size":0}` + "\n"; string(r.Body) != want {
+		if want := `{"pending":0,"in_retry":0,"oldest_pending_at":null,"lag_seconds":0,"dlq_size":0,"parked":0}` + "\n"; string(r.Body) != want {
 			t.Errorf("stats %s\nwant %s", r.Body, want)
 		}
 	})

@@ -64,8 +64,8 @@ type Health struct {
 
 // Assess judges an outbox: failing when events do not flow (the broker is
 // unavailable, or the oldest pending event is older than th.Lag), degraded
-// when an operator is needed (too many open dead letters, too many recent
-// attempts failing), ok otherwise.
+// when an operator is needed (too many open dead letters, events parked
+// behind a dead letter, too many recent attempts failing), ok otherwise.
 func Assess(in HealthInput, th HealthThresholds) Health {
 	th = th.WithDefaults()
 	h := Health{Verdict: HealthOK, Reasons: []string{}}
@@ -85,6 +85,13 @@ func Assess(in HealthInput, th HealthThresholds) Health {
 	}
 	if in.Stats.DeadLetters > th.DeadLetters {
 		worse(HealthDegraded, fmt.Sprintf("%d open dead letters (over %d)", in.Stats.DeadLetters, th.DeadLetters))
+	}
+	if in.Stats.Parked > 0 {
+		what := fmt.Sprintf("%d pending events", in.Stats.Parked)
+		if in.Stats.Parked == 1 {
+			what = "1 pending event"
+		}
+		worse(HealthDegraded, what+" parked behind open dead letters: replay or discard them")
 	}
 	if in.Relay != nil {
 		attempts := in.Relay.Published + in.Relay.Retried

@@ -88,6 +88,8 @@ var (
 		"Age of the oldest pending event; 0 when the outbox is empty.", nil, nil)
 	descDLQ = prometheus.NewDesc("herald_outbox_dlq_size",
 		"Open dead letters waiting for an operator.", nil, nil)
+	descParked = prometheus.NewDesc("herald_outbox_parked",
+		"Pending events waiting behind an open dead letter of their aggregate.", nil, nil)
 )
 
 // outboxCollector reads the relay's counters at scrape time, and the
@@ -133,7 +135,7 @@ func (c *outboxCollector) stats() (outbox.Stats, error) {
 }
 
 func (c *outboxCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPublished, descRetried, descDeadLettered, descBatches, descBrokerUp, descOutages, descPending, descRetrying, descLag, descDLQ} {
+	for _, d := range []*prometheus.Desc{descPublished, descRetried, descDeadLettered, descBatches, descBrokerUp, descOutages, descPending, descRetrying, descLag, descDLQ, descParked} {
 		ch <- d
 	}
 }
@@ -154,7 +156,7 @@ func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	st, err := c.stats()
 	if err != nil {
-		for _, d := range []*prometheus.Desc{descPending, descRetrying, descLag, descDLQ} {
+		for _, d := range []*prometheus.Desc{descPending, descRetrying, descLag, descDLQ, descParked} {
 			ch <- prometheus.NewInvalidMetric(d, err)
 		}
 		return
@@ -167,4 +169,5 @@ func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descRetrying, prometheus.GaugeValue, float64(st.Retrying))
 	ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, lag)
 	ch <- prometheus.MustNewConstMetric(descDLQ, prometheus.GaugeValue, float64(st.DeadLetters))
+	ch <- prometheus.MustNewConstMetric(descParked, prometheus.GaugeValue, float64(st.Parked))
 }

@@ -117,7 +117,7 @@ func TestMetricsScrapesShareOneStatsQuery(t *testing.T) {
 	t.Parallel()
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	c := &clock{t: t0}
-	store := newCountingAdmin(outbox.Stats{Pending: 7, Retrying: 2, DeadLetters: 3, OldestPending: t0.Add(-10 * time.Second)}, nil)
+	store := newCountingAdmin(outbox.Stats{Pending: 7, Retrying: 2, DeadLetters: 3, Parked: 5, OldestPending: t0.Add(-10 * time.Second)}, nil)
 	store.gate = make(chan struct{})
 	ts, client := metricsServer(t, store, c)
 
@@ -140,7 +140,7 @@ func TestMetricsScrapesShareOneStatsQuery(t *testing.T) {
 		t.Fatalf("%d concurrent scrapes made %d Stats queries, want 1", scrapers, n)
 	}
 	for i, body := range bodies {
-		for _, want := range []string{"herald_outbox_pending 7\n", "herald_outbox_in_retry 2\n", "herald_outbox_dlq_size 3\n",
+		for _, want := range []string{"herald_outbox_pending 7\n", "herald_outbox_in_retry 2\n", "herald_outbox_dlq_size 3\n", "herald_outbox_parked 5\n",
 			"herald_outbox_lag_seconds 10\n", "herald_relay_published_total 4\n"} {
 			if !strings.Contains(body, want) {
 				t.Errorf("scrape %d lacks %q", i, want)

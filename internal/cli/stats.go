@@ -22,8 +22,9 @@ func (c *cli) statsCommand() *cobra.Command {
 		Use:   "stats",
 		Short: "Show the outbox backlog, the relay's lag and the dead-letter queue's size",
 		Long: `Show the outbox backlog: events waiting to be published, how many of them are
-being retried, the age of the oldest (the relay's lag), and the number of open
-dead letters.`,
+being retried, the age of the oldest (the relay's lag), the number of open
+dead letters, and the pending events parked behind them (waiting until they
+are replayed or discarded).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return c.withStore(cmd.Context(), timeout, func(ctx context.Context, store outbox.Admin) error {
@@ -64,5 +65,6 @@ func writeStats(w io.Writer, st outbox.Stats, now time.Time) error {
 		p.printf("lag\t%s\n", lag(st, now).Round(time.Millisecond))
 	}
 	p.printf("dead letters\t%d\n", st.DeadLetters)
+	p.printf("parked\t%d\n", st.Parked)
 	return errors.Join(p.err, tw.Flush())
 }
