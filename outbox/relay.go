@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // RelayConfig tunes a Relay. The zero value is usable: zero fields take the
@@ -30,6 +32,11 @@ type RelayConfig struct {
 	// batch's outcomes are committed (for metrics by event type, say). It
 	// runs on a relay worker and must not block.
 	OnOutcome func(r *Record, o Outcome)
+	// Tracer, when set, records a span for each batch's publish ("outbox
+	// publish", kind producer), linked to the span of each event's writer
+	// (the span context of the event's traceparent header). Nil means no
+	// tracing; the relay never reads OpenTelemetry's global provider.
+	Tracer trace.Tracer
 }
 
 // RelayCounters count what a relay did since it started.
@@ -221,8 +228,10 @@ func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 // publish sends records and returns each one's outcome, or, when the
 // results show the broker itself failing, the error that says so and no
 // outcomes.
-func (r *Relay) publish(ctx context.Context, records []Record) ([]Outcome, error) {
+func (r *Relay) publish(ctx context.Context, records []Record) (_ []Outcome, outage error) {
+	ctx, span := r.startPublishSpan(ctx, records)
 	outcomes := make([]Outcome, len(records))
+	defer func() { endPublishSpan(span, outcomes, outage) }()
 	msgs := make([]Message, 0, len(records))
 	index := make([]int, 0, len(records)) // msgs[j] is records[index[j]]
 	for i := range records {
