@@ -22,6 +22,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/heraldhq/herald/order"
 	"github.com/heraldhq/herald/outbox"
@@ -46,10 +49,13 @@ type Config struct {
 	// EventHeaders returns the headers to store with the events of a
 	// request: the W3C trace context ("traceparent", "tracestate"), which
 	// the relay passes on as CloudEvents extensions. It may return nil.
-	// Default TraceHeaders, which reads what ContextWithTraceContext put in
-	// ctx; an application with OpenTelemetry can read the active span
-	// instead.
+	// Default TraceHeaders, which reads the active OpenTelemetry span of
+	// ctx, or else what ContextWithTraceContext put in ctx.
 	EventHeaders func(ctx context.Context) map[string]string
+	// Tracer, when set, records a span around each write's database
+	// transaction (the one that writes the order and its events). Nil
+	// means no tracing.
+	Tracer trace.Tracer
 }
 
 // Service is the orders service. It is safe for concurrent use.
@@ -58,13 +64,14 @@ type Service struct {
 	now     func() time.Time
 	newID   order.IDFunc
 	headers func(ctx context.Context) map[string]string
+	tracer  trace.Tracer
 }
 
 var _ order.Service = (*Service)(nil)
 
 // New returns a Service on store.
 func New(store Store, cfg Config) *Service {
-	s := &Service{store: store, now: cfg.Now, newID: cfg.NewID, headers: cfg.EventHeaders}
+	s := &Service{store: store, now: cfg.Now, newID: cfg.NewID, headers: cfg.EventHeaders, tracer: cfg.Tracer}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -113,7 +120,7 @@ func (s *Service) CreateOrder(ctx context.Context, req order.CreateOrder, opts o
 	}}
 
 	var result order.Order
-	err = s.store.WithTx(ctx, func(tx Tx) error {
+	err = s.withTx(ctx, OpCreateOrder, func(ctx context.Context, tx Tx) error {
 		if key != nil {
 			replayed, ok, err := s.claim(ctx, tx, key)
 			if err != nil || ok {
@@ -194,7 +201,7 @@ func (s *Service) ConfirmPayment(ctx context.Context, id uuid.UUID, req order.Co
 	if err != nil {
 		return order.Order{}, err
 	}
-	return s.change(ctx, id, opts, key, func(o *order.Order, now time.Time) ([]order.Change, error) {
+	return s.change(ctx, OpConfirmPayment, id, opts, key, func(o *order.Order, now time.Time) ([]order.Change, error) {
 		return o.ConfirmPayment(req, opts.Actor, now)
 	})
 }
@@ -208,7 +215,7 @@ func (s *Service) TransitionOrder(ctx context.Context, id uuid.UUID, req order.T
 	if err := checkTransition(req, opts); err != nil {
 		return order.Order{}, err
 	}
-	return s.change(ctx, id, opts, nil, func(o *order.Order, now time.Time) ([]order.Change, error) {
+	return s.change(ctx, "transition_order", id, opts, nil, func(o *order.Order, now time.Time) ([]order.Change, error) {
 		return o.Transition(req.To, req.Reason, opts.Actor, now)
 	})
 }
@@ -222,7 +229,7 @@ func (s *Service) TransitionLineItem(ctx context.Context, id, itemID uuid.UUID, 
 	if err := checkTransition(req, opts); err != nil {
 		return order.Order{}, err
 	}
-	return s.change(ctx, id, opts, nil, func(o *order.Order, now time.Time) ([]order.Change, error) {
+	return s.change(ctx, "transition_line_item", id, opts, nil, func(o *order.Order, now time.Time) ([]order.Change, error) {
 		return o.TransitionLineItem(itemID, req.To, req.Reason, opts.Actor, now)
 	})
 }
@@ -243,11 +250,12 @@ func (s *Service) ListTransitions(ctx context.Context, id uuid.UUID) ([]order.Tr
 // change runs one change request on order id: in one transaction it claims
 // the idempotency key (if any), locks and loads the order, checks If-Match,
 // applies the request and writes the result.
-func (s *Service) change(ctx context.Context, id uuid.UUID, opts order.RequestOptions, key *IdempotencyKey,
+func (s *Service) change(ctx context.Context, op string, id uuid.UUID, opts order.RequestOptions, key *IdempotencyKey,
 	apply func(o *order.Order, now time.Time) ([]order.Change, error),
 ) (order.Order, error) {
 	var result order.Order
-	err := s.store.WithTx(ctx, func(tx Tx) error {
+	reqCtx := ctx // the events carry the request's trace context, not the transaction's span
+	err := s.withTx(ctx, op, func(ctx context.Context, tx Tx) error {
 		if key != nil {
 			replayed, ok, err := s.claim(ctx, tx, key)
 			if err != nil || ok {
@@ -275,7 +283,7 @@ func (s *Service) change(ctx context.Context, id uuid.UUID, opts order.RequestOp
 			return fmt.Errorf("ordersvc: order %s went from version %d to %d", id, prev, o.Version)
 		}
 		domainEvents := order.Events(&o, changes)
-		events, ids, err := s.outboxEvents(ctx, domainEvents)
+		events, ids, err := s.outboxEvents(reqCtx, domainEvents)
 		if err != nil {
 			return err
 		}
@@ -330,6 +338,24 @@ func numberEvents(events []outbox.Event, last int64) int64 {
 
 // outboxEvents turns domain events into outbox events with ids made up
 // front, so that the audit rows can name them.
+// withTx runs fn in a transaction of the store, inside a span named
+// "ordersvc.<op> transaction" when the service traces.
+func (s *Service) withTx(ctx context.Context, op string, fn func(ctx context.Context, tx Tx) error) error {
+	if s.tracer == nil {
+		return s.store.WithTx(ctx, func(tx Tx) error { return fn(ctx, tx) })
+	}
+	ctx, span := s.tracer.Start(ctx, "ordersvc."+op+" transaction",
+		trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("herald.operation", op)))
+	defer span.End()
+	err := s.store.WithTx(ctx, func(tx Tx) error { return fn(ctx, tx) })
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "transaction rolled back")
+	}
+	return err
+}
+
 func (s *Service) outboxEvents(ctx context.Context, events []order.Event) ([]outbox.Event, []uuid.UUID, error) {
 	headers := s.headers(ctx)
 	out := make([]outbox.Event, len(events))

@@ -3,6 +3,9 @@ package ordersvc
 import (
 	"context"
 	"strings"
+
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 type traceContextKey struct{}
@@ -28,9 +31,23 @@ func ContextWithTraceContext(ctx context.Context, traceparent, tracestate string
 	return context.WithValue(ctx, traceContextKey{}, traceContext{traceparent, tracestate})
 }
 
-// TraceHeaders returns the event headers of the trace context in ctx (see
-// ContextWithTraceContext), or nil. It is the default Config.EventHeaders.
+// TraceHeaders returns the event headers of the trace context in ctx, or
+// nil. It is the default Config.EventHeaders. When ctx has an
+// OpenTelemetry span (the request's server span, with tracing on), its span
+// context is the trace context, so a consumer's trace continues from the
+// span of the request that wrote the event; otherwise it is what
+// ContextWithTraceContext put in ctx (the client's headers, unchanged).
 func TraceHeaders(ctx context.Context) map[string]string {
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		h := propagation.MapCarrier{}
+		propagation.TraceContext{}.Inject(ctx, h)
+		if validTraceparent(h["traceparent"]) {
+			if h["tracestate"] != "" && !validTracestate(h["tracestate"]) {
+				delete(h, "tracestate")
+			}
+			return h
+		}
+	}
 	tc, ok := ctx.Value(traceContextKey{}).(traceContext)
 	if !ok {
 		return nil
