@@ -31,6 +31,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/heraldhq/herald/order"
 	"github.com/heraldhq/herald/outbox"
@@ -193,7 +195,20 @@ type route struct {
 // handle registers h on pattern behind the access check.
 func (s *server) handle(pattern string, a access, h http.HandlerFunc) {
 	s.registered = append(s.registered, route{pattern, a})
-	s.mux.Handle(pattern, s.authorize(a, h))
+	s.mux.Handle(pattern, nameSpan(pattern, s.authorize(a, h)))
+}
+
+// nameSpan names the request's OpenTelemetry span (otelhttp's, when the
+// application traces) after its route, as in "POST /api/v1/orders/{id}/transitions".
+func nameSpan(pattern string, h http.Handler) http.Handler {
+	method, path, _ := strings.Cut(pattern, " ")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+			span.SetName(pattern)
+			span.SetAttributes(attribute.String("http.route", path), attribute.String("http.request.method", method))
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // ServeHTTP recovers panics, writes the access log and the metrics, and

@@ -10,8 +10,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/net/netutil"
 
+	"github.com/heraldhq/herald/internal/ordersvc"
 	"github.com/heraldhq/herald/outbox"
 	"github.com/heraldhq/herald/outbox/migration"
 	"github.com/heraldhq/herald/outbox/sqlitestore"
@@ -25,6 +27,8 @@ const (
 	writeTimeout      = 60 * time.Second
 	idleTimeout       = 120 * time.Second
 	maxHeaderBytes    = 64 << 10
+	// tracingShutdownTimeout bounds the flush of the last spans at a stop.
+	tracingShutdownTimeout = 5 * time.Second
 )
 
 // Options choose what Start runs.
@@ -49,6 +53,11 @@ type App struct {
 	// metricsServer serves /metrics on --metrics-addr, when that is set.
 	metricsServer *http.Server
 	metricsURL    string
+
+	// tracer is the provider of Herald's spans, nil when tracing is off;
+	// stopTracing flushes and stops the one Start set up.
+	tracer      trace.TracerProvider
+	stopTracing func(context.Context) error
 
 	relayCancel context.CancelFunc
 	relayDone   chan struct{}
@@ -89,8 +98,17 @@ func Start(ctx context.Context, cfg Config, opts Options) (_ *App, err error) {
 			_ = a.closeResources() // the start-up error says more
 		}
 	}()
+	a.tracer = cfg.TracerProvider
+	if a.tracer == nil {
+		if a.tracer, a.stopTracing, err = newTracing(ctx, cfg.lookupEnv()); err != nil {
+			return nil, err
+		}
+	}
 	if a.DB, err = OpenDatabase(ctx, cfg); err != nil {
 		return nil, err
+	}
+	if a.tracer != nil && a.DB.ordersStore != nil {
+		a.DB.Orders = ordersvc.New(a.DB.ordersStore, ordersvc.Config{Tracer: a.tracer.Tracer(tracerName)})
 	}
 	if err := a.migrate(ctx); err != nil {
 		return nil, err
@@ -108,6 +126,9 @@ func Start(ctx context.Context, cfg Config, opts Options) (_ *App, err error) {
 	}
 	events := newEventCounter()
 	rc.OnOutcome = events.observe
+	if a.tracer != nil {
+		rc.Tracer = a.tracer.Tracer(tracerName)
+	}
 	a.Relay = outbox.NewRelay(a.DB.Source, a.Broker.Publisher, rc)
 
 	if opts.HTTP {
@@ -258,6 +279,14 @@ func (a *App) closeResources() error {
 	}
 	if a.Broker != nil && a.Broker.embedded != nil {
 		a.Broker.embedded.Shutdown()
+	}
+	if a.stopTracing != nil {
+		// The spans of the last requests and batches are flushed last.
+		ctx, cancel := context.WithTimeout(context.Background(), tracingShutdownTimeout)
+		if err := a.stopTracing(ctx); err != nil {
+			a.log.Warn("tracing: spans not exported at shutdown", "err", err)
+		}
+		cancel()
 	}
 	return errors.Join(errs...)
 }

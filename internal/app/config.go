@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/heraldhq/herald/httpapi"
 	"github.com/heraldhq/herald/internal/ordersvc"
@@ -84,6 +85,12 @@ type Config struct {
 	// (HERALD_WEBHOOK_SECRET and the webhook's others); nil means
 	// os.LookupEnv.
 	LookupEnv func(string) (string, bool)
+	// TracerProvider receives the spans of the HTTP requests, of the orders'
+	// write transactions and of the relay's batches. When nil, Start sets
+	// one up from the standard OTEL_* variables (see README's Tracing):
+	// tracing is off unless they name an OTLP endpoint. OpenDatabase and
+	// the operator commands never trace.
+	TracerProvider trace.TracerProvider
 }
 
 // UsageError is a configuration mistake of the caller (a bad URL, address or

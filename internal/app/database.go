@@ -33,6 +33,8 @@ type Database struct {
 	Orders order.Service
 	// Audit lists the audit trail's events, for herald check.
 	Audit ordersvc.Auditor
+	// ordersStore is the orders' store under Orders, for a traced service.
+	ordersStore ordersvc.Store
 
 	sets []migrationSet
 	ping func(ctx context.Context) error

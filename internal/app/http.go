@@ -32,7 +32,11 @@ func newHandler(a *App, reg *prometheus.Registry) (http.Handler, error) {
 		Registry:   reg,
 		NoMetrics:  a.cfg.MetricsAddr != "",
 	})
-	return withTraceContext(api), nil
+	h := withTraceContext(api)
+	if a.tracer != nil {
+		h = withTracing(h, a.tracer)
+	}
+	return h, nil
 }
 
 // withTraceContext hands the request's W3C trace context to the orders

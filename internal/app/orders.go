@@ -18,6 +18,7 @@ import (
 func wirePostgresOrders(db *Database, pool *pgxpool.Pool, driver *pgstore.Driver) error {
 	store := pgorders.New(pool, outbox.NewClient[pgx.Tx](driver))
 	db.Orders = ordersvc.New(store, ordersvc.Config{})
+	db.ordersStore = store
 	db.Audit = store
 	db.sets = append(db.sets, migrationSet{name: "orders", m: store})
 	return nil
@@ -28,6 +29,7 @@ func wirePostgresOrders(db *Database, pool *pgxpool.Pool, driver *pgstore.Driver
 func wireSQLiteOrders(db *Database, driver *sqlitestore.Driver) error {
 	store := sqliteorders.New(driver.DB(), outbox.NewClient[*sql.Tx](driver))
 	db.Orders = ordersvc.New(store, ordersvc.Config{})
+	db.ordersStore = store
 	db.Audit = store
 	db.sets = append(db.sets, migrationSet{name: "orders", m: store})
 	// Closed before the driver, which owns the handle.
