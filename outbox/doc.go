@@ -46,4 +46,13 @@
 // that row: the enqueue is then one INSERT, as cheap as writing the row by
 // hand. Left zero, Sequence is taken from a counter row per aggregate, which
 // needs no lock of the caller's but costs a second row write.
+//
+// # Tracing
+//
+// An event's Headers may carry the W3C "traceparent" and "tracestate" of
+// the request that wrote it (see SpanContext); the relay passes them on as
+// the CloudEvents extensions of the same names. With RelayConfig.Tracer set,
+// each batch's publish is a span linked to those writers' spans. A consumer
+// continues the trace with TraceContext on the CloudEvent it received. The
+// package reads no OpenTelemetry global.
 package outbox

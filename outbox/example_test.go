@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/heraldhq/herald/outbox"
 	"github.com/heraldhq/herald/outbox/sqlitestore"
 )
@@ -218,4 +220,21 @@ func ExampleAdmin_ReplayDeadLetter() {
 	// dead letter: invoice.issued #1: permanent: the broker refused it
 	// published invoice.issued inv-9 #1
 	// published invoice.paid inv-9 #2
+}
+
+// A consumer continues the trace of the request that wrote an event: the
+// context TraceContext returns holds the writer's span context, the parent
+// of the consumer's own span (tracer.Start(ctx, "process "+ce.Type)).
+func ExampleTraceContext() {
+	body := []byte(`{"specversion":"1.0","id":"0190a000-0000-7000-8000-000000000001","source":"herald","type":"order.created",` +
+		`"subject":"o-1","time":"2031-05-06T07:08:09Z","datacontenttype":"application/json","data":{},"aggregatetype":"order",` +
+		`"sequence":1,"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}`)
+	ce, err := outbox.ParseCloudEvent(body)
+	if err != nil {
+		panic(err)
+	}
+	ctx := outbox.TraceContext(context.Background(), ce)
+	sc := trace.SpanContextFromContext(ctx)
+	fmt.Println(sc.TraceID(), sc.SpanID(), sc.IsRemote())
+	// Output: 4bf92f3577b34da6a3ce929d0e0e4736 00f067aa0ba902b7 true
 }
