@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/heraldhq/herald/order"
 	"github.com/heraldhq/herald/outbox"
@@ -120,6 +122,7 @@ func toProblem(err error) Problem {
 	var (
 		p         *problem
 		badFilter *outbox.FilterError
+		resolved  *outbox.ResolvedError
 	)
 	switch {
 	case errors.As(err, &p):
@@ -128,6 +131,9 @@ func toProblem(err error) Problem {
 		fields, allowed = order.ErrorFields(err), order.ErrorAllowed(err)
 	case errors.Is(err, outbox.ErrNotFound):
 		code, message = order.ENOTFOUND, "No such dead letter."
+	case errors.As(err, &resolved):
+		code, message = order.ECONFLICT, fmt.Sprintf("The dead letter was already %s at %s.",
+			resolved.State, resolved.At.UTC().Format(time.RFC3339))
 	case errors.Is(err, outbox.ErrAlreadyResolved):
 		code, message = order.ECONFLICT, "The dead letter was already replayed or discarded."
 	case errors.Is(err, outbox.ErrDuplicate):

@@ -224,7 +224,11 @@ func TestReplayDeadLetter(t *testing.T) {
 	}
 
 	p := b.do(t, req{method: "POST", path: path, body: `{}`}).problem(t, 409, order.ECONFLICT, path)
-	if p.Detail != "The dead letter was already replayed or discarded." {
+	replayed, err := b.driver.GetDeadLetter(context.Background(), dl.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "The dead letter was already replayed at " + replayed.ReprocessedAt.UTC().Format(time.RFC3339) + "."; p.Detail != want {
 		t.Errorf("detail %q", p.Detail)
 	}
 	b.unchanged(t, after)

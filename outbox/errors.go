@@ -1,6 +1,10 @@
 package outbox
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"time"
+)
 
 var (
 	// ErrInvalidEvent wraps every reason an Event is refused before it is written.
@@ -10,7 +14,9 @@ var (
 	ErrDuplicate = errors.New("outbox: duplicate event")
 	// ErrNotFound means no dead letter has the given id.
 	ErrNotFound = errors.New("outbox: not found")
-	// ErrAlreadyResolved means a dead letter was already replayed or discarded.
+	// ErrAlreadyResolved means a dead letter was already replayed or
+	// discarded. The drivers return it as a *ResolvedError, which says which
+	// and when.
 	ErrAlreadyResolved = errors.New("outbox: dead letter already replayed or discarded")
 	// ErrInvalidFilter wraps every reason a DeadLetterFilter is refused
 	// (see DeadLetterFilter.Validate and FilterError). Nothing was read or
@@ -20,6 +26,34 @@ var (
 	// long. Nothing was written; the operation can be tried again.
 	ErrBusy = errors.New("outbox: database busy")
 )
+
+// ResolvedError is the drivers' ErrAlreadyResolved: the dead letter ID was
+// already replayed or discarded (State), at At. errors.Is(err,
+// ErrAlreadyResolved) holds for it.
+type ResolvedError struct {
+	ID    int64
+	State DeadLetterState // DeadLetterReplayed or DeadLetterDiscarded
+	At    time.Time       // when it was replayed or discarded
+}
+
+func (e *ResolvedError) Error() string {
+	return fmt.Sprintf("outbox: dead letter %d was already %s at %s", e.ID, e.State, e.At.UTC().Format(time.RFC3339))
+}
+
+// Is makes errors.Is(e, ErrAlreadyResolved) true.
+func (e *ResolvedError) Is(target error) bool { return target == ErrAlreadyResolved }
+
+// Resolved is the ErrAlreadyResolved of a resolved dead letter d.
+func Resolved(d DeadLetter) error {
+	e := &ResolvedError{ID: d.ID, State: d.State()}
+	switch {
+	case d.ReprocessedAt != nil:
+		e.At = *d.ReprocessedAt
+	case d.DiscardedAt != nil:
+		e.At = *d.DiscardedAt
+	}
+	return e
+}
 
 // permanentError marks a publish failure that retrying cannot fix.
 type permanentError struct{ err error }

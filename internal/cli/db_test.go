@@ -236,7 +236,7 @@ func TestDLQ(t *testing.T) {
 	if out := mustRun(t, env, "dlq", "replay", a1); !strings.Contains(out, "replayed dead letter "+a1) {
 		t.Errorf("dlq replay: %s", out)
 	}
-	if r := run(t, env, "dlq", "replay", a1); r.code != cli.ExitFailure || !strings.Contains(r.stderr, "already replayed or discarded") {
+	if r := run(t, env, "dlq", "replay", a1); r.code != cli.ExitFailure || !strings.Contains(r.stderr, "dead letter "+a1+" was already replayed at ") {
 		t.Errorf("second dlq replay: exit %d: %s", r.code, r.stderr)
 	}
 

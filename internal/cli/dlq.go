@@ -334,6 +334,10 @@ func deadLetterError(id int64, err error) error {
 	case errors.Is(err, outbox.ErrNotFound):
 		return fmt.Errorf("dead letter %d not found", id)
 	case errors.Is(err, outbox.ErrAlreadyResolved):
+		var re *outbox.ResolvedError
+		if errors.As(err, &re) {
+			return fmt.Errorf("dead letter %d was already %s at %s", id, re.State, re.At.UTC().Format(time.RFC3339))
+		}
 		return fmt.Errorf("dead letter %d was already replayed or discarded", id)
 	}
 	return err

@@ -210,14 +210,14 @@ func (d *Driver) DiscardDeadLetter(ctx context.Context, id int64, reason string)
 
 // unresolvable explains why dead letter id could not be resolved.
 func (d *Driver) unresolvable(ctx context.Context, tx pgx.Tx, id int64) error {
-	var exists bool
-	if err := tx.QueryRow(ctx, d.sql.deadLetterExists, id).Scan(&exists); err != nil {
+	dl, err := scanDeadLetter(tx.QueryRow(ctx, d.sql.getDeadLetter, id))
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return outbox.ErrNotFound
+	case err != nil:
 		return err
 	}
-	if exists {
-		return outbox.ErrAlreadyResolved
-	}
-	return outbox.ErrNotFound
+	return outbox.Resolved(dl) // an outbox.ResolvedError: which, and when
 }
 
 // pruneSQL deletes one batch of the dead letters resolved (or, with $2,

@@ -294,16 +294,14 @@ func (d *Driver) PruneDeadLetters(ctx context.Context, p outbox.PruneParams) (in
 
 // resolveError says why dead letter id could not be resolved.
 func (d *Driver) resolveError(ctx context.Context, tx *sql.Tx, id int64) error {
-	var exists bool
-	err := tx.QueryRowContext(ctx, d.q.deadLetterExists, id).Scan(&exists)
+	dl, err := scanDeadLetter(tx.QueryRowContext(ctx, d.q.getDeadLetter, id))
 	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return outbox.ErrNotFound
 	case err != nil:
 		return err
-	case exists:
-		return outbox.ErrAlreadyResolved
-	default:
-		return outbox.ErrNotFound
 	}
+	return outbox.Resolved(dl) // an outbox.ResolvedError: which, and when
 }
 
 // Stats counts the backlog, the open dead letters and the events parked

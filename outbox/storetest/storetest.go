@@ -1066,6 +1066,11 @@ func testReplay[TTx any](t *testing.T, s *suite[TTx]) {
 	if err := s.d.DiscardDeadLetter(s.ctx, id, "late"); !errors.Is(err, outbox.ErrAlreadyResolved) {
 		t.Errorf("discarding a replayed dead letter: %v, want ErrAlreadyResolved", err)
 	}
+	var re *outbox.ResolvedError
+	if err := s.d.DiscardDeadLetter(s.ctx, id, "late"); !errors.As(err, &re) || re.ID != id ||
+		re.State != outbox.DeadLetterReplayed || !re.At.Equal(*dl.ReprocessedAt) || !strings.Contains(err.Error(), "already replayed at") {
+		t.Errorf("discarding a replayed dead letter: %v (%+v), want a ResolvedError: replayed at %v", err, re, dl.ReprocessedAt)
+	}
 	if err := s.d.ReplayDeadLetter(s.ctx, again[1].ID+1000); !errors.Is(err, outbox.ErrNotFound) {
 		t.Errorf("replaying an unknown dead letter: %v, want ErrNotFound", err)
 	}
@@ -1099,6 +1104,12 @@ func testDiscard[TTx any](t *testing.T, s *suite[TTx]) {
 	}
 	if err := s.d.ReplayDeadLetter(s.ctx, id); !errors.Is(err, outbox.ErrAlreadyResolved) {
 		t.Errorf("replaying a discarded dead letter: %v, want ErrAlreadyResolved", err)
+	}
+	// The error says which: discarded, and when.
+	var re *outbox.ResolvedError
+	if err := s.d.ReplayDeadLetter(s.ctx, id); !errors.As(err, &re) || re.ID != id ||
+		re.State != outbox.DeadLetterDiscarded || !re.At.Equal(*dl.DiscardedAt) || !strings.Contains(err.Error(), "already discarded at") {
+		t.Errorf("replaying a discarded dead letter: %v (%+v), want a ResolvedError: discarded at %v", err, re, dl.DiscardedAt)
 	}
 	if got := s.get(t, id); got.DiscardReason != "obsolete order" {
 		t.Errorf("second discard changed the reason to %q", got.DiscardReason)
