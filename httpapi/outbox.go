@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -183,14 +184,16 @@ func (s *server) handleGetDeadLetter(w http.ResponseWriter, r *http.Request) {
 	s.writeDeadLetter(w, r, id)
 }
 
-// DiscardRequest is the optional body of DELETE /api/v1/outbox/dlq/{id}.
+// DiscardRequest is the body of DELETE /api/v1/outbox/dlq/{id}, unless the
+// reason comes as the reason query parameter. The reason is required, as
+// for herald dlq discard.
 type DiscardRequest struct {
 	Reason string `json:"reason"`
 }
 
 // handleDiscardDeadLetter serves DELETE /api/v1/outbox/dlq/{id}: resolves
 // the dead letter without publishing it and returns the kept record. The
-// reason comes in the JSON body or the reason query parameter.
+// reason, required, comes in the JSON body or the reason query parameter.
 func (s *server) handleDiscardDeadLetter(w http.ResponseWriter, r *http.Request) {
 	id, err := deadLetterID(r)
 	if err != nil {
@@ -234,6 +237,8 @@ func (s *server) handleDiscardDeadLetter(w http.ResponseWriter, r *http.Request)
 func checkDiscardReason(reason string) error {
 	var msg string
 	switch {
+	case strings.TrimSpace(reason) == "":
+		msg = "is required: say why the event is dropped (a JSON body {\"reason\": \"…\"} or ?reason=)"
 	case !utf8.ValidString(reason):
 		msg = "must be valid UTF-8"
 	case utf8.RuneCountInString(reason) > order.MaxReasonLen:

@@ -251,12 +251,16 @@ func TestDiscardDeadLetter(t *testing.T) {
 		field   string
 		message string
 	}{
+		{p1, nil, 422, order.EINVALID, "reason", `is required: say why the event is dropped (a JSON body {"reason": "…"} or ?reason=)`},
+		{p1, map[string]any{}, 422, order.EINVALID, "reason", `is required: say why the event is dropped (a JSON body {"reason": "…"} or ?reason=)`},
+		{p1, map[string]any{"reason": "  "}, 422, order.EINVALID, "reason", `is required: say why the event is dropped (a JSON body {"reason": "…"} or ?reason=)`},
+		{p1 + "?reason=", nil, 422, order.EINVALID, "reason", `is required: say why the event is dropped (a JSON body {"reason": "…"} or ?reason=)`},
 		{p1, map[string]any{"reason": strings.Repeat("r", 501)}, 422, order.EINVALID, "reason", "must be at most 500 characters"},
 		{p1 + "?reason=a%0Ab", nil, 422, order.EINVALID, "reason", "must not contain control characters"},
 		{p1 + "?reason=x", map[string]any{"reason": "y"}, 400, eBadRequest, "", ""},
 		{p1 + "?why=x", nil, 400, eBadRequest, "", ""},
 		{p1, map[string]any{"reason": 5}, 400, eBadRequest, "", ""},
-		{fmt.Sprintf("/api/v1/outbox/dlq/%d", d3.ID+10), nil, 404, order.ENOTFOUND, "", ""},
+		{fmt.Sprintf("/api/v1/outbox/dlq/%d?reason=x", d3.ID+10), nil, 404, order.ENOTFOUND, "", ""},
 	} {
 		path, _, _ := strings.Cut(tc.path, "?")
 		p := b.do(t, req{method: "DELETE", path: tc.path, body: tc.body}).problem(t, tc.status, tc.code, path)
@@ -276,8 +280,8 @@ func TestDiscardDeadLetter(t *testing.T) {
 		t.Errorf("dead letter %+v", d)
 	}
 	d = DeadLetter{}
-	b.do(t, req{method: "DELETE", path: fmt.Sprintf("/api/v1/outbox/dlq/%d", d3.ID)}).decode(t, 200, &d)
-	if d.ID != d3.ID || d.State != outbox.DeadLetterDiscarded || d.DiscardReason != "" {
+	b.do(t, req{method: "DELETE", path: fmt.Sprintf("/api/v1/outbox/dlq/%d", d3.ID), body: map[string]any{"reason": "test"}}).decode(t, 200, &d)
+	if d.ID != d3.ID || d.State != outbox.DeadLetterDiscarded || d.DiscardReason != "test" {
 		t.Errorf("dead letter %+v", d)
 	}
 	after := b.state(t)
@@ -285,7 +289,7 @@ func TestDiscardDeadLetter(t *testing.T) {
 	if after.DeadLetters != 3 || after.OpenDeadLetters != 0 || after.Outbox != before.Outbox {
 		t.Errorf("state %+v", after)
 	}
-	b.do(t, req{method: "DELETE", path: p1}).problem(t, 409, order.ECONFLICT, p1)
+	b.do(t, req{method: "DELETE", path: p1 + "?reason=again"}).problem(t, 409, order.ECONFLICT, p1)
 	b.do(t, req{method: "POST", path: p1 + "/replay"}).problem(t, 409, order.ECONFLICT, p1+"/replay")
 	b.unchanged(t, after)
 	if logs := b.logs.String(); !strings.Contains(logs, `"msg":"dead letter discarded"`) || !strings.Contains(logs, `"reason":"payload is garbage"`) {
