@@ -124,8 +124,6 @@ func fromNATS(d natsjs.Delivery) hbroker.Delivery {
 func rabbitEndpoint(cfg rabbitmq.Config) *endpoint {
 	e := &endpoint{kind: app.BrokerRabbitMQ}
 	e.close.add(func() {
-		ctx, cancel := cleanupCtx()
-		defer cancel()
 		conn, err := amqp.DialConfig(cfg.URL, amqp.Config{Dial: amqp.DefaultDial(10 * time.Second)})
 		if err != nil {
 			return
@@ -136,7 +134,6 @@ func rabbitEndpoint(cfg rabbitmq.Config) *endpoint {
 			_ = ch.ExchangeDelete(cfg.Exchange, false, false)
 			_ = ch.Close()
 		}
-		_ = ctx
 	})
 	e.connect = func(ctx context.Context) (outbox.Publisher, error) { return rabbitmq.Connect(ctx, cfg) }
 	e.plain = func(ctx context.Context) (outbox.Publisher, error) {
