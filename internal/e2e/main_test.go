@@ -1,6 +1,8 @@
 // Package e2e runs the real herald binary as a user would: it builds it
 // once, starts herald serve as a process on free ports, drives orders over
-// HTTP, reads the events back from NATS, and stops the process with SIGTERM.
+// HTTP, reads the events back from the broker (NATS, Kafka on an in-process
+// kfake cluster, RabbitMQ, Redis, or a webhook receiver: see e2eBrokers),
+// and stops the process with SIGTERM.
 package e2e
 
 import (
