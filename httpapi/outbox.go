@@ -17,12 +17,18 @@ import (
 	"github.com/heraldhq/herald/outbox"
 )
 
-// Limits of GET /api/v1/outbox/dlq. The page is read one row long to tell
-// whether another follows; the drivers cap a read at 1000.
+// Limits of GET /api/v1/outbox/dlq, and of herald dlq list. The page is read
+// one row long to tell whether another follows; the drivers cap a read at
+// 1000.
 const (
 	DefaultDeadLettersLimit = 100
 	MaxDeadLettersLimit     = 500
 )
+
+// DefaultDeadLetterState is the state a list of dead letters shows without
+// one (GET /api/v1/outbox/dlq, herald dlq list): those waiting for an
+// operator.
+const DefaultDeadLetterState = outbox.DeadLetterOpen
 
 // StatsResponse is the body of GET /api/v1/outbox/stats, and what herald
 // stats --json prints (without the relay's counts).
@@ -129,7 +135,9 @@ type ListDeadLettersResponse struct {
 }
 
 // handleListDeadLetters serves GET /api/v1/outbox/dlq?state=&aggregate_type=
-// &aggregate_id=&event_type=&after=&limit=, in id order.
+// &aggregate_id=&event_type=&after=&limit=, in id order. Without a state
+// (or with an empty one) it lists the open dead letters, as herald dlq list
+// does; state=all lists every state.
 func (s *server) handleListDeadLetters(w http.ResponseWriter, r *http.Request) {
 	q, err := parseQuery(r, "state", "aggregate_type", "aggregate_id", "event_type", "after", "limit")
 	if err != nil {
@@ -139,8 +147,12 @@ func (s *server) handleListDeadLetters(w http.ResponseWriter, r *http.Request) {
 	// The filter's own rules are DeadLetterFilter.Validate's, as for the
 	// drivers and the command line; the query adds the types and the page
 	// size.
+	state := outbox.DeadLetterState(q.values.Get("state"))
+	if state == "" {
+		state = DefaultDeadLetterState
+	}
 	f := outbox.DeadLetterFilter{
-		State:         outbox.DeadLetterState(q.values.Get("state")),
+		State:         state,
 		AggregateType: q.values.Get("aggregate_type"),
 		AggregateID:   q.values.Get("aggregate_id"),
 		EventType:     q.values.Get("event_type"),

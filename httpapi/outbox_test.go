@@ -91,23 +91,26 @@ func TestListDeadLetters(t *testing.T) {
 	for _, tc := range []struct {
 		query, want, next string
 	}{
-		{"", join(d1, d2, d3), ""},
+		{"", join(d1, d3), ""}, // open ones by default, as herald dlq list
 		{"?state=open", join(d1, d3), ""},
 		{"?state=discarded", join(d2), ""},
 		{"?state=replayed", "", ""},
 		{"?aggregate_id=agg-1", join(d1, d3), ""},
-		{"?aggregate_type=order&event_type=thing.failed", join(d1, d2), ""},
+		{"?aggregate_type=order&event_type=thing.failed", join(d1), ""},
+		{"?aggregate_type=order&event_type=thing.failed&state=all", join(d1, d2), ""},
 		{"?aggregate_type=other", "", ""},
-		{"?limit=2", join(d1, d2), strconv.FormatInt(d2.ID, 10)},
-		{"?limit=2&after=" + strconv.FormatInt(d2.ID, 10), join(d3), ""},
+		{"?limit=2&state=all", join(d1, d2), strconv.FormatInt(d2.ID, 10)},
+		{"?limit=2&state=all&after=" + strconv.FormatInt(d2.ID, 10), join(d3), ""},
+		{"?limit=1", join(d1), strconv.FormatInt(d1.ID, 10)},
 		{"?limit=1&state=open&after=" + strconv.FormatInt(d1.ID, 10), join(d3), ""},
-		{"?limit=3", join(d1, d2, d3), ""},
+		{"?limit=3&state=all", join(d1, d2, d3), ""},
 		{"?state=all", join(d1, d2, d3), ""},
-		{"?state=", join(d1, d2, d3), ""},
+		{"?state=", join(d1, d3), ""},
 		{"?state=all&aggregate_id=agg-1&limit=1", join(d1), strconv.FormatInt(d1.ID, 10)},
 		{"?aggregate_id=" + strings.Repeat("a", 255), "", ""},
 		{"?after=9223372036854775807", "", ""},
-		{"?after=0", join(d1, d2, d3), ""},
+		{"?after=0&state=all", join(d1, d2, d3), ""},
+		{"?after=0", join(d1, d3), ""},
 	} {
 		var l ListDeadLettersResponse
 		b.do(t, req{method: "GET", path: path + tc.query}).decode(t, 200, &l)

@@ -72,7 +72,7 @@ func TestBadInput(t *testing.T) {
 		{"HERALD_ALL does not replay everything", []string{"HERALD_ALL=true"}, []string{"dlq", "replay"}, "give a dead-letter id, or --all"},
 		{"HERALD_REASON is no reason", []string{"HERALD_REASON=left over"}, []string{"dlq", "discard", "3"}, "--reason is required"},
 		{"dlq list state", nil, []string{"dlq", "list", "--state", "lost"}, `--state "lost"`},
-		{"dlq list limit", nil, []string{"dlq", "list", "--limit", "0"}, "--limit must be between 1 and 1000"},
+		{"dlq list limit", nil, []string{"dlq", "list", "--limit", "0"}, "--limit must be between 1 and 500"},
 		// Filters are checked by the rules of the drivers and the API
 		// (outbox.DeadLetterFilter.Validate) before anything is opened.
 		{"dlq list state in upper case", nil, []string{"dlq", "list", "--state", "ALL"}, `--state "ALL": must be one of open, replayed, discarded or all`},

@@ -21,10 +21,10 @@ import (
 	"github.com/heraldhq/herald/outbox"
 )
 
-// Limits of dlq list.
+// Limits of dlq list: the API's, so that both page alike.
 const (
-	defaultDLQLimit = 100
-	maxDLQLimit     = 1000
+	defaultDLQLimit = httpapi.DefaultDeadLettersLimit
+	maxDLQLimit     = httpapi.MaxDeadLettersLimit
 )
 
 func (c *cli) dlqCommand() *cobra.Command {
@@ -135,7 +135,8 @@ func (c *cli) dlqListCommand() *cobra.Command {
 	}
 	fs := cmd.Flags()
 	f.add(fs)
-	fs.StringVar(&state, "state", "open", "open, replayed, discarded, or all (every state; the same as the API's state=all)")
+	fs.StringVar(&state, "state", string(httpapi.DefaultDeadLetterState),
+		"open, replayed, discarded, or all (every state); open by default, as the API's list")
 	fs.Int64Var(&after, "after", 0, "list only dead letters with an id above this one (paging)")
 	fs.IntVar(&limit, "limit", defaultDLQLimit, fmt.Sprintf("list at most this many (1-%d)", maxDLQLimit))
 	fs.BoolVar(&asJSON, "json", false, "print JSON instead of a table")
