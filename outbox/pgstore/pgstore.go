@@ -131,7 +131,6 @@ type queries struct {
 	replayOne              string
 	replaySelect           string // SELECT id FROM the dead letters, without a condition
 	discard                string
-	deadLetterExists       string
 	stats                  string
 	prune                  string
 }
@@ -164,19 +163,18 @@ func New(pool *pgxpool.Pool, cfg Config) (*Driver, error) {
 				{render(fmt.Sprintf(claimSQL, parkedSQL, "")), render(fmt.Sprintf(claimSQL, parkedSQL, wrapBoundSQL))},
 			},
 			// SET LOCAL takes no parameters; the value is an integer we format.
-			claimBegin:       "BEGIN; SET LOCAL idle_in_transaction_session_timeout = " + strconv.FormatInt(ms, 10),
-			retry:            render(retrySQL),
-			deadLetter:       render(deadLetterSQL),
-			listen:           "LISTEN " + pgx.Identifier{names.Channel}.Sanitize(),
-			dlqSelect:        render("SELECT " + dlqColumns + " FROM {{dlq}} WHERE "),
-			getDeadLetter:    render("SELECT " + dlqColumns + " FROM {{dlq}} WHERE id = $1"),
-			replay:           replay,
-			replayOne:        fmt.Sprintf(replay, "id = $1"),
-			replaySelect:     render("SELECT id FROM {{dlq}} WHERE "),
-			discard:          render(discardSQL),
-			deadLetterExists: render("SELECT EXISTS (SELECT 1 FROM {{dlq}} WHERE id = $1)"),
-			stats:            render(statsSQL),
-			prune:            render(pruneSQL),
+			claimBegin:    "BEGIN; SET LOCAL idle_in_transaction_session_timeout = " + strconv.FormatInt(ms, 10),
+			retry:         render(retrySQL),
+			deadLetter:    render(deadLetterSQL),
+			listen:        "LISTEN " + pgx.Identifier{names.Channel}.Sanitize(),
+			dlqSelect:     render("SELECT " + dlqColumns + " FROM {{dlq}} WHERE "),
+			getDeadLetter: render("SELECT " + dlqColumns + " FROM {{dlq}} WHERE id = $1"),
+			replay:        replay,
+			replayOne:     fmt.Sprintf(replay, "id = $1"),
+			replaySelect:  render("SELECT id FROM {{dlq}} WHERE "),
+			discard:       render(discardSQL),
+			stats:         render(statsSQL),
+			prune:         render(pruneSQL),
 		},
 	}, nil
 }

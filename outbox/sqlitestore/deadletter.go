@@ -83,8 +83,6 @@ ORDER BY id LIMIT ?3)`
 
 	getDeadLetterSQL = `SELECT ` + deadLetterColumns + ` FROM {{dlq}} WHERE id = ?1`
 
-	deadLetterExistsSQL = `SELECT EXISTS (SELECT 1 FROM {{dlq}} WHERE id = ?1)`
-
 	// listDeadLettersSQL and replayIDsSQL are completed with the filter's
 	// condition (deadLetterWhere).
 	listDeadLettersSQL = `SELECT ` + deadLetterColumns + ` FROM {{dlq}} WHERE `

@@ -35,30 +35,29 @@ type queries struct {
 	// the dead-letter queue and Stats
 	replay, replayHeads, markReplayed, discard string
 	prune                                      string
-	stats, getDeadLetter, deadLetterExists     string
+	stats, getDeadLetter                       string
 	listDeadLetters, replayIDs                 string // each completed with a condition
 }
 
 func renderQueries(r *strings.Replacer) queries {
 	return queries{
-		bumpSequence:     r.Replace(bumpSequenceSQL),
-		insertEvent:      r.Replace(insertEventSQL),
-		claim:            r.Replace(claimSQL),
-		claimMoveOn:      r.Replace(claimMoveOnSQL),
-		deletePublished:  r.Replace(deletePublishedSQL),
-		scheduleRetry:    r.Replace(scheduleRetrySQL),
-		moveToDLQ:        r.Replace(moveToDLQSQL),
-		deleteOne:        r.Replace(deleteOneSQL),
-		replay:           r.Replace(replaySQL),
-		replayHeads:      r.Replace(replayHeadsSQL),
-		markReplayed:     r.Replace(markReplayedSQL),
-		discard:          r.Replace(discardSQL),
-		prune:            r.Replace(pruneSQL),
-		stats:            r.Replace(statsSQL),
-		getDeadLetter:    r.Replace(getDeadLetterSQL),
-		deadLetterExists: r.Replace(deadLetterExistsSQL),
-		listDeadLetters:  r.Replace(listDeadLettersSQL),
-		replayIDs:        r.Replace(replayIDsSQL),
+		bumpSequence:    r.Replace(bumpSequenceSQL),
+		insertEvent:     r.Replace(insertEventSQL),
+		claim:           r.Replace(claimSQL),
+		claimMoveOn:     r.Replace(claimMoveOnSQL),
+		deletePublished: r.Replace(deletePublishedSQL),
+		scheduleRetry:   r.Replace(scheduleRetrySQL),
+		moveToDLQ:       r.Replace(moveToDLQSQL),
+		deleteOne:       r.Replace(deleteOneSQL),
+		replay:          r.Replace(replaySQL),
+		replayHeads:     r.Replace(replayHeadsSQL),
+		markReplayed:    r.Replace(markReplayedSQL),
+		discard:         r.Replace(discardSQL),
+		prune:           r.Replace(pruneSQL),
+		stats:           r.Replace(statsSQL),
+		getDeadLetter:   r.Replace(getDeadLetterSQL),
+		listDeadLetters: r.Replace(listDeadLettersSQL),
+		replayIDs:       r.Replace(replayIDsSQL),
 	}
 }
 
@@ -77,5 +76,5 @@ func (q *queries) hot() []string {
 func (q *queries) all() []string {
 	return append(q.hot(),
 		q.replay, q.replayHeads, q.markReplayed, q.discard, q.prune,
-		q.stats, q.getDeadLetter, q.deadLetterExists, q.listDeadLetters, q.replayIDs)
+		q.stats, q.getDeadLetter, q.listDeadLetters, q.replayIDs)
 }
