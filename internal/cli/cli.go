@@ -127,18 +127,25 @@ func (c *cli) rootCommand() *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	c.s.addShared(root.PersistentFlags())
 
-	root.AddCommand(
-		c.serveCommand(),
-		c.relayCommand(),
-		c.migrateCommand(),
-		c.dlqCommand(),
-		c.statsCommand(),
-		c.tailCommand(),
-		c.benchCommand(),
-		c.versionCommand(),
-		c.completionCommand(),
-		c.checkCommand(),
-	)
+	// Each command lists only the flags it uses.
+	for _, sub := range []struct {
+		cmd *cobra.Command
+		use int
+	}{
+		{c.serveCommand(), useDatabase | useBroker | useAPI},
+		{c.relayCommand(), useDatabase | useBroker},
+		{c.migrateCommand(), useDatabase},
+		{c.dlqCommand(), useDatabase},
+		{c.statsCommand(), useDatabase},
+		{c.checkCommand(), useDatabase | useBroker},
+		{c.tailCommand(), useBroker},
+		{c.benchCommand(), useDatabase | useBroker},
+		{c.versionCommand(), 0},
+		{c.completionCommand(), 0},
+	} {
+		c.s.addGroups(sub.cmd.PersistentFlags(), sub.use)
+		root.AddCommand(sub.cmd)
+	}
 	annotateEnv(root)
 	return root
 }

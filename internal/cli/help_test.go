@@ -129,3 +129,35 @@ func TestREADMESettings(t *testing.T) {
 		t.Errorf("README.md's settings table has --%s, which herald serve does not take", name)
 	}
 }
+
+// Each command lists only the flags it uses: the operator commands have no
+// listener or token flags, tail no database, version neither.
+func TestCommandsListOnlyTheirFlags(t *testing.T) {
+	t.Parallel()
+	for args, absent := range map[string][]string{
+		"version":  {"--db", "--broker", "--http-addr", "--batch-size"},
+		"dlq list": {"--http-addr", "--api-token", "--admin-token", "--broker", "--workers"},
+		"stats":    {"--http-addr", "--broker", "--embedded-nats-addr"},
+		"migrate":  {"--http-addr", "--broker", "--admin-token"},
+		"tail":     {"--db", "--http-addr", "--api-token"},
+		"relay":    {"--http-addr", "--api-token", "--admin-token"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := Main(context.Background(), append(strings.Fields(args), "--help"), &stdout, &stderr, nil)
+		if code != ExitOK {
+			t.Fatalf("herald %s --help: exit %d: %s", args, code, stderr.String())
+		}
+		for _, flag := range absent {
+			if strings.Contains(stdout.String(), flag+" ") {
+				t.Errorf("herald %s --help lists %s, which it does not use", args, flag)
+			}
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	Main(context.Background(), []string{"serve", "--help"}, &stdout, &stderr, nil)
+	for _, flag := range []string{"--db", "--broker", "--http-addr", "--api-token", "--data-dir", "--log-level", "--config"} {
+		if !strings.Contains(stdout.String(), flag+" ") {
+			t.Errorf("herald serve --help lacks %s", flag)
+		}
+	}
+}

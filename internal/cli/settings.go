@@ -34,18 +34,39 @@ type settings struct {
 	maxConnections int
 }
 
-// addShared adds the settings every command shares.
+// addShared adds the settings every command shares: logging and the
+// settings file.
 func (s *settings) addShared(fs *pflag.FlagSet) {
-	fs.StringVar(&s.db, "db", "", "database URL: sqlite://PATH or postgres://USER@HOST:PORT/DB (default sqlite://<data dir>/herald.db)")
-	fs.StringVar(&s.broker, "broker", app.DefaultBrokerURL, "broker URL: embedded (a NATS server in the process), nats://HOST:PORT, kafka://HOST:PORT, amqp://USER:PASS@HOST:PORT/VHOST, redis://HOST:PORT/DB, http(s):// (webhook), or log (standard output)")
-	fs.StringVar(&s.dataDir, "data-dir", app.DefaultDataDir, "data directory: the default SQLite file and the embedded NATS store")
-	fs.StringVar(&s.httpAddr, "http-addr", app.DefaultHTTPAddr, "address the HTTP API listens on")
-	fs.StringVar(&s.natsAddr, "embedded-nats-addr", app.DefaultEmbeddedNATSAddr, "address of the embedded NATS server")
-	fs.StringVar(&s.apiToken, "api-token", "", "bearer token of the order routes (none: listen on loopback only)")
-	fs.StringVar(&s.adminToken, "admin-token", "", "bearer token of the outbox and admin routes (none: listen on loopback only)")
 	fs.StringVar(&s.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&s.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&s.configFile, "config", "", describeConfig)
+}
+
+// Flag groups: each command gets the groups it uses, so that its --help
+// lists only the flags that change what it does.
+const (
+	useDatabase = 1 << iota // --db, --data-dir
+	useBroker               // --broker, --embedded-nats-addr, --data-dir
+	useAPI                  // --http-addr, --api-token, --admin-token
+)
+
+// addGroups adds the flags of the groups in use.
+func (s *settings) addGroups(fs *pflag.FlagSet, use int) {
+	if use&useDatabase != 0 {
+		fs.StringVar(&s.db, "db", "", "database URL: sqlite://PATH or postgres://USER@HOST:PORT/DB (default sqlite://<data dir>/herald.db)")
+	}
+	if use&useBroker != 0 {
+		fs.StringVar(&s.broker, "broker", app.DefaultBrokerURL, "broker URL: embedded (a NATS server in the process), nats://HOST:PORT, kafka://HOST:PORT, amqp://USER:PASS@HOST:PORT/VHOST, redis://HOST:PORT/DB, http(s):// (webhook), or log (standard output)")
+		fs.StringVar(&s.natsAddr, "embedded-nats-addr", app.DefaultEmbeddedNATSAddr, "address of the embedded NATS server")
+	}
+	if use&(useDatabase|useBroker) != 0 {
+		fs.StringVar(&s.dataDir, "data-dir", app.DefaultDataDir, "data directory: the default SQLite file and the embedded NATS store")
+	}
+	if use&useAPI != 0 {
+		fs.StringVar(&s.httpAddr, "http-addr", app.DefaultHTTPAddr, "address the HTTP API listens on")
+		fs.StringVar(&s.apiToken, "api-token", "", "bearer token of the order routes (none: listen on loopback only)")
+		fs.StringVar(&s.adminToken, "admin-token", "", "bearer token of the outbox and admin routes (none: listen on loopback only)")
+	}
 }
 
 // addRelay adds the relay tuning flags.
