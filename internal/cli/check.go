@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/heraldhq/herald/broker"
@@ -24,8 +25,9 @@ var errMismatches = errors.New("the audit trail and the broker disagree")
 
 func (c *cli) checkCommand() *cobra.Command {
 	var (
-		since   time.Duration
-		timeout time.Duration
+		since    time.Duration
+		timeout  time.Duration
+		textfile string
 	)
 	cmd := &cobra.Command{
 		Use:   "check",
@@ -86,12 +88,38 @@ messages until its limits drop them, so check a window the stream still holds
 				return err
 			}
 			found := ordersvc.Reconcile(audited, onBroker, from)
+			if textfile != "" {
+				if err := writeCheckMetrics(textfile, audited, onBroker, found); err != nil {
+					return err
+				}
+			}
 			return writeCheck(c.stdout, audited, onBroker, found)
 		},
 	}
 	cmd.Flags().DurationVar(&since, "since", 0, "check the events of the last D (e.g. 24h); 0 checks everything")
+	cmd.Flags().StringVar(&textfile, "textfile", "", "also write the result as Prometheus metrics to this file "+
+		"(for node_exporter's textfile collector, when herald check runs from cron)")
 	addTimeout(cmd.Flags(), &timeout)
 	return cmd
+}
+
+// writeCheckMetrics writes the result for Prometheus (the file is replaced
+// atomically): herald_check_mismatches is what to alert on.
+func writeCheckMetrics(path string, audited []ordersvc.AuditedEvent, onBroker map[uuid.UUID]ordersvc.BrokerEvent, found []ordersvc.Mismatch) error {
+	reg := prometheus.NewRegistry()
+	gauge := func(name, help string, v float64) {
+		g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+		g.Set(v)
+		reg.MustRegister(g)
+	}
+	gauge("herald_check_mismatches", "Audited events neither pending, dead-lettered nor on the broker, and broker events without an audit row, at the last herald check.", float64(len(found)))
+	gauge("herald_check_audited_events", "Audited events the last herald check read.", float64(len(audited)))
+	gauge("herald_check_broker_events", "Events on the broker the last herald check read.", float64(len(onBroker)))
+	gauge("herald_check_last_run_timestamp_seconds", "When the last herald check ran, in Unix seconds.", float64(time.Now().Unix()))
+	if err := prometheus.WriteToTextfile(path, reg); err != nil {
+		return fmt.Errorf("--textfile: %w", err)
+	}
+	return nil
 }
 
 func writeCheck(w io.Writer, audited []ordersvc.AuditedEvent, onBroker map[uuid.UUID]ordersvc.BrokerEvent, found []ordersvc.Mismatch) error {

@@ -3,6 +3,7 @@ package cli_test
 import (
 	"context"
 	"database/sql"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -87,7 +88,12 @@ func TestCheckReportsAnEventThatNeverReachedTheBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r := run(t, env, "check")
+	metrics := filepath.Join(t.TempDir(), "herald_check.prom")
+	r := run(t, env, "check", "--textfile", metrics)
+	if prom, err := os.ReadFile(metrics); err != nil || !strings.Contains(string(prom), "herald_check_mismatches 1\n") ||
+		!strings.Contains(string(prom), "herald_check_audited_events 2\n") {
+		t.Errorf("--textfile wrote %q, %v", prom, err)
+	}
 	if r.code != cli.ExitFailure {
 		t.Fatalf("check: exit %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
 	}
