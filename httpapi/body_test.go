@@ -99,14 +99,14 @@ func TestBodyNeverSentIsRefusedOverTheWire(t *testing.T) {
 	t.Cleanup(ts.Close)
 	const path = "/api/v1/orders"
 
-	resp, data := rawExchange(t, ts, fmt.Sprintf("POST %s HTTP/1.1\r\nHost: herald\r\nContent-Type: application/json\r\n"+
+	resp, data := rawExchange(t, ts, fmt.Sprintf("POST %s HTTP/1.1\r\nHost: herald\r\nContent-Type: application/json\r\n"+ //nolint:bodyclose // rawExchange reads and closes the body
 		"Content-Length: %d\r\n\r\n{", path, 2*MaxBodyBytes))
 	response{Code: resp.StatusCode, Header: resp.Header, Body: data}.problem(t, http.StatusRequestEntityTooLarge, eTooLarge, path)
 	if !resp.Close {
 		t.Error("413: the connection stays open")
 	}
 
-	resp, data = rawExchange(t, ts, "POST "+path+" HTTP/1.1\r\nHost: herald\r\nContent-Type: application/json\r\n"+
+	resp, data = rawExchange(t, ts, "POST "+path+" HTTP/1.1\r\nHost: herald\r\nContent-Type: application/json\r\n"+ //nolint:bodyclose // rawExchange reads and closes the body
 		"Content-Encoding: gzip\r\nContent-Length: 100\r\n\r\n")
 	response{Code: resp.StatusCode, Header: resp.Header, Body: data}.problem(t, http.StatusUnsupportedMediaType, eUnsupportedType, path)
 	if resp.Header.Get("Accept-Encoding") != SupportedContentEncoding {

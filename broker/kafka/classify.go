@@ -22,31 +22,31 @@ const (
 
 // classify turns a record's outcome into Publish's error for it, and says
 // whether that is the final word.
-func (p *Publisher) classify(ctx context.Context, err error) (error, verdict) {
+func (p *Publisher) classify(ctx context.Context, err error) (verdict, error) {
 	switch {
 	case err == nil:
-		return nil, final
+		return final, nil
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		if ctx.Err() != nil {
-			return ctxError(ctx.Err()), final
+			return final, ctxError(ctx.Err())
 		}
 		// The client fails a partition's buffered records together when
 		// the first one's context ends: another Publish call gave up.
-		return fmt.Errorf("kafka: dropped with an earlier record of its partition whose publish was given up (%v)", err), final
+		return final, fmt.Errorf("kafka: dropped with an earlier record of its partition whose publish was given up (%v)", err) //nolint:errorlint // another call's cancellation, not ours to claim
 	case refusedWithBatch(err):
-		return fmt.Errorf("kafka: topic %s refused the record: %w", p.cfg.Topic, err), suspect
+		return suspect, fmt.Errorf("kafka: topic %s refused the record: %w", p.cfg.Topic, err)
 	case errors.Is(err, kerr.TopicAuthorizationFailed), errors.Is(err, kerr.InvalidTopicException):
-		return outbox.Permanent(fmt.Errorf("kafka: topic %s: %w", p.cfg.Topic, err)), final
+		return final, outbox.Permanent(fmt.Errorf("kafka: topic %s: %w", p.cfg.Topic, err))
 	case errors.Is(err, kerr.UnknownTopicOrPartition), errors.Is(err, kerr.UnknownTopicID):
-		return fmt.Errorf("kafka: topic %s unknown to the broker: %w", p.cfg.Topic, err), topicGone
+		return topicGone, fmt.Errorf("kafka: topic %s unknown to the broker: %w", p.cfg.Topic, err)
 	case errors.Is(err, kgo.ErrRecordTimeout):
-		return fmt.Errorf("kafka: not sent within the delivery timeout (%s): %w", p.cfg.DeliveryTimeout, err), final
+		return final, fmt.Errorf("kafka: not sent within the delivery timeout (%s): %w", p.cfg.DeliveryTimeout, err)
 	case errors.Is(err, kgo.ErrClientClosed):
-		return fmt.Errorf("kafka: publisher closing: %w", err), final
+		return final, fmt.Errorf("kafka: publisher closing: %w", err)
 	default:
 		// Retriable broker errors (leader moved, not enough replicas…),
 		// lost connections and anything unforeseen: the relay retries.
-		return fmt.Errorf("kafka: %w", err), final
+		return final, fmt.Errorf("kafka: %w", err)
 	}
 }
 

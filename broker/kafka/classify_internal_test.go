@@ -53,14 +53,14 @@ func TestClassify(t *testing.T) {
 		{context.Canceled, final, false}, // another call's, our ctx is alive
 		{errors.New("something new"), final, false},
 	} {
-		err, v := p.classify(context.Background(), tc.err)
+		v, err := p.classify(context.Background(), tc.err)
 		if v != tc.verdict || outbox.IsPermanent(err) != tc.permanent {
 			t.Errorf("%v: verdict %d permanent %t, want %d %t", tc.err, v, outbox.IsPermanent(err), tc.verdict, tc.permanent)
 		}
 		if (tc.err == nil) != (err == nil) {
 			t.Errorf("%v became %v", tc.err, err)
 		}
-		if tc.err != nil && tc.err != context.Canceled && !errors.Is(err, tc.err) {
+		if tc.err != nil && !errors.Is(tc.err, context.Canceled) && !errors.Is(err, tc.err) {
 			t.Errorf("%v: %v does not wrap it", tc.err, err)
 		}
 	}
@@ -73,11 +73,11 @@ func TestClassifyContext(t *testing.T) {
 	p := &Publisher{cfg: Config{}.withDefaults()}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	err, v := p.classify(ctx, context.Canceled)
+	v, err := p.classify(ctx, context.Canceled)
 	if v != final || outbox.IsPermanent(err) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("own cancellation: %v (verdict %d)", err, v)
 	}
-	err, _ = p.classify(context.Background(), context.DeadlineExceeded)
+	_, err = p.classify(context.Background(), context.DeadlineExceeded)
 	if errors.Is(err, context.DeadlineExceeded) || outbox.IsPermanent(err) {
 		t.Fatalf("another call's deadline: %v", err)
 	}

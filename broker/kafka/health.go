@@ -72,7 +72,7 @@ func (h *health) check(ctx context.Context, cl *kgo.Client) error {
 		if ctx.Err() != nil {
 			return ctxError(ctx.Err())
 		}
-		return fmt.Errorf("%w: %v", ErrUnreachable, err)
+		return fmt.Errorf("%w: %v", ErrUnreachable, err) //nolint:errorlint // the probe's own timeout is not the caller's ctx error, so it is not wrapped
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -49,7 +49,7 @@ func (p *Publisher) isolate(ctx context.Context, msgs []outbox.Message, errs []e
 			errs[i] = perrs[0]
 			continue
 		}
-		err, v := p.classify(ctx, perrs[0])
+		v, err := p.classify(ctx, perrs[0])
 		if v == suspect {
 			err = outbox.Permanent(err)
 		}

@@ -98,7 +98,7 @@ func (c Config) tlsConfig() (*tls.Config, error) {
 	}
 	pem, err := os.ReadFile(c.TLSCAFile)
 	if err != nil {
-		return nil, fmt.Errorf("%w: tls_ca: %v", ErrInvalidConfig, err)
+		return nil, fmt.Errorf("%w: tls_ca: %w", ErrInvalidConfig, err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {

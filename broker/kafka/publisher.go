@@ -78,7 +78,7 @@ func (p *Publisher) newClient(maxBatchBytes func(string) int32) (*kgo.Client, er
 	}
 	cl, err := kgo.NewClient(append(opts, kgo.WithHooks(p.health))...)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	return cl, nil
 }
@@ -136,7 +136,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs []outbox.Message) []error 
 			continue // already says why it was given up
 		}
 		var v verdict
-		switch errs[i], v = p.classify(ctx, err); v {
+		switch v, errs[i] = p.classify(ctx, err); v {
 		case suspect:
 			suspects = append(suspects, i)
 		case topicGone:

@@ -46,7 +46,7 @@ func Subscribe(ctx context.Context, cfg Config, opts broker.SubscribeOptions, fn
 	}
 	cl, err := kgo.NewClient(append(base, start)...)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	pctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -69,7 +69,7 @@ func Subscribe(ctx context.Context, cfg Config, opts broker.SubscribeOptions, fn
 func startOffsets(ctx context.Context, base []kgo.Opt, cfg Config, fromStart bool) (kgo.Opt, error) {
 	admin, err := kgo.NewClient(base...)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	defer admin.Close()
 	if err := ensureTopic(ctx, admin, cfg); err != nil {

@@ -151,7 +151,7 @@ var errMalformed = errors.New("malformed URL (percent-encode : / ? # @ , in a us
 func applySettings(cfg *Config, query string) error {
 	values, err := neturl.ParseQuery(query)
 	if err != nil {
-		return fmt.Errorf("%w: query: %v", ErrInvalidConfig, err)
+		return fmt.Errorf("%w: query: %w", ErrInvalidConfig, err)
 	}
 	keys := make([]string, 0, len(values))
 	for k := range values {
@@ -168,7 +168,7 @@ func applySettings(cfg *Config, query string) error {
 		}
 		v := values[k][0]
 		if err := applySetting(cfg, k, v); err != nil {
-			return fmt.Errorf("%w: setting %s=%q: %v", ErrInvalidConfig, k, v, err)
+			return fmt.Errorf("%w: setting %s=%q: %w", ErrInvalidConfig, k, v, err)
 		}
 		if k == "tls" {
 			tlsSet, tlsOn = true, cfg.TLS

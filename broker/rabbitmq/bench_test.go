@@ -75,7 +75,7 @@ func plainLoop(b *testing.B, ns namespace, msgs []outbox.Message) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	ch, err := conn.Channel()
 	if err != nil {
 		b.Fatal(err)

@@ -154,7 +154,9 @@ func TestPublishWithoutConfigurePermission(t *testing.T) {
 	ns := namespaceIn(t, newVhost(t))
 	cfg := ns.cfg
 	cfg.Queue = ns.queue
-	connect(t, cfg).Close() // declares both
+	if err := connect(t, cfg).Close(); err != nil { // declares both
+		t.Fatal(err)
+	}
 	rabbitmqctl(t, "set_permissions", "-p", ns.vhost, "guest", "^$", ".*", ".*")
 	p := connect(t, cfg)
 	msgs := publishertest.Batch(t, "noconf", 3, 1)

@@ -136,7 +136,7 @@ func declareQueue(conn *amqp.Connection, queue, exchange string, keys []string) 
 			if ch, err = conn.Channel(); err != nil {
 				return fmt.Errorf("rabbitmq: %w", err)
 			}
-			defer ch.Close()
+			defer func() { _ = ch.Close() }() // a failed declaration closes it anyway
 			if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
 				return fmt.Errorf("rabbitmq: declare queue %s (durable): %w", queue, err)
 			}
@@ -157,7 +157,7 @@ func withChannel(conn *amqp.Connection, fn func(*amqp.Channel) error) error {
 	if err != nil {
 		return fmt.Errorf("rabbitmq: open channel: %w", err)
 	}
-	defer ch.Close()
+	defer func() { _ = ch.Close() }() // a failed declaration closes it anyway
 	return fn(ch)
 }
 

@@ -145,7 +145,7 @@ func namespaceIn(t testing.TB, vhost string) namespace {
 			t.Errorf("cleanup: %v", err)
 			return
 		}
-		defer conn.Close()
+		defer func() { _ = conn.Close() }()
 		for _, del := range []func(*amqp.Channel) error{
 			func(ch *amqp.Channel) error { _, err := ch.QueueDelete(ns.queue, false, false, false); return err },
 			func(ch *amqp.Channel) error { return ch.ExchangeDelete(ns.cfg.Exchange, false, false) },

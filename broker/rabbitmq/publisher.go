@@ -148,7 +148,7 @@ func (p *Publisher) run(s *session) {
 				closes = nil // the ctx case returns
 				continue
 			}
-			var err error = errConnectionClosed
+			err := errConnectionClosed
 			if ok && cause != nil {
 				err = mask(cause, p.password)
 			}

@@ -47,7 +47,7 @@ func ParseURL(raw string) (Config, error) {
 	}
 	q, err := neturl.ParseQuery(u.RawQuery)
 	if err != nil {
-		return Config{}, fmt.Errorf("%w: query: %v", ErrInvalidConfig, err)
+		return Config{}, fmt.Errorf("%w: query: %w", ErrInvalidConfig, err)
 	}
 	var cfg Config
 	for _, key := range slices.Sorted(maps.Keys(q)) {
@@ -59,7 +59,7 @@ func ParseURL(raw string) (Config, error) {
 			return Config{}, fmt.Errorf("%w: setting %s given %d times", ErrInvalidConfig, key, len(q[key]))
 		}
 		if err := cfg.set(key, q[key][0]); err != nil {
-			return Config{}, fmt.Errorf("%w: setting %s: %v", ErrInvalidConfig, key, err)
+			return Config{}, fmt.Errorf("%w: setting %s: %w", ErrInvalidConfig, key, err)
 		}
 	}
 	cfg.URL, _, _ = strings.Cut(raw, "?")

@@ -39,7 +39,7 @@ func (p *Publisher) classify(ctx context.Context, err error) error {
 	}
 	// No reply: the command was not sent, or its reply was lost.
 	if cerr := ctxCause(ctx); cerr != nil {
-		return fmt.Errorf("redisstream: XADD %s: %w (%v)", p.cfg.Stream, cerr, err)
+		return fmt.Errorf("redisstream: XADD %s: %w (%v)", p.cfg.Stream, cerr, err) //nolint:errorlint // wraps only our ctx's cause: the XADD error may be another call's cancellation or a timeout, not ours to claim
 	}
 	p.health.fail("unavailable", err)
 	return fmt.Errorf("%w at %s: %w", ErrUnavailable, p.cfg.Addr, err)

@@ -56,7 +56,7 @@ func uniqueConfig(t testing.TB, addr string) redisstream.Config {
 	}
 	t.Cleanup(func() {
 		rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
-		defer rdb.Close()
+		defer func() { _ = rdb.Close() }()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := rdb.Del(ctx, cfg.Stream).Err(); err != nil {

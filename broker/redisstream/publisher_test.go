@@ -143,7 +143,9 @@ func TestPerAggregateOrder(t *testing.T) {
 		}
 		next[ce.Subject] = ce.Sequence
 		var w, a int
-		fmt.Sscanf(ce.Subject, "w%d-a%d", &w, &a)
+		if _, err := fmt.Sscanf(ce.Subject, "w%d-a%d", &w, &a); err != nil {
+			t.Fatalf("aggregate %s: %v", ce.Subject, err)
+		}
 		pos := (a - int(ce.Sequence)%aggregates + aggregates) % aggregates // index within its batch
 		key := fmt.Sprintf("%d/%d", w, ce.Sequence)
 		if last, ok := lastPos[key]; ok && pos != last+1 || !ok && pos != 0 {

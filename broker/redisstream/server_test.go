@@ -57,7 +57,7 @@ func (s *server) start() {
 		s.t.Fatalf("redis-server: %v", err)
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: s.addr, MaxRetries: -1, DialTimeout: time.Second})
-	defer rdb.Close()
+	defer func() { _ = rdb.Close() }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		err := rdb.Ping(context.Background()).Err()

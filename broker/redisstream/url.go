@@ -52,7 +52,7 @@ func ParseURL(raw string) (Config, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return Config{}, fmt.Errorf("redisstream: malformed URL: %v", err)
+		return Config{}, fmt.Errorf("redisstream: malformed URL: %w", err)
 	}
 	// An @ past the user info means that a password's unescaped / ? or #
 	// ended the user info early, leaving the rest of it in the path, the
@@ -70,7 +70,7 @@ func ParseURL(raw string) (Config, error) {
 		return Config{}, fmt.Errorf("redisstream: URL scheme %q: want redis or rediss", u.Scheme)
 	}
 	if u.Opaque != "" {
-		return Config{}, errors.New("redisstream: malformed URL: want redis://host...")
+		return Config{}, errors.New("redisstream: malformed URL: want redis://host[:port][/db]")
 	}
 	if u.Fragment != "" || strings.Contains(raw, "#") {
 		return Config{}, errors.New("redisstream: malformed URL: a # (escape # in a password as %23)")
@@ -109,8 +109,8 @@ func parseServer(u *url.URL, cfg *Config) error {
 		cfg.Username, cfg.Password = u.User.Username(), pw
 	}
 
-	switch db := strings.TrimPrefix(u.Path, "/"); {
-	case db == "":
+	switch db := strings.TrimPrefix(u.Path, "/"); db {
+	case "":
 	default:
 		n, err := strconv.Atoi(db)
 		if err != nil || n < 0 || strings.HasPrefix(db, "+") {
@@ -134,7 +134,7 @@ func validHost(host string) error {
 		return nil
 	}
 	for _, c := range host {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '-' && c != '.' && c != '_' {
 			return fmt.Errorf("redisstream: host %q: want a DNS name or an IP address", host)
 		}
 	}
@@ -145,7 +145,7 @@ func validHost(host string) error {
 func parseSettings(rawQuery string, cfg *Config) error {
 	q, err := url.ParseQuery(rawQuery)
 	if err != nil {
-		return fmt.Errorf("redisstream: URL query: %v", err)
+		return fmt.Errorf("redisstream: URL query: %w", err)
 	}
 	names := make([]string, 0, len(q))
 	for name := range q {

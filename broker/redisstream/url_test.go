@@ -160,7 +160,7 @@ func TestParseURLHidesPassword(t *testing.T) {
 	}
 	for name, s := range map[string]string{
 		"String": cfg.String(), "%v": fmt.Sprintf("%v", cfg), "%+v": fmt.Sprintf("%+v", cfg),
-		"%#v": fmt.Sprintf("%#v", cfg), "%s": fmt.Sprintf("%s", cfg), "slog JSON": js.String(),
+		"%#v": fmt.Sprintf("%#v", cfg), "%s": fmt.Sprintf("%s", cfg), "slog JSON": js.String(), //nolint:staticcheck // the test checks the %s verb itself, not String
 		"slog text": text.String(), "json": string(raw),
 	} {
 		if strings.Contains(s, secret) {

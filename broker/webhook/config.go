@@ -26,7 +26,7 @@ const (
 // the endpoint's URL keeps its own query string, so the webhook's settings
 // cannot be query parameters of --broker as other brokers' are.
 const (
-	EnvSecret      = "HERALD_WEBHOOK_SECRET"      // space-separated whsec_ secrets; each signs every delivery
+	EnvSecret      = "HERALD_WEBHOOK_SECRET"      //nolint:gosec // a variable's name, not a credential; it holds space-separated whsec_ secrets, each signing every delivery
 	EnvTimeout     = "HERALD_WEBHOOK_TIMEOUT"     // a Go duration, e.g. 10s
 	EnvConcurrency = "HERALD_WEBHOOK_CONCURRENCY" // a positive integer
 )
@@ -112,7 +112,7 @@ func validateURL(raw string) error {
 		if errors.As(err, &ue) {
 			err = ue.Err // without the URL, which the caller knows
 		}
-		return fmt.Errorf("%w: %v", ErrInvalidURL, err)
+		return fmt.Errorf("%w: %w", ErrInvalidURL, err)
 	}
 	switch {
 	case u.Scheme != "http" && u.Scheme != "https":

@@ -65,7 +65,7 @@ func (p *Publisher) deliver(ctx context.Context, m *outbox.Message) error {
 	if err != nil {
 		return p.requestError(ctx, rctx, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // the body is read or abandoned; nothing to do if closing fails
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		_, _ = io.CopyN(io.Discard, resp.Body, drainBytes)
 		return nil

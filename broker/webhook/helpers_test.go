@@ -193,7 +193,7 @@ func (ep *endpoint) check(r *http.Request, body []byte) error {
 	}
 	sec, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil {
-		return fmt.Errorf("webhook-timestamp %q: %v", ts, err)
+		return fmt.Errorf("webhook-timestamp %q: %w", ts, err)
 	}
 	if d := time.Since(time.Unix(sec, 0)); d > time.Minute || d < -time.Minute {
 		return fmt.Errorf("webhook-timestamp %s is %s off", ts, d)

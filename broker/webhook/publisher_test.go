@@ -177,7 +177,7 @@ func TestUnreachable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	defer func() { _ = p.Close() }()
 	errs := p.Publish(testCtx(t), publishertest.Batch(t, "down", 4, 1))
 	for i, err := range errs {
 		if !errors.Is(err, webhook.ErrUnreachable) || outbox.IsPermanent(err) {
@@ -405,7 +405,7 @@ func TestWireFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	raw := make(chan string, 1)
 	go func() {
 		c, err := l.Accept()
@@ -413,7 +413,7 @@ func TestWireFormat(t *testing.T) {
 			raw <- ""
 			return
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 		var req strings.Builder
 		buf := make([]byte, 64<<10)
@@ -432,7 +432,7 @@ func TestWireFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	defer func() { _ = p.Close() }()
 	m := publishertest.NewMessage(t, publishertest.NewRecord("wire", 1))
 	if errs := p.Publish(testCtx(t), []outbox.Message{m}); errs[0] != nil {
 		t.Fatal(errs[0])

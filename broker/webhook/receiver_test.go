@@ -69,7 +69,7 @@ func TestReceiverRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	defer func() { _ = p.Close() }()
 	msgs := publishertest.Batch(t, "rt", 4, 1)
 	for i, typ := range []string{"order.created", "refused", "busy", "broken"} {
 		msgs[i].Type = typ
@@ -80,13 +80,13 @@ func TestReceiverRoundTrip(t *testing.T) {
 		t.Fatalf("accepted event: %v", errs[0])
 	}
 	var se *webhook.StatusError
-	if !outbox.IsPermanent(errs[1]) || !errors.As(errs[1], &se) || se.StatusCode != 422 {
+	if !outbox.IsPermanent(errs[1]) || !errors.As(errs[1], &se) || se.StatusCode != http.StatusUnprocessableEntity {
 		t.Fatalf("refused event: %v, want a permanent 422", errs[1])
 	}
 	if outbox.IsPermanent(errs[2]) || webhook.RetryDelay(errs[2]) != 3*time.Second {
 		t.Fatalf("busy endpoint: %v (RetryDelay %s), want a retryable 429 after 3s (rounded up)", errs[2], webhook.RetryDelay(errs[2]))
 	}
-	if outbox.IsPermanent(errs[3]) || !errors.As(errs[3], &se) || se.StatusCode != 500 || !strings.Contains(errs[3].Error(), "database down") {
+	if outbox.IsPermanent(errs[3]) || !errors.As(errs[3], &se) || se.StatusCode != http.StatusInternalServerError || !strings.Contains(errs[3].Error(), "database down") {
 		t.Fatalf("failing callback: %v, want a retryable 500 saying why", errs[3])
 	}
 	got := fx.deliveries()

@@ -210,7 +210,7 @@ func TestMaxConnections(t *testing.T) {
 		if _, err := io.WriteString(conn, request); err != nil {
 			t.Fatal(err)
 		}
-		if resp, body := readResponse(t, bufio.NewReader(conn)); resp.StatusCode != http.StatusOK {
+		if resp, body := readResponse(t, bufio.NewReader(conn)); resp.StatusCode != http.StatusOK { //nolint:bodyclose // readResponse reads and closes the body
 			t.Fatalf("connection %d: %d %s", i, resp.StatusCode, body)
 		}
 		held = append(held, conn) // kept alive, idle: it holds its place
@@ -236,7 +236,7 @@ func TestMaxConnections(t *testing.T) {
 	if err := third.SetReadDeadline(time.Now().Add(safetyDeadline)); err != nil {
 		t.Fatal(err)
 	}
-	if resp, body := readResponse(t, bufio.NewReader(third)); resp.StatusCode != http.StatusOK {
+	if resp, body := readResponse(t, bufio.NewReader(third)); resp.StatusCode != http.StatusOK { //nolint:bodyclose // readResponse reads and closes the body
 		t.Fatalf("the third connection, once one closed: %d %s", resp.StatusCode, body)
 	}
 }
@@ -253,7 +253,7 @@ func TestBodyRefusedFromItsHeaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, body := readResponse(t, bufio.NewReader(conn))
+	resp, body := readResponse(t, bufio.NewReader(conn)) //nolint:bodyclose // readResponse reads and closes the body
 	var p httpapi.Problem
 	if err := json.Unmarshal([]byte(body), &p); err != nil || resp.StatusCode != http.StatusRequestEntityTooLarge ||
 		p.Type != httpapi.ProblemTypePrefix+"payload_too_large" {

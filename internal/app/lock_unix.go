@@ -22,12 +22,12 @@ func lockDataDir(dir string) (unlock func(), err error) {
 		return nil, fmt.Errorf("create the data directory: %w", err)
 	}
 	path := filepath.Join(dir, "herald.lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600) //nolint:gosec // under the operator's own --data-dir
 	if err != nil {
 		return nil, fmt.Errorf("lock the data directory: %w", err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		owner, _ := os.ReadFile(path)
+		owner, _ := os.ReadFile(path) //nolint:gosec // under the operator's own --data-dir
 		_ = f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			pid := strings.TrimSpace(string(owner))

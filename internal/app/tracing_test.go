@@ -81,12 +81,12 @@ func TestTracingConnectsRequestAndPublish(t *testing.T) {
 	var request, tx, publish *tracetest.SpanStub
 	spans := exp.GetSpans()
 	for i := range spans {
-		switch s := &spans[i]; {
-		case s.Name == "POST /api/v1/orders":
+		switch s := &spans[i]; s.Name {
+		case "POST /api/v1/orders":
 			request = s
-		case s.Name == "ordersvc.create_order transaction":
+		case "ordersvc.create_order transaction":
 			tx = s
-		case s.Name == "outbox publish":
+		case "outbox publish":
 			for _, l := range s.Links {
 				if request != nil && l.SpanContext.SpanID() == request.SpanContext.SpanID() {
 					publish = s

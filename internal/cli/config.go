@@ -31,7 +31,7 @@ func (c *cli) loadConfigFile(cmd *cobra.Command) error {
 	if path == "" {
 		return nil
 	}
-	raw, err := os.ReadFile(path)
+	raw, err := os.ReadFile(path) //nolint:gosec // the file the operator names with --config or HERALD_CONFIG
 	if err != nil {
 		return usagef("--config %s: %v", path, err)
 	}

@@ -51,7 +51,7 @@ func TestServeLimits(t *testing.T) {
 	}
 
 	// A body declared over 1 MiB and never sent: 413 at once.
-	resp, body := exchange(t, httpAddr, fmt.Sprintf("POST /api/v1/orders HTTP/1.1\r\nHost: herald\r\n"+
+	resp, body := exchange(t, httpAddr, fmt.Sprintf("POST /api/v1/orders HTTP/1.1\r\nHost: herald\r\n"+ //nolint:bodyclose // readResp reads and closes the body
 		"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n", httpapi.MaxBodyBytes+1))
 	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(body, "payload_too_large") {
 		t.Errorf("a body declared over 1 MiB: %d %s", resp.StatusCode, body)
@@ -72,7 +72,7 @@ func TestServeLimits(t *testing.T) {
 		if _, err := io.WriteString(conn, request); err != nil {
 			t.Fatal(err)
 		}
-		if resp, body := readResp(t, br); resp.StatusCode != http.StatusOK {
+		if resp, body := readResp(t, br); resp.StatusCode != http.StatusOK { //nolint:bodyclose // readResp reads and closes the body
 			t.Fatalf("held connection: %d %s", resp.StatusCode, body)
 		}
 		held = append(held, conn)
@@ -93,7 +93,7 @@ func TestServeLimits(t *testing.T) {
 	if err := third.SetReadDeadline(time.Now().Add(startLimit)); err != nil {
 		t.Fatal(err)
 	}
-	if resp, body := readResp(t, br); resp.StatusCode != http.StatusOK {
+	if resp, body := readResp(t, br); resp.StatusCode != http.StatusOK { //nolint:bodyclose // readResp reads and closes the body
 		t.Fatalf("the third connection, once one closed: %d %s", resp.StatusCode, body)
 	}
 	_ = held[1].Close()

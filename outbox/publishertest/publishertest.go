@@ -196,7 +196,7 @@ func (s *suite) publishOK(t *testing.T, p outbox.Publisher, msgs []outbox.Messag
 	for i, err := range errs {
 		if err != nil {
 			if failed < 5 {
-				t.Errorf("message %d (%s): %v", i, msgs[i].ID, err)
+				t.Errorf("message %d (%s): %v", i, msgs[i].ID, err) //nolint:gosec // len(errs) == len(msgs), checked above
 			}
 			failed++
 		}

@@ -994,7 +994,7 @@ func testIdempotentConcurrent(t *testing.T, b *bundle) {
 	close(start)
 	wg.Wait()
 	for i := range n {
-		if errs[i] != nil {
+		if errs[i] != nil { //nolint:gosec // i < n, the array's length
 			t.Fatalf("request %d: %v", i, errs[i])
 		}
 		wantJSONEqual(t, fmt.Sprintf("request %d", i), created[i], created[0])
@@ -1002,7 +1002,7 @@ func testIdempotentConcurrent(t *testing.T, b *bundle) {
 	b.wantCounts(t, map[string]int64{"orders": 1, "order_line_items": 3, "order_status_transitions": 1,
 		"order_idempotency_keys": 1, "order_outbox": 1})
 
-	id := created[0].ID
+	id := created[0].ID //nolint:gosec // created is an array of n > 0
 	start = make(chan struct{})
 	for i := range n {
 		wg.Go(func() {
@@ -1014,7 +1014,7 @@ func testIdempotentConcurrent(t *testing.T, b *bundle) {
 	close(start)
 	wg.Wait()
 	for i := range n {
-		if errs[i] != nil {
+		if errs[i] != nil { //nolint:gosec // i < n, the array's length
 			t.Fatalf("payment %d: %v", i, errs[i])
 		}
 		if paid[i].Version != 2 || paid[i].Status != order.StatusPaymentConfirmed {
