@@ -111,7 +111,7 @@ func TestWebhookURLNeedsNoURL(t *testing.T) {
 }
 
 // BenchmarkCompareKafka runs compare mode (plain loop, then relay) on a
-// 20,000-event backlog on kfake, an in-process fake of Kafka: its figures
+// 200,000-event backlog on kfake, an in-process fake of Kafka: its figures
 // are kfake's, not Kafka's. go test -run '^$' -bench CompareKafka -benchtime 1x
 func BenchmarkCompareKafka(b *testing.B) {
 	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(-1))
@@ -120,7 +120,7 @@ func BenchmarkCompareKafka(b *testing.B) {
 	}
 	defer kc.Close()
 	cfg := backend{dbURL: os.Getenv("HERALD_BENCH_DB"), broker: "kafka://" + strings.Join(kc.ListenAddrs(), ",")}.config(ModeCompare)
-	cfg.Events = 20_000
+	cfg.Events = 200_000
 	for b.Loop() {
 		res, err := Run(b.Context(), cfg)
 		if err != nil {
