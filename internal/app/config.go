@@ -54,6 +54,9 @@ type Config struct {
 	// authentication, instead of on the API's listener. Empty keeps it on
 	// the API's listener.
 	MetricsAddr string
+	// Health tunes the verdict of GET /api/v1/outbox/health; zero fields
+	// take outbox.HealthThresholds' defaults.
+	Health outbox.HealthThresholds
 	// MaxConnections caps the API listener's open connections; more wait
 	// in the listen backlog until one closes. Zero means
 	// DefaultMaxConnections.

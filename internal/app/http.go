@@ -21,6 +21,7 @@ func newHandler(a *App, reg *prometheus.Registry) (http.Handler, error) {
 		Orders:        a.DB.Orders,
 		Outbox:        a.DB.Admin,
 		RelayCounters: a.Relay.Counters,
+		HealthThresholds: a.cfg.Health,
 		Checks: []httpapi.Check{
 			{Name: "database", Required: true, Probe: a.DB.Ping},
 			{Name: "broker", Probe: a.Broker.Ping},

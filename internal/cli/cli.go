@@ -225,6 +225,7 @@ var deploymentSettings = map[string]bool{
 	"batch-size": true, "workers": true, "poll-interval": true, "poll-only": true, "max-attempts": true,
 	"retry-base": true, "retry-cap": true, "move-on-past-dead-letters": true, "source": true,
 	"no-migrate": true, "shutdown-timeout": true,
+	"health-max-lag": true, "health-max-dead-letters": true, "health-max-retry-rate": true,
 }
 
 // applyEnv sets each flag of fs not given on the command line from its

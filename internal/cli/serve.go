@@ -39,6 +39,7 @@ at once as --max-connections allows; more wait until one closes.`,
 	c.s.addRelay(cmd.Flags())
 	c.s.addLifecycle(cmd.Flags())
 	c.s.addHTTP(cmd.Flags())
+	c.s.addHealth(cmd.Flags())
 	return cmd
 }
 

@@ -32,6 +32,19 @@ type settings struct {
 	// The HTTP listeners, of serve.
 	metricsAddr    string
 	maxConnections int
+
+	// The health verdict's thresholds, of serve and stats.
+	healthLag         time.Duration
+	healthDeadLetters int64
+	healthRetryRate   float64
+}
+
+// addHealth adds the thresholds of the health verdict.
+func (s *settings) addHealth(fs *pflag.FlagSet) {
+	d := outbox.HealthThresholds{}.WithDefaults()
+	fs.DurationVar(&s.healthLag, "health-max-lag", d.Lag, "the health verdict is failing when the oldest pending event is older than this")
+	fs.Int64Var(&s.healthDeadLetters, "health-max-dead-letters", d.DeadLetters, "the health verdict is degraded above this many open dead letters")
+	fs.Float64Var(&s.healthRetryRate, "health-max-retry-rate", d.RetryRate, "the health verdict is degraded when a larger share of recent publish attempts failed (0 to 1)")
 }
 
 // addShared adds the settings every command shares: logging and the
@@ -127,6 +140,7 @@ func (c *cli) config() app.Config {
 		Logger:          c.log,
 		EventLog:        c.stdout,
 		Version:         buildVersion().Version,
+		Health: outbox.HealthThresholds{Lag: s.healthLag, DeadLetters: s.healthDeadLetters, RetryRate: s.healthRetryRate},
 		LookupEnv: func(k string) (string, bool) {
 			v, ok := c.env[k]
 			return v, ok

@@ -102,6 +102,8 @@ func sampleValue(typ string) string {
 	switch typ {
 	case "bool":
 		return "true"
+	case "float64":
+		return "0.25"
 	case "int", "int64":
 		return "7"
 	case "duration":
@@ -162,6 +164,8 @@ func newValueLike(t *testing.T, f *pflag.Flag) pflag.Value {
 		fs.Int("x", 0, "")
 	case "int64":
 		fs.Int64("x", 0, "")
+	case "float64":
+		fs.Float64("x", 0, "")
 	case "duration":
 		fs.Duration("x", 0, "")
 	case "stringSlice":

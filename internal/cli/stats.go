@@ -32,16 +32,29 @@ are replayed or discarded).`,
 				if err != nil {
 					return err
 				}
+				now := time.Now()
+				// Judged from the database alone: the relays' recent
+				// attempts and the broker belong to the processes that
+				// run them (GET /api/v1/outbox/health).
+				h := outbox.Assess(outbox.HealthInput{Stats: st, Now: now}, c.config().Health)
 				if asJSON {
-					return writeJSON(c.stdout, httpapi.NewStats(st, time.Now()))
+					return writeJSON(c.stdout, statsJSON{StatsResponse: httpapi.NewStats(st, now), Health: h})
 				}
-				return writeStats(c.stdout, st, time.Now())
+				return writeStats(c.stdout, st, h, now)
 			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of text")
 	addTimeout(cmd.Flags(), &timeout)
+	c.s.addHealth(cmd.Flags())
 	return cmd
+}
+
+// statsJSON is herald stats --json: the figures as the API shows them, and
+// the health verdict the database alone supports.
+type statsJSON struct {
+	httpapi.StatsResponse
+	Health outbox.Health `json:"health"`
 }
 
 // lag is the age of the oldest pending event, zero when there is none.
@@ -52,7 +65,7 @@ func lag(st outbox.Stats, now time.Time) time.Duration {
 	return max(now.Sub(st.OldestPending), 0)
 }
 
-func writeStats(w io.Writer, st outbox.Stats, now time.Time) error {
+func writeStats(w io.Writer, st outbox.Stats, h outbox.Health, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	p := &printer{w: tw}
 	p.printf("pending\t%d\n", st.Pending)
@@ -66,5 +79,9 @@ func writeStats(w io.Writer, st outbox.Stats, now time.Time) error {
 	}
 	p.printf("dead letters\t%d\n", st.DeadLetters)
 	p.printf("parked\t%d\n", st.Parked)
+	p.printf("health\t%s\n", h.Verdict)
+	for _, r := range h.Reasons {
+		p.printf("\t%s\n", r)
+	}
 	return errors.Join(p.err, tw.Flush())
 }
