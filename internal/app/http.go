@@ -18,9 +18,9 @@ func newHandler(a *App, reg *prometheus.Registry) (http.Handler, error) {
 		return nil, errors.New("no orders service on this database")
 	}
 	api := httpapi.New(httpapi.Config{
-		Orders:        a.DB.Orders,
-		Outbox:        a.DB.Admin,
-		RelayCounters: a.Relay.Counters,
+		Orders:           a.DB.Orders,
+		Outbox:           a.DB.Admin,
+		RelayCounters:    a.Relay.Counters,
 		HealthThresholds: a.cfg.Health,
 		Checks: []httpapi.Check{
 			{Name: "database", Required: true, Probe: a.DB.Ping},

@@ -140,7 +140,7 @@ func (c *cli) config() app.Config {
 		Logger:          c.log,
 		EventLog:        c.stdout,
 		Version:         buildVersion().Version,
-		Health: outbox.HealthThresholds{Lag: s.healthLag, DeadLetters: s.healthDeadLetters, RetryRate: s.healthRetryRate},
+		Health:          outbox.HealthThresholds{Lag: s.healthLag, DeadLetters: s.healthDeadLetters, RetryRate: s.healthRetryRate},
 		LookupEnv: func(k string) (string, bool) {
 			v, ok := c.env[k]
 			return v, ok
