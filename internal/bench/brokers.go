@@ -278,7 +278,7 @@ type plainRabbit struct {
 func newPlainRabbit(cfg rabbitmq.Config) (*plainRabbit, error) {
 	conn, err := amqp.DialConfig(cfg.URL, amqp.Config{Dial: amqp.DefaultDial(10 * time.Second), Properties: amqp.Table{"connection_name": "herald bench plain loop"}})
 	if err != nil {
-		return nil, fmt.Errorf("bench: rabbitmq: %v", app.RedactError(err, cfg.URL))
+		return nil, fmt.Errorf("bench: rabbitmq: %w", app.RedactError(err, cfg.URL))
 	}
 	return &plainRabbit{conn: conn, exchange: cfg.Exchange, chans: make(chan *amqp.Channel, 64)}, nil
 }
