@@ -251,7 +251,7 @@ func (r *Relay) publish(ctx context.Context, records []Record) (_ []Outcome, out
 	for len(errs) < len(msgs) {
 		errs = append(errs, errNoResult)
 	}
-	if len(msgs) == len(records) && isOutage(errs[:len(msgs)]) {
+	if len(msgs) == len(records) && isOutage(errs[:len(msgs)], errors.Is(pctx.Err(), context.DeadlineExceeded)) {
 		return nil, errs[0]
 	}
 	for j, i := range index {

@@ -91,7 +91,7 @@ func (p *switchPublisher) Publish(_ context.Context, msgs []outbox.Message) []er
 	for i, m := range msgs {
 		switch {
 		case p.down:
-			errs[i] = errors.New("nats: connection closed")
+			errs[i] = fmt.Errorf("nats: connection closed (%w)", outbox.ErrBrokerUnavailable)
 		case p.poisoned[m.AggregateID]:
 			errs[i] = fmt.Errorf("the consumer's schema rejects %s", m.ID)
 		default:
@@ -299,4 +299,33 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// funcPublisher fails every message with err.
+type funcPublisher struct{ err error }
+
+func (p funcPublisher) Publish(_ context.Context, msgs []outbox.Message) []error {
+	return outbox.AllFailed(len(msgs), p.err)
+}
+func (funcPublisher) Close() error { return nil }
+
+// Several events failing with one and the same error of their own (a fixed
+// "unroutable" text) are not an outage: the broker answered. They are
+// charged and dead-lettered, and the broker is not reported down.
+func TestRelayDeadLettersEventsThatFailAlike(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := openStore(t)
+	var events []outbox.Event
+	for _, agg := range []string{"a", "b", "c"} {
+		events = append(events, outbox.Event{AggregateType: "order", AggregateID: agg, Type: "t", Payload: []byte(`{}`)})
+	}
+	if _, err := outbox.NewClient(store).Enqueue(ctx, events...); err != nil {
+		t.Fatal(err)
+	}
+	relay := relayOn(t, store, funcPublisher{err: errors.New("rabbitmq: no queue bound for routing key t")})
+	waitFor(t, "the three dead letters", func() bool { return relay.Counters().DeadLettered == 3 })
+	if c := relay.Counters(); c.Outages != 0 || c.BrokerDown {
+		t.Fatalf("counters %+v: failures of the events were taken for an outage", c)
+	}
 }

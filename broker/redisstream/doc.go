@@ -55,10 +55,9 @@
 // A key of the stream's name that holds another type (WRONGTYPE) is a
 // configuration error that affects every event alike: Connect refuses it,
 // and if the key is replaced later, Publish fails with ErrWrongType, which is
-// retryable, so that the relay keeps the events until an operator fixes the
-// key rather than dead-lettering all of them at once (after the relay's
-// maximum attempts they are dead-lettered all the same, and can be
-// replayed).
+// retryable and wraps outbox.ErrBrokerUnavailable: the relay takes it for an
+// outage, charges no attempt and keeps the events until an operator fixes
+// the key, rather than dead-lettering all of them at once.
 //
 // Only a message Redis can never accept fails with an outbox.Permanent
 // error: a body longer than the server's proto-max-bulk-len (512 MiB by

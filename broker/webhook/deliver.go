@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -125,7 +126,15 @@ func (p *Publisher) requestError(ctx, rctx context.Context, err error) error {
 	if rctx.Err() != nil || (ue != nil && ue.Timeout()) {
 		return fmt.Errorf("%w (%s): POST %s", ErrTimeout, p.cfg.Timeout, p.endpoint)
 	}
-	return fmt.Errorf("%w: POST %s: %w", ErrUnreachable, p.endpoint, err)
+	// Unreachable (an outage: no attempt is charged) only when nothing
+	// reached the endpoint. A connection that broke after the request went
+	// out may be the endpoint failing on this event: charged, so that a
+	// poison event is dead-lettered in the end.
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return fmt.Errorf("%w: POST %s: %w", ErrUnreachable, p.endpoint, err)
+	}
+	return fmt.Errorf("%w: POST %s: %w", ErrConnectionBroken, p.endpoint, err)
 }
 
 func (p *Publisher) ctxError(err error) error {

@@ -24,6 +24,10 @@ var (
 	// takes it for an outage of the endpoint, not a failure of the event,
 	// and charges no attempt.
 	ErrUnreachable = fmt.Errorf("webhook: endpoint unreachable (%w)", outbox.ErrBrokerUnavailable)
+	// ErrConnectionBroken: the connection broke after the request was
+	// sent, with no answer. Retryable, and charged as the event's attempt:
+	// the endpoint may be failing on this very event.
+	ErrConnectionBroken = errors.New("webhook: the connection broke before the endpoint answered")
 	// ErrHeldBack fails an event that was not sent because an earlier event
 	// of its aggregate in the same batch failed: sending it would overtake
 	// that one.

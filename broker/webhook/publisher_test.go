@@ -456,3 +456,27 @@ func TestWireFormat(t *testing.T) {
 		t.Fatalf("body on the wire:\n%s\nwant the message's:\n%s", body, m.Body)
 	}
 }
+
+// An endpoint that breaks the connection after it received the request (a
+// receiver crashing on this event) is a failure of the event, charged an
+// attempt, not an outage of the endpoint; a refused connection is one.
+func TestBrokenConnectionIsNotAnOutage(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		panic(http.ErrAbortHandler) // the server drops the connection without an answer
+	}))
+	t.Cleanup(srv.Close)
+	_, secrets := newEndpoint(t, 1)
+	cfg := webhookConfig()
+	cfg.URL = srv.URL + "/hook"
+	cfg.Secrets = secrets
+	p, err := webhook.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	err = p.Publish(testCtx(t), publishertest.Batch(t, "crash", 1, 1))[0]
+	if !errors.Is(err, webhook.ErrConnectionBroken) || errors.Is(err, outbox.ErrBrokerUnavailable) || outbox.IsPermanent(err) {
+		t.Fatalf("a connection broken after the request: %v, want a retryable ErrConnectionBroken, not an outage", err)
+	}
+}

@@ -84,7 +84,10 @@ func commitError(err error) error {
 	switch {
 	case pgconn.SafeToRetry(err) && !errors.Is(err, context.Canceled):
 		return Unavailable(fmt.Errorf("pgstore: commit: %w", err))
-	case IsConnectionError(err):
+	case IsConnectionError(err),
+		// pgx reports a COMMIT cancelled in flight as the context's error:
+		// it may have reached the server.
+		errors.Is(err, context.Canceled) && !pgconn.SafeToRetry(err):
 		return fmt.Errorf("pgstore: commit: %w (%w)", outbox.ErrOutcomeUnknown, err)
 	}
 	return fmt.Errorf("pgstore: commit: %w", err)
