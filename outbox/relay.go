@@ -45,8 +45,8 @@ type RelayCounters struct {
 	Retried      uint64
 	DeadLettered uint64
 	Batches      uint64
-	// Outages counts broker outages: batches that every message failed in
-	// the same way, given back untouched (see Run).
+	// Outages counts the batches given back untouched because the broker
+	// was unavailable (see Run).
 	Outages uint64
 	// BrokerDown is true from a batch that found the broker unavailable
 	// until one that it acknowledged.
@@ -110,8 +110,9 @@ func (r *Relay) Wake() {
 // stop.
 //
 // A broker outage is not a failure of the events: when every message of a
-// batch fails in the same way (the connection is down, every publish timed
-// out, the publisher says ErrBrokerUnavailable), the batch is given back
+// batch fails with ErrBrokerUnavailable (the publisher's word that the broker
+// cannot be reached), or the publish deadline passes with none
+// acknowledged, the batch is given back
 // untouched, no attempt is charged, and the worker probes again with
 // backoff. Otherwise an outage longer than the retry policy's attempts
 // would dead-letter the head event of every aggregate waiting. The outage is
