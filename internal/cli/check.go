@@ -39,8 +39,11 @@ database first and the broker second, so an event published meanwhile is not
 reported. It exits 0 when everything matches and 1 when it reports anything.
 
 The broker is read within what it retains: NATS JetStream keeps the stream's
-messages until its limits drop them, so check a window the stream still holds
-(--since).`,
+messages until its limits drop them, Kafka its topic's retention, Redis its
+stream's MAXLEN; check a window the broker still holds (--since). NATS says
+where its stream ends; Kafka and Redis are read until they deliver nothing for
+2 seconds. RabbitMQ cannot be read back without consuming its queue, and a
+webhook not at all.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if since < 0 {
@@ -62,6 +65,10 @@ messages until its limits drop them, so check a window the stream still holds
 				url = spec.URL
 			case app.BrokerLog, app.BrokerWebhook:
 				return usagef("herald check reads the broker back, which --broker %s cannot be", spec.Kind)
+			case app.BrokerRabbitMQ:
+				// Reading a RabbitMQ queue back consumes it: the check would
+				// take its consumers' messages.
+				return usagef("herald check cannot read RabbitMQ back without consuming its queue; reconcile from the consumers' side")
 			}
 			from := time.Time{}
 			if since > 0 {
@@ -69,25 +76,31 @@ messages until its limits drop them, so check a window the stream still holds
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			var audited []ordersvc.AuditedEvent
+			// The database first, the broker second, the audit trail again:
+			// an event published in between is on the broker when it is
+			// read, and its audit row is in the second reading.
+			var audited, later []ordersvc.AuditedEvent
+			var onBroker map[uuid.UUID]ordersvc.BrokerEvent
 			err := c.withExisting(ctx, true, func(ctx context.Context, db *app.Database) error {
 				var err error
-				audited, err = db.Audit.AuditedEvents(ctx, from)
+				if audited, err = db.Audit.AuditedEvents(ctx, from); err != nil {
+					return err
+				}
+				if url != "" {
+					onBroker, err = readStream(ctx, url, app.NATSConfig(c.log))
+				} else {
+					onBroker, err = readUntilQuiet(ctx, cfg)
+				}
+				if err != nil {
+					return err
+				}
+				later, err = db.Audit.AuditedEvents(ctx, from)
 				return err
 			})
 			if err != nil {
 				return err
 			}
-			var onBroker map[uuid.UUID]ordersvc.BrokerEvent
-			if url != "" {
-				onBroker, err = readStream(ctx, url, app.NATSConfig(c.log))
-			} else {
-				onBroker, err = readUntilQuiet(ctx, cfg)
-			}
-			if err != nil {
-				return err
-			}
-			found := ordersvc.Reconcile(audited, onBroker, from)
+			found := ordersvc.Reconcile(audited, onBroker, from, later...)
 			if textfile != "" {
 				if err := writeCheckMetrics(textfile, audited, onBroker, found); err != nil {
 					return err
@@ -137,9 +150,13 @@ func writeCheck(w io.Writer, audited []ordersvc.AuditedEvent, onBroker map[uuid.
 	return nil
 }
 
-// quiet is how long readUntilQuiet waits for one more event before it
-// takes the broker's retained events as all read.
-const quiet = 2 * time.Second
+// readUntilQuiet's ends: how long it waits for one more event before it
+// takes the broker's retained events as all read, and how long for the
+// first one (a broker's first fetch can be slow).
+const (
+	quiet      = 2 * time.Second
+	quietFirst = 10 * time.Second
+)
 
 // readUntilQuiet reads everything an external broker retains (Kafka's
 // topic, Redis's stream) from its start, until it delivers nothing more
@@ -148,10 +165,11 @@ func readUntilQuiet(ctx context.Context, cfg app.Config) (map[uuid.UUID]ordersvc
 	var mu sync.Mutex
 	out := map[uuid.UUID]ordersvc.BrokerEvent{}
 	last := time.Now()
+	started := false
 	stop, err := app.SubscribeBroker(ctx, cfg, broker.SubscribeOptions{FromStart: true}, func(d broker.Delivery) {
 		mu.Lock()
 		defer mu.Unlock()
-		last = time.Now()
+		last, started = time.Now(), true
 		if d.Err != nil {
 			return
 		}
@@ -165,15 +183,18 @@ func readUntilQuiet(ctx context.Context, cfg app.Config) (map[uuid.UUID]ordersvc
 	defer stop()
 	for {
 		mu.Lock()
-		idle := time.Since(last)
+		idle, wait := time.Since(last), quiet
+		if !started {
+			wait = quietFirst
+		}
 		mu.Unlock()
-		if idle >= quiet {
+		if idle >= wait {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("read the broker: %w", ctx.Err())
-		case <-time.After(quiet - idle):
+			return nil, fmt.Errorf("read the broker (it kept delivering, or stalled; narrow --since or raise --timeout): %w", ctx.Err())
+		case <-time.After(wait - idle):
 		}
 	}
 	stop()

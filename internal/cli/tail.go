@@ -56,6 +56,13 @@ herald serve or herald relay, at --embedded-nats-addr.`,
 				url = "nats://" + cfg.EmbeddedNATSAddr
 			case app.BrokerNATS:
 				url = spec.URL
+			case app.BrokerRabbitMQ:
+				if fromStart {
+					// From the start means reading the queue, which consumes it.
+					return usagef("herald tail --from-start cannot read RabbitMQ without consuming its queue; tail new events instead")
+				}
+				return c.tailExternal(cmd.Context(), cfg, spec, &eventPrinter{w: c.stdout, json: asJSON},
+					broker.SubscribeOptions{Types: types})
 			default:
 				return c.tailExternal(cmd.Context(), cfg, spec, &eventPrinter{w: c.stdout, json: asJSON},
 					broker.SubscribeOptions{FromStart: fromStart, Types: types})

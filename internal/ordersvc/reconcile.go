@@ -50,9 +50,16 @@ type Mismatch struct {
 // a payment confirmation emits beside the audited status change. Read the
 // database before the broker: an event published in between is then on
 // the broker when it is read.
-func Reconcile(audited []AuditedEvent, onBroker map[uuid.UUID]BrokerEvent, since time.Time) []Mismatch {
+//
+// later is the audit trail read again after the broker: an event committed
+// after the first reading and published before the broker was read has its
+// audit row there.
+func Reconcile(audited []AuditedEvent, onBroker map[uuid.UUID]BrokerEvent, since time.Time, later ...AuditedEvent) []Mismatch {
 	var out []Mismatch
-	audit := make(map[uuid.UUID]bool, len(audited))
+	audit := make(map[uuid.UUID]bool, len(audited)+len(later))
+	for _, e := range later {
+		audit[e.EventID] = true
+	}
 	for _, e := range audited {
 		audit[e.EventID] = true
 		if _, ok := onBroker[e.EventID]; e.State == EventPublished && !ok {
