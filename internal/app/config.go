@@ -141,7 +141,22 @@ func (c Config) withDefaults() Config {
 // Validate checks every setting without touching the network or the disk.
 // Each bad one is reported as a *UsageError.
 func (c Config) Validate() error {
-	return errors.Join(c.ValidateDatabase(), c.ValidateBroker(), c.ValidateHTTP(), c.ValidateRelay())
+	return errors.Join(c.ValidateDatabase(), c.ValidateBroker(), c.ValidateHTTP(), c.ValidateRelay(), c.ValidateHealth())
+}
+
+// ValidateHealth checks the health verdict's thresholds: zero means the
+// default; negative values, and a retry rate outside 0–1, are refused.
+func (c Config) ValidateHealth() error {
+	h := c.Health
+	switch {
+	case h.Lag < 0:
+		return usagef("--health-max-lag must not be negative, got %s", h.Lag)
+	case h.DeadLetters < 0:
+		return usagef("--health-max-dead-letters must not be negative, got %d", h.DeadLetters)
+	case !(h.RetryRate >= 0 && h.RetryRate <= 1): // NaN too
+		return usagef("--health-max-retry-rate must be between 0 and 1, got %v", h.RetryRate)
+	}
+	return nil
 }
 
 // ValidateDatabase checks the database URL.

@@ -49,3 +49,18 @@ func TestStatsHealth(t *testing.T) {
 		t.Fatalf("stats with an event older than --health-max-lag: %+v", st)
 	}
 }
+
+// Thresholds out of range are refused before anything starts (exit 2).
+func TestHealthThresholdsValidated(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"stats", "--health-max-lag", "-1s"},
+		{"stats", "--health-max-dead-letters", "-3"},
+		{"serve", "--health-max-retry-rate", "1.5"},
+		{"serve", "--health-max-retry-rate", "NaN"},
+	} {
+		if r := run(t, nil, args...); r.code != 2 || !strings.Contains(r.stderr, args[1]) {
+			t.Errorf("herald %v: exit %d, want 2 naming %s\n%s", args, r.code, args[1], r.stderr)
+		}
+	}
+}

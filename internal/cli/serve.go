@@ -39,7 +39,7 @@ at once as --max-connections allows; more wait until one closes.`,
 	c.s.addRelay(cmd.Flags())
 	c.s.addLifecycle(cmd.Flags())
 	c.s.addHTTP(cmd.Flags())
-	c.s.addHealth(cmd.Flags())
+	c.s.addHealth(cmd.Flags(), true)
 	return cmd
 }
 
@@ -70,7 +70,7 @@ gracefully on SIGINT or SIGTERM, finishing its batch in flight.`,
 // longRunningConfig checks the settings of serve (withHTTP) or relay.
 func (c *cli) longRunningConfig(withHTTP bool) (app.Config, error) {
 	cfg := c.config()
-	errs := []error{cfg.ValidateDatabase(), cfg.ValidateBroker(), app.ValidateRelayConfig(cfg.Relay)}
+	errs := []error{cfg.ValidateDatabase(), cfg.ValidateBroker(), app.ValidateRelayConfig(cfg.Relay), cfg.ValidateHealth()}
 	if c.s.shutdownTimeout <= 0 {
 		errs = append(errs, usagef("--shutdown-timeout must be positive, got %s", c.s.shutdownTimeout))
 	}

@@ -39,12 +39,15 @@ type settings struct {
 	healthRetryRate   float64
 }
 
-// addHealth adds the thresholds of the health verdict.
-func (s *settings) addHealth(fs *pflag.FlagSet) {
+// addHealth adds the thresholds of the health verdict; the retry rate only
+// where a relay runs (serve).
+func (s *settings) addHealth(fs *pflag.FlagSet, relay bool) {
 	d := outbox.HealthThresholds{}.WithDefaults()
 	fs.DurationVar(&s.healthLag, "health-max-lag", d.Lag, "the health verdict is failing when the oldest pending event is older than this")
 	fs.Int64Var(&s.healthDeadLetters, "health-max-dead-letters", d.DeadLetters, "the health verdict is degraded above this many open dead letters")
-	fs.Float64Var(&s.healthRetryRate, "health-max-retry-rate", d.RetryRate, "the health verdict is degraded when a larger share of recent publish attempts failed (0 to 1)")
+	if relay {
+		fs.Float64Var(&s.healthRetryRate, "health-max-retry-rate", d.RetryRate, "the health verdict is degraded when a larger share of recent publish attempts failed (0 to 1)")
+	}
 }
 
 // addShared adds the settings every command shares: logging and the
@@ -66,7 +69,7 @@ const (
 // addGroups adds the flags of the groups in use.
 func (s *settings) addGroups(fs *pflag.FlagSet, use int) {
 	if use&useDatabase != 0 {
-		fs.StringVar(&s.db, "db", "", "database URL: sqlite://PATH or postgres://USER@HOST:PORT/DB (default sqlite://<data dir>/herald.db)")
+		fs.StringVar(&s.db, "db", "", "database URL: sqlite://PATH, postgres://USER@HOST:PORT/DB, or a key=value connection string (default sqlite://<data dir>/herald.db)")
 	}
 	if use&useBroker != 0 {
 		fs.StringVar(&s.broker, "broker", app.DefaultBrokerURL, "broker URL: embedded (a NATS server in the process), nats://HOST:PORT, kafka://HOST:PORT, amqp://USER:PASS@HOST:PORT/VHOST, redis://HOST:PORT/DB, http(s):// (webhook), or log (standard output)")

@@ -27,6 +27,9 @@ dead letters, and the pending events parked behind them (waiting until they
 are replayed or discarded).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := c.config().ValidateHealth(); err != nil {
+				return err
+			}
 			return c.withStore(cmd.Context(), timeout, func(ctx context.Context, store outbox.Admin) error {
 				st, err := store.Stats(ctx)
 				if err != nil {
@@ -46,7 +49,7 @@ are replayed or discarded).`,
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of text")
 	addTimeout(cmd.Flags(), &timeout)
-	c.s.addHealth(cmd.Flags())
+	c.s.addHealth(cmd.Flags(), false)
 	return cmd
 }
 
