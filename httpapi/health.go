@@ -134,10 +134,9 @@ func (s *server) handleOutboxHealth(w http.ResponseWriter, r *http.Request) {
 		if c.Status == "up" {
 			continue
 		}
+		// Events do not flow without it, whatever else the verdict says.
 		h.Reasons = append(h.Reasons, c.Name+" is unreachable")
-		if c.Required || h.Verdict == outbox.HealthOK {
-			h.Verdict = outbox.HealthFailing
-		}
+		h.Verdict = outbox.HealthFailing
 	}
 	s.writeJSON(w, r, http.StatusOK, OutboxHealthResponse{Health: h, Checks: checks, Stats: NewStats(st, now)})
 }
@@ -162,14 +161,21 @@ type counterSample struct {
 func (r *recentCounters) relayHealth(c outbox.RelayCounters, now time.Time) *outbox.RelayHealth {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for len(r.samples) > 0 && now.Sub(r.samples[0].at) > recentWindow {
+	// Keep the newest sample older than the window as the base, so that a
+	// report polled less often than the window still covers about one
+	// window, not the process's whole life.
+	for len(r.samples) > 1 && now.Sub(r.samples[1].at) > recentWindow {
 		r.samples = r.samples[1:]
 	}
 	var base outbox.RelayCounters
 	if len(r.samples) > 0 {
 		base = r.samples[0].c
 	}
-	r.samples = append(r.samples, counterSample{at: now, c: c})
+	// One sample per few seconds is enough: a report polled in a loop
+	// must not grow the list without bound.
+	if n := len(r.samples); n == 0 || now.Sub(r.samples[n-1].at) >= recentWindow/30 {
+		r.samples = append(r.samples, counterSample{at: now, c: c})
+	}
 	return &outbox.RelayHealth{
 		Published:  c.Published - base.Published,
 		Retried:    c.Retried - base.Retried,
