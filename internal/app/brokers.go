@@ -112,11 +112,11 @@ func kafkaConfig(raw string, cfg Config) (kafka.Config, error) {
 // does not, Herald gives the orders' name (orders.events) instead of the
 // adapter's neutral default.
 func hasSetting(raw, key string) bool {
-	i := strings.LastIndexByte(raw, '?')
-	if i < 0 {
+	_, query, ok := strings.Cut(raw, "?") // the adapters read the query from the first '?'
+	if !ok {
 		return false
 	}
-	q, err := url.ParseQuery(raw[i+1:])
+	q, err := url.ParseQuery(query)
 	return err == nil && q.Has(key)
 }
 

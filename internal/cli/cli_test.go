@@ -224,6 +224,11 @@ func TestConfigFile(t *testing.T) {
 			t.Errorf("config %q: exit %d, want 2 naming %q\n%s", body, r.code, want, r.stderr)
 		}
 	}
+	// An empty variable is unset: the file's value applies.
+	write("HERALD_LOG_LEVEL: loud\n")
+	if r := run(t, []string{"HERALD_LOG_LEVEL="}, "migrate", "--config", file); r.code != cli.ExitUsage || !strings.Contains(r.stderr, "loud") {
+		t.Errorf("HERALD_LOG_LEVEL empty and the file's value bad: exit %d, want 2\n%s", r.code, r.stderr)
+	}
 	if r := run(t, nil, "migrate", "--config", filepath.Join(dir, "missing.yaml")); r.code != cli.ExitUsage {
 		t.Errorf("a missing config file: exit %d, want 2", r.code)
 	}

@@ -48,7 +48,7 @@ func (c *cli) loadConfigFile(cmd *cobra.Command) error {
 		if node.Kind != yaml.ScalarNode {
 			return usagef("--config %s: %s must be a single value", path, key)
 		}
-		if _, set := c.env[key]; !set { // the environment ranks above the file
+		if v := c.env[key]; v == "" { // the environment ranks above the file; an empty variable is unset
 			c.env[key] = node.Value
 		}
 	}
