@@ -42,8 +42,9 @@ type Dialed struct {
 
 // Dial starts connecting with connect: at once, then with backoff until it
 // succeeds or Close is called. Each failure is logged at warn, with the
-// next attempt's delay; connect's error must not carry secrets. A nil
-// logger discards the log.
+// next attempt's delay; connect's error must not carry secrets. connect
+// must return when its context ends (Close waits for it). A nil logger
+// discards the log.
 func Dial(connect func(ctx context.Context) (outbox.Publisher, error), log *slog.Logger) *Dialed {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -59,6 +60,9 @@ func (d *Dialed) dial(connect func(ctx context.Context) (outbox.Publisher, error
 	delay := dialMinDelay
 	for attempt := 1; ; attempt++ {
 		pub, err := connect(d.ctx)
+		if err != nil && pub != nil {
+			_ = pub.Close() // a connect that failed half way keeps nothing open
+		}
 		if err == nil {
 			d.mu.Lock()
 			if d.closed {
@@ -102,14 +106,18 @@ func (d *Dialed) Connected() (pub outbox.Publisher, err error) {
 	return d.pub, d.lastErr
 }
 
+// ErrClosed fails the messages published after Close.
+var ErrClosed = errors.New("broker: publisher closed")
+
 // Publish hands msgs to the connected publisher, or fails each with
-// ErrNotConnected (wrapping the last connection error) until there is one.
+// ErrNotConnected (wrapping the last connection error) until there is one,
+// and with ErrClosed after Close.
 func (d *Dialed) Publish(ctx context.Context, msgs []outbox.Message) []error {
+	if d.isClosed() {
+		return outbox.AllFailed(len(msgs), ErrClosed)
+	}
 	pub, err := d.Connected()
 	if pub == nil {
-		if d.isClosed() {
-			err = errors.New("broker: publisher closed")
-		}
 		return outbox.AllFailed(len(msgs), err)
 	}
 	return pub.Publish(ctx, msgs)
@@ -136,6 +144,7 @@ func (d *Dialed) Close() error {
 	<-d.done
 	d.mu.Lock()
 	pub := d.pub
+	d.pub = nil // Publish after Close must not reach a closed publisher
 	d.mu.Unlock()
 	if pub != nil {
 		return pub.Close()

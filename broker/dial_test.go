@@ -77,6 +77,9 @@ func TestDialConnectsInTheBackground(t *testing.T) {
 	if n := pub.closes.Load(); n != 1 {
 		t.Fatalf("the connected publisher was closed %d times, want once", n)
 	}
+	if errs := d.Publish(context.Background(), msgs); !errors.Is(errs[0], broker.ErrClosed) {
+		t.Fatalf("Publish after Close: %v, want ErrClosed (not the closed publisher)", errs[0])
+	}
 }
 
 // Close while the broker is still down stops the dialling (goleak checks
@@ -88,7 +91,7 @@ func TestDialCloseWhileDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	errs := d.Publish(context.Background(), make([]outbox.Message, 1))
-	if len(errs) != 1 || errs[0] == nil {
-		t.Fatalf("Publish after Close: %v", errs)
+	if len(errs) != 1 || !errors.Is(errs[0], broker.ErrClosed) {
+		t.Fatalf("Publish after Close: %v, want ErrClosed", errs)
 	}
 }
