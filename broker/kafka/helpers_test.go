@@ -18,6 +18,7 @@ import (
 	"github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/broker/kafka"
 	"github.com/heraldhq/herald/outbox"
+	"github.com/heraldhq/herald/outbox/publishertest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -135,39 +136,12 @@ func connect(t testing.TB, cfg kafka.Config) *kafka.Publisher {
 // with conv; the subscription is stopped at cleanup.
 func subscribeInto[T any](t testing.TB, cfg kafka.Config, opts broker.SubscribeOptions, conv func(broker.Delivery) T) <-chan T {
 	t.Helper()
-	ch := make(chan T, 1<<14)
-	done := make(chan struct{})
-	stop, err := kafka.Subscribe(testCtx(t), cfg, opts, func(d broker.Delivery) {
-		select {
-		case ch <- conv(d):
-		case <-done:
-		}
-	})
-	if err != nil {
-		t.Fatalf("Subscribe: %v", err)
-	}
-	t.Cleanup(func() {
-		close(done)
-		stop()
-	})
-	return ch
+	return publishertest.SubscribeInto(t, kafka.Subscribe, cfg, opts, conv)
 }
 
 func subscribe(t testing.TB, cfg kafka.Config, opts broker.SubscribeOptions) <-chan broker.Delivery {
 	t.Helper()
 	return subscribeInto(t, cfg, opts, func(d broker.Delivery) broker.Delivery { return d })
-}
-
-// next waits for one delivery.
-func next(t testing.TB, ch <-chan broker.Delivery) broker.Delivery {
-	t.Helper()
-	select {
-	case d := <-ch:
-		return d
-	case <-time.After(15 * time.Second):
-		t.Fatal("no delivery within 15s")
-		return broker.Delivery{}
-	}
 }
 
 // nothing checks that ch stays empty for a moment.

@@ -37,7 +37,7 @@ func readAll(t *testing.T, cfg kafka.Config, want []outbox.Message) []broker.Del
 		}
 	}
 	for len(missing) > 0 {
-		add(next(t, ch))
+		add(publishertest.Next(t, ch))
 	}
 	// Catch what arrives late: duplicates.
 	deadline := time.After(300 * time.Millisecond)

@@ -61,7 +61,7 @@ func TestBrokerOutage(t *testing.T) {
 		want[m.ID.String()] = true
 	}
 	for len(want) > 0 {
-		delete(want, next(t, live).Event.ID)
+		delete(want, publishertest.Next(t, live).Event.ID)
 	}
 }
 

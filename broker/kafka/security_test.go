@@ -73,7 +73,7 @@ func TestTLS(t *testing.T) {
 	publishOK(t, p, msgs)
 	ch := subscribe(t, cfg, broker.SubscribeOptions{FromStart: true})
 	for range msgs {
-		next(t, ch)
+		publishertest.Next(t, ch)
 	}
 
 	untrusted, err := kafka.ParseURL("kafka://" + hosts + "?tls=true&topic=secure&dial_timeout=2s")

@@ -32,7 +32,7 @@ func TestSubscribeOptions(t *testing.T) {
 	all := subscribe(t, cfg, broker.SubscribeOptions{FromStart: true})
 	seen := map[string]broker.Delivery{}
 	for range len(msgs) + 1 {
-		d := next(t, all)
+		d := publishertest.Next(t, all)
 		if d.Err != nil {
 			if string(d.Body) != "not json" || d.MsgID != "" {
 				t.Fatalf("delivery with error: %+v", d)
@@ -54,7 +54,7 @@ func TestSubscribeOptions(t *testing.T) {
 	}
 
 	typed := subscribe(t, cfg, broker.SubscribeOptions{FromStart: true, Types: []string{"order.created"}})
-	if d := next(t, typed); d.Event.ID != created.ID.String() {
+	if d := publishertest.Next(t, typed); d.Event.ID != created.ID.String() {
 		t.Fatalf("Types filter delivered %s (%s)", d.Event.Type, d.Where)
 	}
 	nothing(t, typed)
@@ -62,7 +62,7 @@ func TestSubscribeOptions(t *testing.T) {
 	fresh := subscribe(t, cfg, broker.SubscribeOptions{})
 	later := publishertest.Batch(t, "later", 1, 1)
 	publishOK(t, p, later)
-	if d := next(t, fresh); d.Event.ID != later[0].ID.String() {
+	if d := publishertest.Next(t, fresh); d.Event.ID != later[0].ID.String() {
 		t.Fatalf("a subscription from the end delivered %s, want only the later event %s", d.Event.ID, later[0].ID)
 	}
 	nothing(t, fresh)

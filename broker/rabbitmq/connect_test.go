@@ -69,7 +69,7 @@ func TestOutage(t *testing.T) {
 	}
 	ch := subscribe(t, cfg, broker.SubscribeOptions{FromStart: true})
 	for range len(before) + len(during) {
-		next(t, ch)
+		publishertest.Next(t, ch)
 	}
 }
 
@@ -163,7 +163,7 @@ func TestPublishWithoutConfigurePermission(t *testing.T) {
 	publishOK(t, p, msgs)
 	ch := subscribe(t, cfg, broker.SubscribeOptions{FromStart: true})
 	for range msgs {
-		next(t, ch)
+		publishertest.Next(t, ch)
 	}
 	rabbitmqctl(t, "set_permissions", "-p", ns.vhost, "guest", ".*", ".*", ".*") // for the cleanup
 }

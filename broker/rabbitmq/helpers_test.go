@@ -214,40 +214,12 @@ func connect(t testing.TB, cfg rabbitmq.Config) *rabbitmq.Publisher {
 // delivery with conv; the subscription is stopped at cleanup.
 func subscribeInto[T any](t testing.TB, cfg rabbitmq.Config, opts broker.SubscribeOptions, conv func(broker.Delivery) T) <-chan T {
 	t.Helper()
-	ch := make(chan T, 1<<14)
-	done := make(chan struct{})
-	stop, err := rabbitmq.Subscribe(testCtx(t), cfg, opts, func(d broker.Delivery) {
-		select {
-		case ch <- conv(d):
-		case <-done:
-		}
-	})
-	if err != nil {
-		t.Fatalf("Subscribe: %v", err)
-	}
-	t.Cleanup(func() {
-		close(done)
-		stop()
-	})
-	return ch
+	return publishertest.SubscribeInto(t, rabbitmq.Subscribe, cfg, opts, conv)
 }
 
 func subscribe(t testing.TB, cfg rabbitmq.Config, opts broker.SubscribeOptions) <-chan broker.Delivery {
 	t.Helper()
 	return subscribeInto(t, cfg, opts, func(d broker.Delivery) broker.Delivery { return d })
-}
-
-// next waits for one delivery.
-func next[T any](t testing.TB, ch <-chan T) T {
-	t.Helper()
-	select {
-	case d := <-ch:
-		return d
-	case <-time.After(15 * time.Second):
-		t.Fatal("no delivery within 15s")
-		var zero T
-		return zero
-	}
 }
 
 // none checks that nothing arrives for a moment.

@@ -83,7 +83,7 @@ func TestWireFormat(t *testing.T) {
 	msgs := []outbox.Message{publishertest.NewMessage(t, rec), publishertest.NewMessage(t, plain)}
 	publishOK(t, p, msgs)
 
-	d := next(t, deliveries)
+	d := publishertest.Next(t, deliveries)
 	if d.Exchange != ns.cfg.Exchange || d.RoutingKey != "line_item.status_changed" {
 		t.Errorf("published to %s with key %s", d.Exchange, d.RoutingKey)
 	}
@@ -98,7 +98,7 @@ func TestWireFormat(t *testing.T) {
 	if string(d.Body) != string(msgs[0].Body) {
 		t.Errorf("body %s, want %s", d.Body, msgs[0].Body)
 	}
-	if d = next(t, deliveries); d.MessageId != plain.ID.String() || len(d.Headers) != 0 {
+	if d = publishertest.Next(t, deliveries); d.MessageId != plain.ID.String() || len(d.Headers) != 0 {
 		t.Errorf("second message: id %s headers %v", d.MessageId, d.Headers)
 	}
 }
@@ -128,7 +128,7 @@ func TestPermanentErrors(t *testing.T) {
 	}
 	ch := subscribe(t, cfg, broker.SubscribeOptions{FromStart: true})
 	for _, m := range []outbox.Message{msgs[0], msgs[4]} {
-		if d := next(t, ch); d.MsgID != m.ID.String() {
+		if d := publishertest.Next(t, ch); d.MsgID != m.ID.String() {
 			t.Fatalf("delivered %s, want %s", d.MsgID, m.ID)
 		}
 	}
@@ -170,7 +170,7 @@ func TestUnroutable(t *testing.T) {
 				t.Fatalf("unroutable message: %v, want ErrUnroutable, permanent %v", err, tc.permanent)
 			}
 			for _, m := range []outbox.Message{msgs[0], msgs[2]} {
-				if d := next(t, deliveries); d.MessageId != m.ID.String() {
+				if d := publishertest.Next(t, deliveries); d.MessageId != m.ID.String() {
 					t.Fatalf("delivered %s, want %s", d.MessageId, m.ID)
 				}
 			}
@@ -244,7 +244,7 @@ func TestBrokerMaxMessageSize(t *testing.T) {
 	ch := subscribe(t, cfg, broker.SubscribeOptions{FromStart: true})
 	got := map[string]int{}
 	for range 4 {
-		got[next(t, ch).MsgID]++
+		got[publishertest.Next(t, ch).MsgID]++
 	}
 	none(t, ch)
 	for _, i := range []int{0, 1, 3, 5} {
@@ -276,7 +276,7 @@ func TestPerAggregateOrder(t *testing.T) {
 	ch := subscribe(t, cfg, broker.SubscribeOptions{FromStart: true})
 	last := map[string]int64{}
 	for range workers * perWorker * seqs {
-		d := next(t, ch)
+		d := publishertest.Next(t, ch)
 		if d.Err != nil {
 			t.Fatal(d.Err)
 		}
@@ -311,7 +311,7 @@ func TestExchangeDeleted(t *testing.T) {
 	publishOK(t, p, msgs)
 	ch := subscribe(t, cfg, broker.SubscribeOptions{FromStart: true})
 	for range 5 {
-		next(t, ch)
+		publishertest.Next(t, ch)
 	}
 }
 

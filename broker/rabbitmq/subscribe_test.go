@@ -33,7 +33,7 @@ func TestSubscribeNew(t *testing.T) {
 	publishOK(t, p, msgs)
 
 	for _, m := range msgs {
-		d := next(t, all)
+		d := publishertest.Next(t, all)
 		if d.Err != nil || d.Event.ID != m.ID.String() || d.MsgID != m.ID.String() || d.Where != m.Type || d.Stored.IsZero() {
 			t.Fatalf("delivery %+v, want event %s on %s", d, m.ID, m.Type)
 		}
@@ -42,7 +42,7 @@ func TestSubscribeNew(t *testing.T) {
 		}
 	}
 	none(t, all)
-	if d := next(t, typed); d.Event.ID != created.ID.String() {
+	if d := publishertest.Next(t, typed); d.Event.ID != created.ID.String() {
 		t.Fatalf("Types filter delivered %s (%s)", d.Event.ID, d.Where)
 	}
 	none(t, typed)
@@ -74,17 +74,17 @@ func TestSubscribeFromStart(t *testing.T) {
 
 	ch := subscribe(t, cfg, broker.SubscribeOptions{FromStart: true, Types: []string{"order.status_changed", "junk"}})
 	for _, m := range early {
-		if d := next(t, ch); d.Err != nil || d.Event.ID != m.ID.String() {
+		if d := publishertest.Next(t, ch); d.Err != nil || d.Event.ID != m.ID.String() {
 			t.Fatalf("delivery %+v, want %s", d, m.ID)
 		}
 	}
-	if d := next(t, ch); d.Err == nil || string(d.Body) != "not json" || d.Where != "junk" {
+	if d := publishertest.Next(t, ch); d.Err == nil || string(d.Body) != "not json" || d.Where != "junk" {
 		t.Fatalf("foreign message: %+v, want a parse error", d)
 	}
 	late := publishertest.Batch(t, "late", 2, 1)
 	publishOK(t, p, late)
 	for _, m := range late {
-		if d := next(t, ch); d.Event.ID != m.ID.String() {
+		if d := publishertest.Next(t, ch); d.Event.ID != m.ID.String() {
 			t.Fatalf("delivery %s, want %s", d.Event.ID, m.ID)
 		}
 	}
@@ -104,7 +104,7 @@ func TestSubscribeReconnects(t *testing.T) {
 			p := connect(t, cfg)
 			ch := subscribe(t, cfg, opts)
 			publishOK(t, p, publishertest.Batch(t, "before", 1, 1))
-			next(t, ch)
+			publishertest.Next(t, ch)
 			ns.dropConnections(t, cfg.ConnectionName+" subscriber")
 
 			// A private queue misses what is published before it is

@@ -36,7 +36,7 @@ func TestSubscribe(t *testing.T) {
 
 	all := subscribe(t, cfg, broker.SubscribeOptions{FromStart: true})
 	for i, m := range msgs {
-		d := next(t, all)
+		d := publishertest.Next(t, all)
 		if d.Err != nil || d.Event.ID != m.ID.String() || d.MsgID != m.ID.String() || d.Where != ids[i].ID ||
 			string(d.Body) != string(m.Body) || d.Event.Subject != m.AggregateID {
 			t.Fatalf("delivery %d: %+v, want event %s at %s", i, d, m.ID, ids[i].ID)
@@ -45,25 +45,25 @@ func TestSubscribe(t *testing.T) {
 			t.Fatalf("delivery %d stored at %s, want about now", i, d.Stored)
 		}
 	}
-	if d := next(t, all); d.Err == nil || d.Body != nil || d.Where != ids[3].ID {
+	if d := publishertest.Next(t, all); d.Err == nil || d.Body != nil || d.Where != ids[3].ID {
 		t.Fatalf("entry without an event field: %+v, want Err set", d)
 	}
-	if d := next(t, all); d.Err == nil || string(d.Body) != "not json" {
+	if d := publishertest.Next(t, all); d.Err == nil || string(d.Body) != "not json" {
 		t.Fatalf("entry with a foreign event: %+v, want a parse error", d)
 	}
 
 	typed := subscribe(t, cfg, broker.SubscribeOptions{FromStart: true, Types: []string{"order.created"}})
-	if d := next(t, typed); d.Event.ID != created.ID.String() {
+	if d := publishertest.Next(t, typed); d.Event.ID != created.ID.String() {
 		t.Fatalf("Types filter delivered %s (%s)", d.Event.ID, d.Event.Type)
 	}
 
 	fresh := subscribe(t, cfg, broker.SubscribeOptions{})
 	later := publishertest.Batch(t, "later", 1, 1)
 	publishOK(t, p, later)
-	if d := next(t, fresh); d.Event.ID != later[0].ID.String() {
+	if d := publishertest.Next(t, fresh); d.Event.ID != later[0].ID.String() {
 		t.Fatalf("a subscription of new entries delivered %s, want only the later event %s", d.Event.ID, later[0].ID)
 	}
-	if d := next(t, all); d.Event.ID != later[0].ID.String() {
+	if d := publishertest.Next(t, all); d.Event.ID != later[0].ID.String() {
 		t.Fatalf("the FromStart subscription did not go on with the later event: %s", d.Event.ID)
 	}
 	select {
@@ -84,7 +84,7 @@ func TestSubscribeNewOnlyOnEmptyStream(t *testing.T) {
 	p := connect(t, cfg)
 	msgs := publishertest.Batch(t, "first", 1, 1)
 	publishOK(t, p, msgs)
-	if d := next(t, ch); d.Event.ID != msgs[0].ID.String() {
+	if d := publishertest.Next(t, ch); d.Event.ID != msgs[0].ID.String() {
 		t.Fatalf("delivered %s, want %s", d.Event.ID, msgs[0].ID)
 	}
 }
@@ -101,7 +101,7 @@ func TestSubscribeSurvivesKill(t *testing.T) {
 	first := publishertest.Batch(t, "k1", 3, 1)
 	publishOK(t, p, first)
 	for range first {
-		next(t, ch)
+		publishertest.Next(t, ch)
 	}
 	if killClients(t, cfg.Addr, sub.ClientName) == 0 {
 		t.Fatal("no subscriber connection to kill")
@@ -109,7 +109,7 @@ func TestSubscribeSurvivesKill(t *testing.T) {
 	second := publishertest.Batch(t, "k2", 3, 1)
 	publishOK(t, p, second)
 	for _, m := range second {
-		if d := next(t, ch); d.Event.ID != m.ID.String() {
+		if d := publishertest.Next(t, ch); d.Event.ID != m.ID.String() {
 			t.Fatalf("after the kill: delivered %s, want %s", d.Event.ID, m.ID)
 		}
 	}
