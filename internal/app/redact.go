@@ -19,8 +19,17 @@ const mask = "xxxxx"
 // of a NATS URL that has no password (a token, nats://TOKEN@host), the
 // password and sslpassword query parameters, and the password= and
 // sslpassword= values of a key=value string, quoted or not. Input too
-// malformed to parse is masked too, erring on the side of masking more.
+// malformed to parse is masked too, erring on the side of masking more. A
+// webhook URL (http, https) shows its scheme and host only: its path and
+// query often carry the endpoint's own token.
 func RedactURL(raw string) string {
+	if u, err := url.Parse(strings.TrimSpace(raw)); err == nil && (u.Scheme == "http" || u.Scheme == "https") {
+		shown := u.Scheme + "://" + u.Host
+		if u.Path != "" || u.RawQuery != "" {
+			shown += "/…"
+		}
+		return scrub(shown, secretsOf(raw))
+	}
 	var out string
 	if isKeyValueDSN(raw) {
 		out = redactSpans(raw, keyValueSecretSpans(raw))

@@ -191,3 +191,13 @@ func TestOpenDatabaseHidesPassword(t *testing.T) {
 		}
 	}
 }
+
+// A webhook URL's path and query may hold the endpoint's token: shown as
+// scheme and host only.
+func TestRedactWebhookURL(t *testing.T) {
+	t.Parallel()
+	got := RedactURL("https://hooks.example.com/services/T0/B0/SECRETPATH?token=SECRETQ")
+	if got != "https://hooks.example.com/…" {
+		t.Errorf("RedactURL = %q", got)
+	}
+}
