@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"strings"
@@ -40,73 +41,62 @@ var externalBrokers = map[string]externalBroker{
 	"amqps":  rabbitBroker,
 }
 
-var rabbitBroker = externalBroker{
-	kind: BrokerRabbitMQ,
-	parse: func(raw string) error {
-		_, err := rabbitmq.ParseURL(raw)
-		return err
-	},
-	prepare: func(raw string, cfg Config) (func(context.Context) (outbox.Publisher, error), error) {
-		rcfg, err := rabbitConfig(raw, cfg)
+// readableBroker builds the externalBroker of an adapter that can be read
+// back: parse is its ParseURL, name sets the orders' name (orders.events)
+// on its Config when the URL's query does not set the setting key, and
+// logger sets the Config's logger.
+func readableBroker[C any, P outbox.Publisher](
+	kind BrokerKind, key string,
+	parse func(raw string) (C, error),
+	name func(*C, string), logger func(*C, *slog.Logger),
+	connect func(context.Context, C) (P, error),
+	subscribe func(context.Context, C, broker.SubscribeOptions, func(broker.Delivery)) (func(), error),
+) externalBroker {
+	config := func(raw string, cfg Config) (C, error) {
+		c, err := parse(raw)
 		if err != nil {
-			return nil, err
+			return c, err
 		}
-		return func(ctx context.Context) (outbox.Publisher, error) { return rabbitmq.Connect(ctx, rcfg) }, nil
-	},
-	subscribe: func(ctx context.Context, raw string, cfg Config, opts broker.SubscribeOptions, fn func(broker.Delivery)) (func(), error) {
-		rcfg, err := rabbitConfig(raw, cfg)
-		if err != nil {
-			return nil, err
+		if !hasSetting(raw, key) {
+			name(&c, ordersvc.EventsName)
 		}
-		return rabbitmq.Subscribe(ctx, rcfg, opts, fn)
-	},
+		logger(&c, cfg.Logger.With("component", kind.String()))
+		return c, nil
+	}
+	return externalBroker{
+		kind: kind,
+		parse: func(raw string) error {
+			_, err := parse(raw)
+			return err
+		},
+		prepare: func(raw string, cfg Config) (func(context.Context) (outbox.Publisher, error), error) {
+			c, err := config(raw, cfg)
+			if err != nil {
+				return nil, err
+			}
+			return func(ctx context.Context) (outbox.Publisher, error) { return connect(ctx, c) }, nil
+		},
+		subscribe: func(ctx context.Context, raw string, cfg Config, opts broker.SubscribeOptions, fn func(broker.Delivery)) (func(), error) {
+			c, err := config(raw, cfg)
+			if err != nil {
+				return nil, err
+			}
+			return subscribe(ctx, c, opts, fn)
+		},
+	}
 }
 
-func rabbitConfig(raw string, cfg Config) (rabbitmq.Config, error) {
-	rcfg, err := rabbitmq.ParseURL(raw)
-	if err != nil {
-		return rcfg, err
-	}
-	if !hasSetting(raw, "exchange") {
-		rcfg.Exchange = ordersvc.EventsName
-	}
-	rcfg.Logger = cfg.Logger.With("component", "rabbitmq")
-	return rcfg, nil
-}
-
-var kafkaBroker = externalBroker{
-	kind: BrokerKafka,
-	parse: func(raw string) error {
-		_, err := kafka.ParseURL(raw)
-		return err
-	},
-	prepare: func(raw string, cfg Config) (func(context.Context) (outbox.Publisher, error), error) {
-		kcfg, err := kafkaConfig(raw, cfg)
-		if err != nil {
-			return nil, err
-		}
-		return func(ctx context.Context) (outbox.Publisher, error) { return kafka.Connect(ctx, kcfg) }, nil
-	},
-	subscribe: func(ctx context.Context, raw string, cfg Config, opts broker.SubscribeOptions, fn func(broker.Delivery)) (func(), error) {
-		kcfg, err := kafkaConfig(raw, cfg)
-		if err != nil {
-			return nil, err
-		}
-		return kafka.Subscribe(ctx, kcfg, opts, fn)
-	},
-}
-
-func kafkaConfig(raw string, cfg Config) (kafka.Config, error) {
-	kcfg, err := kafka.ParseURL(raw)
-	if err != nil {
-		return kcfg, err
-	}
-	if !hasSetting(raw, "topic") {
-		kcfg.Topic = ordersvc.EventsName
-	}
-	kcfg.Logger = cfg.Logger.With("component", "kafka")
-	return kcfg, nil
-}
+var (
+	rabbitBroker = readableBroker(BrokerRabbitMQ, "exchange", rabbitmq.ParseURL,
+		func(c *rabbitmq.Config, n string) { c.Exchange = n }, func(c *rabbitmq.Config, l *slog.Logger) { c.Logger = l },
+		rabbitmq.Connect, rabbitmq.Subscribe)
+	kafkaBroker = readableBroker(BrokerKafka, "topic", kafka.ParseURL,
+		func(c *kafka.Config, n string) { c.Topic = n }, func(c *kafka.Config, l *slog.Logger) { c.Logger = l },
+		kafka.Connect, kafka.Subscribe)
+	redisBroker = readableBroker(BrokerRedis, "stream", redisstream.ParseURL,
+		func(c *redisstream.Config, n string) { c.Stream = n }, func(c *redisstream.Config, l *slog.Logger) { c.Logger = l },
+		redisstream.Connect, redisstream.Subscribe)
+)
 
 // hasSetting reports whether a broker URL sets a query setting; where it
 // does not, Herald gives the orders' name (orders.events) instead of the
@@ -120,38 +110,14 @@ func hasSetting(raw, key string) bool {
 	return err == nil && q.Has(key)
 }
 
-var redisBroker = externalBroker{
-	kind: BrokerRedis,
-	parse: func(raw string) error {
-		_, err := redisstream.ParseURL(raw)
-		return err
-	},
-	prepare: func(raw string, cfg Config) (func(context.Context) (outbox.Publisher, error), error) {
-		rcfg, err := redisConfig(raw, cfg)
-		if err != nil {
-			return nil, err
+// externalFor returns the adapter of an external broker kind.
+func externalFor(kind BrokerKind) (externalBroker, bool) {
+	for _, ext := range externalBrokers {
+		if ext.kind == kind {
+			return ext, true
 		}
-		return func(ctx context.Context) (outbox.Publisher, error) { return redisstream.Connect(ctx, rcfg) }, nil
-	},
-	subscribe: func(ctx context.Context, raw string, cfg Config, opts broker.SubscribeOptions, fn func(broker.Delivery)) (func(), error) {
-		rcfg, err := redisConfig(raw, cfg)
-		if err != nil {
-			return nil, err
-		}
-		return redisstream.Subscribe(ctx, rcfg, opts, fn)
-	},
-}
-
-func redisConfig(raw string, cfg Config) (redisstream.Config, error) {
-	rcfg, err := redisstream.ParseURL(raw)
-	if err != nil {
-		return rcfg, err
 	}
-	if !hasSetting(raw, "stream") {
-		rcfg.Stream = ordersvc.EventsName
-	}
-	rcfg.Logger = cfg.Logger.With("component", "redis")
-	return rcfg, nil
+	return externalBroker{}, false
 }
 
 // SubscribeBroker reads the orders' events back from the external broker
@@ -162,15 +128,11 @@ func SubscribeBroker(ctx context.Context, cfg Config, opts broker.SubscribeOptio
 	if err != nil {
 		return nil, err
 	}
-	for _, ext := range externalBrokers {
-		if ext.kind == spec.Kind {
-			if ext.subscribe == nil {
-				return nil, usagef("the %s broker cannot be read back", spec.Kind)
-			}
-			return ext.subscribe(ctx, spec.URL, cfg, opts, fn)
-		}
+	ext, ok := externalFor(spec.Kind)
+	if !ok || ext.subscribe == nil {
+		return nil, usagef("the %s broker cannot be read back here", spec.Kind)
 	}
-	return nil, usagef("--broker %s cannot be read back here", spec.Kind)
+	return ext.subscribe(ctx, spec.URL, cfg, opts, fn)
 }
 
 var webhookBroker = externalBroker{
@@ -210,19 +172,17 @@ func (c Config) lookupEnv() func(string) (string, bool) {
 // outbox keeps the events until it is reachable. Settings the adapter
 // refuses fail at once.
 func openExternal(spec BrokerSpec, cfg Config) (*broker.Dialed, error) {
-	for _, ext := range externalBrokers {
-		if ext.kind != spec.Kind {
-			continue
-		}
-		connect, err := ext.prepare(spec.URL, cfg)
-		if err != nil {
-			return nil, fmt.Errorf("--broker %s: %w", RedactURL(spec.URL), err)
-		}
-		return broker.Dial(func(ctx context.Context) (outbox.Publisher, error) {
-			cctx, cancel := context.WithTimeout(ctx, connectTimeout)
-			defer cancel()
-			return connect(cctx)
-		}, cfg.Logger.With("component", spec.Kind.String())), nil
+	ext, ok := externalFor(spec.Kind)
+	if !ok {
+		return nil, fmt.Errorf("no adapter for the %s broker", spec.Kind)
 	}
-	return nil, fmt.Errorf("no adapter for the %s broker", spec.Kind)
+	connect, err := ext.prepare(spec.URL, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("--broker %s: %w", RedactURL(spec.URL), err)
+	}
+	return broker.Dial(func(ctx context.Context) (outbox.Publisher, error) {
+		cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+		defer cancel()
+		return connect(cctx)
+	}, cfg.Logger.With("component", spec.Kind.String())), nil
 }
