@@ -29,9 +29,11 @@
 // package sqlitestore for SQLite. Its Migrate method creates the outbox's
 // tables. A Client enqueues events in the application's transactions. A
 // Relay claims events from the driver (its Source side) and hands them to a
-// Publisher: package natsjs for NATS JetStream, logpub for standard output,
-// or any type with the two methods. Operator tools use the driver's Admin
-// side: the dead-letter queue and the backlog's figures.
+// Publisher: the packages under broker/ (natsjs for NATS JetStream, kafka,
+// rabbitmq, redisstream for Redis Streams, webhook for signed HTTP POSTs,
+// logpub for standard output), or any type with the two methods. Operator
+// tools use the driver's Admin side: the dead-letter queue and the backlog's
+// figures.
 //
 // Each outbox has a name, from which its tables are named (see Names): a
 // service can keep several outboxes in one database, one per bounded
