@@ -67,6 +67,7 @@ type Relay struct {
 	published, retried, deadLettered, batches atomic.Uint64
 	outages                                   atomic.Uint64
 	brokerDown                                atomic.Bool
+	workerLog                                 workerLog // for Workers
 }
 
 // NewRelay returns a relay that publishes the events of src (a driver) to
@@ -158,6 +159,7 @@ func (r *Relay) work(ctx context.Context, worker int, wake <-chan struct{}) {
 	failures := 0
 	for ctx.Err() == nil {
 		n, err := r.relayBatch(ctx)
+		r.workerLog.claimed(worker, n, err, time.Now())
 		switch {
 		case errors.Is(err, errOutage) && ctx.Err() == nil:
 			failures++
