@@ -52,9 +52,12 @@ type Store interface {
 // and hearing that new ones were committed.
 type Source interface {
 	// Claim takes up to p.Limit events that are due and are the oldest
-	// unpublished event of their aggregate (its head), so at most one event
-	// per aggregate is ever in flight. Events claimed by another Batch are
-	// invisible until that batch ends. An empty batch is not an error.
+	// unpublished event of their aggregate (its head), so no two batches
+	// ever hold events of one aggregate. With p.RunLength above 1 it may
+	// also take, after a head, the events that follow it in its aggregate
+	// (a run), in sequence order and stopping at the first one that is not
+	// due or is parked. Events claimed by another Batch are invisible until
+	// that batch ends. An empty batch is not an error.
 	// The batch outlives ctx: it can still be finished after ctx ends, which
 	// a graceful stop relies on.
 	Claim(ctx context.Context, p ClaimParams) (Batch, error)
@@ -136,6 +139,11 @@ type ClaimParams struct {
 	// of its events sits in the dead-letter queue. By default they stay
 	// parked until the dead letter is replayed or discarded.
 	MoveOnPastDeadLetters bool
+	// RunLength is the most events of one aggregate the batch may hold:
+	// its head and the events after it. 0 and 1 mean heads only. The relay
+	// asks for runs only when its publisher keeps them (RunPublisher); a
+	// driver may always return fewer.
+	RunLength int
 }
 
 // Batch is a set of claimed events. Exactly one of Finish or Release must be
@@ -145,7 +153,7 @@ type Batch interface {
 	Records() []Record
 	// Finish applies outcomes[i] to Records()[i] atomically: published events
 	// are deleted, failed ones scheduled again, exhausted ones moved to the
-	// dead-letter queue.
+	// dead-letter queue, released ones left as they were.
 	Finish(ctx context.Context, outcomes []Outcome) error
 	// Release gives the events back untouched.
 	Release(ctx context.Context) error
@@ -158,6 +166,9 @@ const (
 	OutcomePublished  OutcomeKind = iota + 1 // the broker acknowledged it
 	OutcomeRetry                             // try again after Outcome.Delay
 	OutcomeDeadLetter                        // move it to the dead-letter queue
+	// OutcomeReleased gives the event back as it was, no attempt charged:
+	// it was not sent because an earlier event of its run failed.
+	OutcomeReleased
 )
 
 // Outcome is the relay's verdict on one claimed event.

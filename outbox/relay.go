@@ -154,12 +154,46 @@ func (r *Relay) listen(ctx context.Context) {
 	}
 }
 
+// work is one worker: it claims a batch, publishes it and records the
+// outcomes, and claims the next batch while it publishes the current one, so
+// that the database's claim and the broker's acks overlap. The two batches
+// never hold events of one aggregate (a claim skips aggregates another
+// batch holds), so order is kept as with two workers.
 func (r *Relay) work(ctx context.Context, worker int, wake <-chan struct{}) {
 	log := r.cfg.Logger.With("worker", worker)
+	var next <-chan claimed // the claim running ahead, if any
+	defer func() {
+		if next != nil {
+			r.giveBack(ctx, <-next)
+		}
+	}()
 	failures := 0
 	for ctx.Err() == nil {
-		n, err := r.relayBatch(ctx)
+		var c claimed
+		if next != nil {
+			c, next = <-next, nil
+			if c.batch != nil && time.Since(c.at) > r.cfg.PublishTimeout {
+				// It waited behind a slow batch: take a fresh one rather than
+				// hold a claim near the database's claim timeout.
+				r.giveBack(ctx, c)
+				continue
+			}
+		} else {
+			c = r.claim(ctx)
+		}
+		var n int
+		err := c.err
+		if err == nil {
+			if len(c.batch.Records()) > 0 {
+				next = r.claimAhead(ctx)
+			}
+			n, err = r.deliver(ctx, c.batch)
+		}
 		r.workerLog.claimed(worker, n, err, time.Now())
+		if err != nil && next != nil {
+			r.giveBack(ctx, <-next)
+			next = nil
+		}
 		switch {
 		case errors.Is(err, errOutage) && ctx.Err() == nil:
 			failures++
@@ -172,7 +206,7 @@ func (r *Relay) work(ctx context.Context, worker int, wake <-chan struct{}) {
 		case err != nil:
 			return
 		case n > 0:
-			failures = 0 // more may be waiting: claim again at once
+			failures = 0 // more may be waiting: the next claim is under way
 		default:
 			failures = 0
 			timer := time.NewTimer(r.cfg.PollInterval)
@@ -186,16 +220,54 @@ func (r *Relay) work(ctx context.Context, worker int, wake <-chan struct{}) {
 	}
 }
 
-// relayBatch claims one batch, publishes it and records the outcomes. It
-// returns how many events it claimed.
-func (r *Relay) relayBatch(ctx context.Context) (int, error) {
-	batch, err := r.src.Claim(ctx, ClaimParams{
-		Limit:                 r.cfg.BatchSize,
-		MoveOnPastDeadLetters: r.cfg.MoveOnPastDeadLetters,
-	})
-	if err != nil {
-		return 0, fmt.Errorf("claim: %w", err)
+// claimed is the result of one claim.
+type claimed struct {
+	batch Batch
+	err   error
+	at    time.Time
+}
+
+// claim takes one batch: heads, and runs when the publisher keeps them.
+func (r *Relay) claim(ctx context.Context) claimed {
+	p := ClaimParams{Limit: r.cfg.BatchSize, MoveOnPastDeadLetters: r.cfg.MoveOnPastDeadLetters}
+	if r.keepsRuns() {
+		p.RunLength = r.cfg.BatchSize
 	}
+	b, err := r.src.Claim(ctx, p)
+	if err != nil {
+		return claimed{err: fmt.Errorf("claim: %w", err)}
+	}
+	return claimed{batch: b, at: time.Now()}
+}
+
+// claimAhead starts the next claim and returns where its result will be.
+func (r *Relay) claimAhead(ctx context.Context) <-chan claimed {
+	ch := make(chan claimed, 1)
+	go func() { ch <- r.claim(ctx) }()
+	return ch
+}
+
+// giveBack releases a batch claimed ahead that will not be published.
+func (r *Relay) giveBack(ctx context.Context, c claimed) {
+	if c.batch == nil {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.PublishTimeout)
+	defer cancel()
+	if err := c.batch.Release(rctx); err != nil {
+		r.cfg.Logger.Warn("relay: release of a batch claimed ahead failed; its claim lapses", "err", err)
+	}
+}
+
+// keepsRuns reports whether the publisher may be given runs now.
+func (r *Relay) keepsRuns() bool {
+	rp, ok := r.pub.(RunPublisher)
+	return ok && rp.KeepsRuns()
+}
+
+// deliver publishes a claimed batch and records the outcomes. It returns
+// how many events the batch held.
+func (r *Relay) deliver(ctx context.Context, batch Batch) (int, error) {
 	// From here on the batch is finished even if ctx ends: stopping must not
 	// abandon acks that the broker has already given.
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*r.cfg.PublishTimeout)
@@ -230,17 +302,25 @@ func (r *Relay) relayBatch(ctx context.Context) (int, error) {
 
 // publish sends records and returns each one's outcome, or, when the
 // results show the broker itself failing, the error that says so and no
-// outcomes.
+// outcomes. In a batch with runs (several events of one aggregate, in
+// sequence order), the events after one that failed are given back
+// unsent.
 func (r *Relay) publish(ctx context.Context, records []Record) (_ []Outcome, outage error) {
 	ctx, span := r.startPublishSpan(ctx, records)
 	outcomes := make([]Outcome, len(records))
 	defer func() { endPublishSpan(span, outcomes, outage) }()
+	runs := newRunBreaks(records)
 	msgs := make([]Message, 0, len(records))
 	index := make([]int, 0, len(records)) // msgs[j] is records[index[j]]
 	for i := range records {
+		if runs.broken(&records[i]) {
+			outcomes[i] = Outcome{Kind: OutcomeReleased}
+			continue
+		}
 		body, err := EncodeCloudEvent(&records[i], r.cfg.Source)
 		if err != nil {
 			outcomes[i] = r.cfg.Retry.outcome(Permanent(err), records[i].Attempts)
+			runs.breakAt(&records[i])
 			continue
 		}
 		msgs = append(msgs, Message{Record: records[i], Body: body})
@@ -255,15 +335,71 @@ func (r *Relay) publish(ctx context.Context, records []Record) (_ []Outcome, out
 		errs = append(errs, errNoResult)
 	}
 	if len(msgs) == len(records) && isOutage(errs[:len(msgs)], errors.Is(pctx.Err(), context.DeadlineExceeded)) {
-		return nil, errs[0]
+		return nil, firstError(errs)
 	}
 	for j, i := range index {
-		outcomes[i] = r.cfg.Retry.outcome(errs[j], records[i].Attempts)
+		rec := &records[i]
+		switch err := errs[j]; {
+		case runs.broken(rec) && err == nil:
+			// A RunPublisher that stored an event after its predecessor
+			// failed broke its contract; the event is out, so keep it.
+			r.cfg.Logger.Error("relay: the publisher stored an event after an earlier one of its aggregate failed; consumers may see them out of order",
+				"event_id", rec.ID, "aggregate_type", rec.AggregateType, "aggregate_id", rec.AggregateID, "sequence", rec.Sequence)
+			outcomes[i] = Outcome{Kind: OutcomePublished}
+		case runs.broken(rec) || errors.Is(err, ErrRunBroken):
+			outcomes[i] = Outcome{Kind: OutcomeReleased}
+			runs.breakAt(rec)
+		default:
+			outcomes[i] = r.cfg.Retry.outcome(err, rec.Attempts)
+			if err != nil {
+				runs.breakAt(rec)
+			}
+		}
 	}
 	return outcomes, nil
 }
 
-// errOutage is relayBatch's report of a batch given back in an outage.
+// firstError returns the first error of errs that is not ErrRunBroken.
+func firstError(errs []error) error {
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, ErrRunBroken) {
+			return err
+		}
+	}
+	return errs[0]
+}
+
+// runBreaks remembers the aggregates of a batch with runs whose run has
+// broken: an event failed, so the ones after it must not go out. It is nil,
+// and costs nothing, for a batch of heads only.
+type runBreaks map[aggregateOf]bool
+
+type aggregateOf struct{ typ, id string }
+
+// newRunBreaks returns a runBreaks for records if they hold a run.
+func newRunBreaks(records []Record) runBreaks {
+	seen := make(map[aggregateOf]struct{}, len(records))
+	for i := range records {
+		k := aggregateOf{records[i].AggregateType, records[i].AggregateID}
+		if _, dup := seen[k]; dup {
+			return runBreaks{}
+		}
+		seen[k] = struct{}{}
+	}
+	return nil
+}
+
+func (b runBreaks) broken(r *Record) bool {
+	return b != nil && b[aggregateOf{r.AggregateType, r.AggregateID}]
+}
+
+func (b runBreaks) breakAt(r *Record) {
+	if b != nil {
+		b[aggregateOf{r.AggregateType, r.AggregateID}] = true
+	}
+}
+
+// errOutage is deliver's report of a batch given back in an outage.
 var errOutage = errors.New("broker outage")
 
 // brokerUnavailable records an outage; the first batch of one logs it.

@@ -52,7 +52,7 @@ type eventCounter struct{ vec *prometheus.CounterVec }
 func newEventCounter() *eventCounter {
 	return &eventCounter{vec: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "herald_relay_events_total",
-		Help: "Events the relay finished, by event type and outcome (published, retried, dead_lettered).",
+		Help: "Events the relay finished, by event type and outcome (published, retried, dead_lettered, released: given back unsent behind a failed event of its run).",
 	}, []string{"event_type", "outcome"})}
 }
 
@@ -63,6 +63,8 @@ func (c *eventCounter) observe(r *outbox.Record, o outbox.Outcome) {
 		outcome = "retried"
 	case outbox.OutcomeDeadLetter:
 		outcome = "dead_lettered"
+	case outbox.OutcomeReleased:
+		outcome = "released"
 	}
 	c.vec.WithLabelValues(r.Type, outcome).Inc()
 }

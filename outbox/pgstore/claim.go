@@ -47,9 +47,7 @@ WHERE id = ANY (ARRAY(
 	  %[1]s
 	LIMIT $1
 	FOR UPDATE OF o SKIP LOCKED))
-RETURNING id, aggregate_type, aggregate_id, event_type, payload, headers,
-	coalesce(idempotency_key, ''), sequence, attempts, coalesce(last_error, ''),
-	created_at, first_failed_at, pos`
+RETURNING ` + claimReturning
 
 // wrapBoundSQL stops the second walk of a claim at the aggregate where the
 // first one started.
@@ -64,6 +62,32 @@ const parkedSQL = `AND NOT EXISTS (
 		  AND d.aggregate_id = o.aggregate_id
 		  AND d.sequence < o.sequence
 		  AND NOT d.reprocessed AND d.discarded_at IS NULL)`
+
+// runSQL takes, after the heads a claim holds ($2–$4: their aggregates and
+// sequences), the events that follow each head in its aggregate: at most $5
+// per head and $1 in all, in sequence order, each run stopping at the first
+// event that is not due or (%[1]s) is parked. No other claim can hold them:
+// a claim takes an aggregate's later events only with its head, which this
+// claim holds.
+const runSQL = `
+DELETE FROM {{outbox}}
+WHERE id = ANY (ARRAY(
+	SELECT r.id FROM unnest($2::text[], $3::text[], $4::bigint[]) AS h(aggregate_type, aggregate_id, sequence)
+	CROSS JOIN LATERAL (
+		SELECT n.id FROM (
+			SELECT o.id, bool_and(o.next_attempt_at <= now() %[1]s) OVER (ORDER BY o.sequence) AS runs
+			FROM (SELECT * FROM {{outbox}} x
+			      WHERE x.aggregate_type = h.aggregate_type AND x.aggregate_id = h.aggregate_id
+			        AND x.sequence > h.sequence
+			      ORDER BY x.sequence LIMIT $5) o
+		) n WHERE n.runs) r
+	LIMIT $1))
+RETURNING ` + claimReturning
+
+// claimReturning is what both claim statements return of an event.
+const claimReturning = `id, aggregate_type, aggregate_id, event_type, payload, headers,
+	coalesce(idempotency_key, ''), sequence, attempts, coalesce(last_error, ''),
+	created_at, first_failed_at, pos`
 
 // aggregateKey orders aggregates as the claim walks them.
 type aggregateKey struct{ typ, id string }
@@ -96,6 +120,9 @@ func (d *Driver) Claim(ctx context.Context, p outbox.ClaimParams) (outbox.Batch,
 	if err == nil && len(records) < limit && from != (aggregateKey{}) {
 		records, pos, err = claimPass(ctx, tx, queries[1], limit-len(records), records, pos, "", "", from.typ, from.id)
 	}
+	if err == nil && p.RunLength > 1 && len(records) > 0 && len(records) < limit {
+		records, pos, err = d.claimRuns(ctx, tx, p, limit, records, pos)
+	}
 	if err != nil {
 		return nil, rollbackAfter(ctx, tx, err)
 	}
@@ -108,17 +135,54 @@ func (d *Driver) Claim(ctx context.Context, p outbox.ClaimParams) (outbox.Batch,
 	d.cursorMu.Lock()
 	d.cursor = walkEnd(from, records)
 	d.cursorMu.Unlock()
-	// RETURNING has no order; hand the records out oldest first.
-	idx := make([]int, len(records))
-	for i := range idx {
-		idx[i] = i
-	}
-	slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(pos[a], pos[b]) })
+	idx := batchOrder(records, pos)
 	b := &batch{d: d, tx: tx, records: make([]outbox.Record, len(idx)), pos: make([]int64, len(idx))}
 	for j, i := range idx {
 		b.records[j], b.pos[j] = records[i], pos[i]
 	}
 	return b, nil
+}
+
+// claimRuns appends to a claim's heads the runs that follow them, within
+// the batch's limit.
+func (d *Driver) claimRuns(ctx context.Context, tx pgx.Tx, p outbox.ClaimParams, limit int, records []outbox.Record, pos []int64) ([]outbox.Record, []int64, error) {
+	query := d.sql.runs[1]
+	if p.MoveOnPastDeadLetters {
+		query = d.sql.runs[0]
+	}
+	heads := len(records)
+	types, ids, seqs := make([]string, heads), make([]string, heads), make([]int64, heads)
+	for i := range records[:heads] {
+		types[i], ids[i], seqs[i] = records[i].AggregateType, records[i].AggregateID, records[i].Sequence
+	}
+	budget := limit - heads
+	return claimPass(ctx, tx, query, budget, records, pos, types, ids, seqs, min(p.RunLength-1, budget))
+}
+
+// batchOrder returns the order a batch hands its records out in:
+// RETURNING has none. Aggregates come oldest head first, and each
+// aggregate's events in sequence order (a replayed head may be younger than
+// the events behind it).
+func batchOrder(records []outbox.Record, pos []int64) []int {
+	type key struct{ typ, id string }
+	headPos := make(map[key]int64, len(records))
+	for i := range records {
+		k := key{records[i].AggregateType, records[i].AggregateID}
+		if p, ok := headPos[k]; !ok || pos[i] < p {
+			headPos[k] = pos[i]
+		}
+	}
+	idx := make([]int, len(records))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int {
+		ra, rb := &records[a], &records[b]
+		ha := headPos[key{ra.AggregateType, ra.AggregateID}]
+		hb := headPos[key{rb.AggregateType, rb.AggregateID}]
+		return cmp.Or(cmp.Compare(ha, hb), cmp.Compare(ra.Sequence, rb.Sequence))
+	})
+	return idx
 }
 
 // walkEnd returns where the next walk starts: after the last aggregate this
@@ -209,6 +273,18 @@ FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
 	AS r(id, aggregate_type, aggregate_id, event_type, payload, headers,
 	idempotency_key, sequence, created_at, pos, attempts, last_error, delay_us, first_failed_at)`
 
+// releaseSQL puts events back as they were claimed: not sent, so neither
+// an attempt nor a delay is charged.
+const releaseSQL = `
+INSERT INTO {{outbox}} (id, aggregate_type, aggregate_id, event_type, payload, headers,
+	idempotency_key, sequence, created_at, pos, attempts, last_error, first_failed_at)
+SELECT r.id, r.aggregate_type, r.aggregate_id, r.event_type, r.payload::jsonb, r.headers::jsonb,
+	r.idempotency_key, r.sequence, r.created_at, r.pos, r.attempts, nullif(r.last_error, ''), r.first_failed_at
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+	$7::text[], $8::bigint[], $9::timestamptz[], $10::bigint[], $11::int[], $12::text[], $13::timestamptz[])
+	AS r(id, aggregate_type, aggregate_id, event_type, payload, headers,
+	idempotency_key, sequence, created_at, pos, attempts, last_error, first_failed_at)`
+
 const deadLetterSQL = `
 INSERT INTO {{dlq}} (event_id, aggregate_type, aggregate_id, event_type, payload, headers,
 	idempotency_key, sequence, created_at, error_message, retry_count, first_failed_at, moved_to_dlq_at)
@@ -282,11 +358,13 @@ func (b *batch) Finish(ctx context.Context, outcomes []outbox.Outcome) (err erro
 		}
 	}()
 
-	var retry, dead rowArrays
+	var retry, dead, release rowArrays
 	for i, o := range outcomes {
 		r := &b.records[i]
 		switch o.Kind {
 		case outbox.OutcomePublished:
+		case outbox.OutcomeReleased:
+			err = release.add(r, b.pos[i], outbox.Outcome{Error: r.LastError})
 		case outbox.OutcomeRetry:
 			err = retry.add(r, b.pos[i], o)
 		case outbox.OutcomeDeadLetter:
@@ -298,8 +376,12 @@ func (b *batch) Finish(ctx context.Context, outcomes []outbox.Outcome) (err erro
 			return err
 		}
 	}
-	if retry.count+dead.count > 0 {
+	if retry.count+dead.count+release.count > 0 {
 		pb := &pgx.Batch{}
+		if release.count > 0 {
+			pb.Queue(b.d.sql.release, release.ids, release.aggTypes, release.aggIDs, release.types, release.payloads, release.headers,
+				release.keys, release.seqs, release.created, release.pos, release.attempts, release.errs, release.firstFailed)
+		}
 		if retry.count > 0 {
 			pb.Queue(b.d.sql.retry, retry.ids, retry.aggTypes, retry.aggIDs, retry.types, retry.payloads, retry.headers,
 				retry.keys, retry.seqs, retry.created, retry.pos, retry.attempts, retry.errs, retry.delays, retry.firstFailed)

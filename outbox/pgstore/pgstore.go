@@ -122,8 +122,10 @@ var _ outbox.Driver[pgx.Tx] = (*Driver)(nil)
 type queries struct {
 	insert, insertNumbered string
 	claims                 [2][2]string // [parking][wrap]
+	runs                   [2]string    // [parking]
 	claimBegin             string
 	retry, deadLetter      string
+	release                string
 	listen                 string
 	dlqSelect              string // SELECT dlqColumns FROM the dead letters, without a condition
 	getDeadLetter          string
@@ -162,9 +164,11 @@ func New(pool *pgxpool.Pool, cfg Config) (*Driver, error) {
 				{render(fmt.Sprintf(claimSQL, "", "")), render(fmt.Sprintf(claimSQL, "", wrapBoundSQL))},
 				{render(fmt.Sprintf(claimSQL, parkedSQL, "")), render(fmt.Sprintf(claimSQL, parkedSQL, wrapBoundSQL))},
 			},
+			runs: [2]string{render(fmt.Sprintf(runSQL, "")), render(fmt.Sprintf(runSQL, parkedSQL))},
 			// SET LOCAL takes no parameters; the value is an integer we format.
 			claimBegin:    "BEGIN; SET LOCAL idle_in_transaction_session_timeout = " + strconv.FormatInt(ms, 10),
 			retry:         render(retrySQL),
+			release:       render(releaseSQL),
 			deadLetter:    render(deadLetterSQL),
 			listen:        "LISTEN " + pgx.Identifier{names.Channel}.Sanitize(),
 			dlqSelect:     render("SELECT " + dlqColumns + " FROM {{dlq}} WHERE "),

@@ -96,6 +96,7 @@ func TestConformance(t *testing.T) {
 					return migrated(t, d.(*pgstore.Driver).Pool(), cfg)
 				},
 				ConcurrentWriters: true,
+				Runs:              true,
 			})
 		})
 	}

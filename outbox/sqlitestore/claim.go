@@ -202,7 +202,7 @@ func (b *batch) Finish(ctx context.Context, outcomes []outbox.Outcome) error {
 	}
 	for i, o := range outcomes {
 		switch o.Kind {
-		case outbox.OutcomePublished, outbox.OutcomeRetry, outbox.OutcomeDeadLetter:
+		case outbox.OutcomePublished, outbox.OutcomeRetry, outbox.OutcomeDeadLetter, outbox.OutcomeReleased:
 		default:
 			return fmt.Errorf("sqlitestore: finish: event %s: unknown outcome kind %d", b.records[i].ID, o.Kind)
 		}
@@ -238,6 +238,8 @@ func (b *batch) apply(ctx context.Context, outcomes []outbox.Outcome) error {
 			if _, err := b.d.txExec(ctx, b.tx, b.d.q.scheduleRetry, b.pos[i], o.Error, now, max(o.Delay.Microseconds(), 0)); err != nil {
 				return fmt.Errorf("schedule retry of %s: %w", b.records[i].ID, err)
 			}
+		case outbox.OutcomeReleased:
+			// A claim changes no row: the event is as it was.
 		case outbox.OutcomeDeadLetter:
 			if _, err := b.d.txExec(ctx, b.tx, b.d.q.moveToDLQ, b.pos[i], o.Error, now); err != nil {
 				return fmt.Errorf("dead-letter %s: %w", b.records[i].ID, err)

@@ -48,6 +48,10 @@ type Harness[TTx any] struct {
 	// as d (a driver New made), migrated, released when t ends. The suite
 	// runs two named outboxes side by side with it.
 	Named func(t *testing.T, d outbox.Driver[TTx], name string) outbox.Driver[TTx]
+	// Runs says that the driver takes runs when a claim asks for them
+	// (ClaimParams.RunLength); without it the suite checks only that what
+	// Claim returns has a run's shape.
+	Runs bool
 }
 
 // opTimeout bounds each test; a driver that hangs fails instead of
@@ -95,6 +99,9 @@ func Run[TTx any](t *testing.T, h Harness[TTx]) {
 		{name: "ListenWakesAfterCommit", fn: testListen[TTx]},
 		{name: "LateCommitIsStillClaimed", concurrent: true, fn: testLateCommit[TTx]},
 		{name: "WritersOfOneAggregateCommitInSequenceOrder", concurrent: true, fn: testWriterOrder[TTx]},
+		{name: "RunsFollowTheirHead", fn: func(t *testing.T, s *suite[TTx]) { testRuns(t, s, h.Runs) }},
+		{name: "RunsStopAtParkedOrNotDue", fn: func(t *testing.T, s *suite[TTx]) { testRunsStop(t, s, h.Runs) }},
+		{name: "RunsOfHeldAggregatesHidden", concurrent: true, fn: func(t *testing.T, s *suite[TTx]) { testRunsHeld(t, s, h.Runs) }},
 		{name: "NamedOutboxesSideBySide", fn: func(t *testing.T, s *suite[TTx]) { testNamedOutboxes(t, s, h.Named) }},
 	}
 	for _, tc := range tests {

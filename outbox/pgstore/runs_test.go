@@ -1,0 +1,173 @@
+package pgstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/outbox"
+	"github.com/heraldhq/herald/outbox/pgstore"
+)
+
+// runBroker is an in-memory broker that keeps runs as Kafka's idempotent
+// producer or a JetStream atomic batch does: it stores a call's messages in
+// order and, once one of an aggregate's messages fails, stores none of that
+// aggregate's later ones. It fails messages at random, and sometimes a whole
+// call as an outage, and records every order violation it sees.
+type runBroker struct {
+	mu         sync.Mutex
+	rng        *rand.Rand
+	last       map[string]int64 // aggregate → last stored sequence
+	stored     int
+	runCalls   int // calls that held two or more events of one aggregate
+	violations []string
+	failRate   float64
+}
+
+func (b *runBroker) KeepsRuns() bool { return true }
+func (b *runBroker) Close() error    { return nil }
+
+var errFlaky = errors.New("flaky broker")
+
+func (b *runBroker) Publish(_ context.Context, msgs []outbox.Message) []error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	errs := make([]error, len(msgs))
+	if b.rng.Float64() < b.failRate/4 {
+		return outbox.AllFailed(len(msgs), fmt.Errorf("%w: %w", outbox.ErrBrokerUnavailable, errFlaky))
+	}
+	broken := map[string]bool{}
+	perAgg := map[string]int{}
+	for i, m := range msgs {
+		agg := m.AggregateType + "/" + m.AggregateID
+		perAgg[agg]++
+		if broken[agg] {
+			errs[i] = outbox.ErrRunBroken
+			continue
+		}
+		if b.rng.Float64() < b.failRate {
+			errs[i] = errFlaky
+			broken[agg] = true
+			continue
+		}
+		if m.Sequence != b.last[agg]+1 {
+			b.violations = append(b.violations, fmt.Sprintf("%s#%d stored after #%d", agg, m.Sequence, b.last[agg]))
+		}
+		b.last[agg] = m.Sequence
+		b.stored++
+	}
+	for _, n := range perAgg {
+		if n > 1 {
+			b.runCalls++
+			break
+		}
+	}
+	return errs
+}
+
+// Relays racing on one database with runs, through random failures and
+// outages, store every aggregate's events once each and in order: a hot
+// aggregate beside many cold ones.
+func TestRelaysWithRunsKeepOrder(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	d := newDriver(t, pgstore.Config{})
+	c := outbox.NewClient(d)
+	want := map[string]int64{"hot/1": 3000}
+	for i := range 40 {
+		want[fmt.Sprintf("cold/%d", i)] = 25
+	}
+	var events []outbox.Event
+	for agg, n := range want {
+		typ, id, _ := cut(agg)
+		for range n {
+			events = append(events, outbox.Event{AggregateType: typ, AggregateID: id, Type: "t", Payload: []byte(`{}`)})
+		}
+	}
+	rand.Shuffle(len(events), func(i, j int) { events[i], events[j] = events[j], events[i] })
+	for len(events) > 0 {
+		n := min(len(events), 500)
+		if _, err := c.Enqueue(ctx, events[:n]...); err != nil {
+			t.Fatal(err)
+		}
+		events = events[n:]
+	}
+
+	broker := &runBroker{rng: rand.New(rand.NewPCG(1, 2)), last: map[string]int64{}, failRate: 0.002}
+	var total int64
+	for _, n := range want {
+		total += n
+	}
+	rctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	relays := make([]*outbox.Relay, 2)
+	for i := range relays {
+		relays[i] = outbox.NewRelay(d, broker, outbox.RelayConfig{
+			BatchSize:    200,
+			Workers:      2,
+			PollInterval: 10 * time.Millisecond,
+			Retry:        outbox.RetryPolicy{Base: time.Millisecond, Cap: 5 * time.Millisecond, MaxAttempts: 1000},
+		})
+		wg.Go(func() { _ = relays[i].Run(rctx) })
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		broker.mu.Lock()
+		stored := broker.stored
+		broker.mu.Unlock()
+		if int64(stored) >= total || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stop()
+	wg.Wait()
+
+	broker.mu.Lock()
+	defer broker.mu.Unlock()
+	for _, v := range broker.violations {
+		t.Error(v)
+	}
+	for agg, n := range want {
+		if broker.last[agg] != n {
+			t.Errorf("%s: last stored sequence %d, want %d", agg, broker.last[agg], n)
+		}
+	}
+	if broker.stored != int(total) {
+		t.Errorf("stored %d events, want %d", broker.stored, total)
+	}
+	if broker.runCalls == 0 {
+		t.Error("no publish held a run: the relay sent heads only")
+	}
+	var published, retried uint64
+	for _, r := range relays {
+		published += r.Counters().Published
+		retried += r.Counters().Retried
+	}
+	if published != uint64(total) {
+		t.Errorf("relays counted %d published, want %d", published, total)
+	}
+	if retried == 0 {
+		t.Error("no event was retried: the failures did not happen")
+	}
+	st, err := d.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Pending != 0 || st.Retrying != 0 {
+		t.Errorf("stats after the drain: %+v", st)
+	}
+}
+
+func cut(agg string) (typ, id string, ok bool) {
+	for i := range agg {
+		if agg[i] == '/' {
+			return agg[:i], agg[i+1:], true
+		}
+	}
+	return agg, "", false
+}
