@@ -34,7 +34,7 @@ type endpoint struct {
 	// connect opens the adapter's publisher (the relay's).
 	connect func(ctx context.Context) (outbox.Publisher, error)
 	// plain opens the publisher of the plain loop, written directly with
-	// the broker's client library; nil: the adapter's (NATS, webhook).
+	// the broker's client library; nil: the adapter's (webhook).
 	plain func(ctx context.Context) (outbox.Publisher, error)
 	// subscribe reads the namespace back: everything it holds with
 	// fromStart, otherwise what arrives from now on.
@@ -105,6 +105,11 @@ func natsReader(natsURL string, stream natsjs.Config) *endpoint {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		return natsjs.Connect(cctx, natsURL, stream)
+	}
+	e.plain = func(ctx context.Context) (outbox.Publisher, error) {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		return newPlainNATS(cctx, natsURL, stream)
 	}
 	e.subscribe = func(ctx context.Context, fromStart bool, fn func(hbroker.Delivery)) (func(), error) {
 		c, err := consumeNATS(ctx, natsURL, stream, !fromStart, fn)
