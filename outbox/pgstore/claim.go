@@ -25,24 +25,27 @@ import (
 // the (aggregate_type, aggregate_id, sequence) key: the first entry past an
 // aggregate is the next aggregate's head), so a claim costs O(limit) probes however
 // the backlog is shaped — a few aggregates with long backlogs included — and
-// successive claims take aggregates round robin. %[1]s is the parking
+// successive claims take aggregates round robin. Rows are found, locked and
+// deleted by their ctid (outbox rows are never updated, and a row the
+// statement's snapshot sees cannot be vacuumed away under it), which spares
+// two primary-key lookups per event. %[1]s is the parking
 // condition, %[2]s bounds the second walk, which wraps around to the start.
 const claimSQL = `
 DELETE FROM {{outbox}}
-WHERE id = ANY (ARRAY(
-	WITH RECURSIVE walk(aggregate_type, aggregate_id, id) AS (
-		(SELECT x.aggregate_type, x.aggregate_id, x.id FROM {{outbox}} x
+WHERE ctid = ANY (ARRAY(
+	WITH RECURSIVE walk(aggregate_type, aggregate_id, row) AS (
+		(SELECT x.aggregate_type, x.aggregate_id, x.ctid FROM {{outbox}} x
 		 WHERE (x.aggregate_type, x.aggregate_id) > ($2::text, $3::text) %[2]s
 		 ORDER BY x.aggregate_type, x.aggregate_id, x.sequence LIMIT 1)
 		UNION ALL
-		SELECT n.aggregate_type, n.aggregate_id, n.id FROM walk w
+		SELECT n.aggregate_type, n.aggregate_id, n.ctid FROM walk w
 		CROSS JOIN LATERAL (
-			SELECT x.aggregate_type, x.aggregate_id, x.id FROM {{outbox}} x
+			SELECT x.aggregate_type, x.aggregate_id, x.ctid FROM {{outbox}} x
 			WHERE (x.aggregate_type, x.aggregate_id) > (w.aggregate_type, w.aggregate_id) %[2]s
 			ORDER BY x.aggregate_type, x.aggregate_id, x.sequence LIMIT 1) n
 	)
-	SELECT o.id FROM walk w
-	JOIN {{outbox}} o ON o.id = w.id
+	SELECT o.ctid FROM walk w
+	JOIN {{outbox}} o ON o.ctid = w.row
 	WHERE o.next_attempt_at <= now()
 	  %[1]s
 	LIMIT $1
@@ -71,12 +74,12 @@ const parkedSQL = `AND NOT EXISTS (
 // claim holds.
 const runSQL = `
 DELETE FROM {{outbox}}
-WHERE id = ANY (ARRAY(
-	SELECT r.id FROM unnest($2::text[], $3::text[], $4::bigint[]) AS h(aggregate_type, aggregate_id, sequence)
+WHERE ctid = ANY (ARRAY(
+	SELECT r.ctid FROM unnest($2::text[], $3::text[], $4::bigint[]) AS h(aggregate_type, aggregate_id, sequence)
 	CROSS JOIN LATERAL (
-		SELECT n.id FROM (
-			SELECT o.id, bool_and(o.next_attempt_at <= now() %[1]s) OVER (ORDER BY o.sequence) AS runs
-			FROM (SELECT * FROM {{outbox}} x
+		SELECT n.ctid FROM (
+			SELECT o.ctid, bool_and(o.next_attempt_at <= now() %[1]s) OVER (ORDER BY o.sequence) AS runs
+			FROM (SELECT x.ctid, x.* FROM {{outbox}} x
 			      WHERE x.aggregate_type = h.aggregate_type AND x.aggregate_id = h.aggregate_id
 			        AND x.sequence > h.sequence
 			      ORDER BY x.sequence LIMIT $5) o

@@ -52,7 +52,7 @@ func TestClaimPlan(t *testing.T) {
 			want := []string{
 				"Recursive Union", // the walk over aggregates
 				sqlOf(d, "{{outbox}}_aggregate_sequence_key on {{outbox}} x"),
-				sqlOf(d, "{{outbox}}_pkey"),
+				"Tid Scan", // rows found, locked and deleted by ctid
 				"rows=500", // it took a full batch
 			}
 			if name == "parking" {
