@@ -87,6 +87,10 @@ type Config struct {
 	// over Aggregates aggregates (0: Events/10).
 	Events     int
 	Aggregates int
+	// Processes, in relay mode, drains with this many relay processes (this
+	// binary re-run as a relay of the bench's outbox and stream) instead of
+	// a relay inside the bench: PostgreSQL and NATS only.
+	Processes int
 	// Clients is the number of writers in the enqueue and latency modes.
 	Clients int
 	// Repeat runs compare's baseline/relay pair, and enqueue's rounds, this
@@ -184,6 +188,12 @@ func (c Config) Validate() error {
 	}
 	if c.Aggregates > c.Events {
 		bad("--aggregates (%d) must not exceed --events (%d)", c.Aggregates, c.Events)
+	}
+	if c.Processes < 0 || c.Processes > 64 {
+		bad("--processes must be between 0 and 64, got %d", c.Processes)
+	}
+	if c.Processes > 0 && c.Mode != ModeRelay {
+		bad("--processes drains with relay processes and needs --mode relay")
 	}
 	if c.URL != "" && c.Mode != ModeFull {
 		bad("--url drives a running Herald and needs --mode full")

@@ -3,9 +3,12 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,7 +18,21 @@ import (
 	"github.com/heraldhq/herald/internal/testdb"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(ChildEnv); spec != "" {
+		// A relay process of TestRelayModeProcesses: this test binary,
+		// re-run by the bench as herald would be.
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+		err := RunRelayChild(ctx, spec, os.Stdin, os.Stdout)
+		stop()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // natsURL is the machine's NATS server: $HERALD_TEST_NATS_URL or the
 // standard port.
@@ -111,6 +128,29 @@ func TestRelayMode(t *testing.T) {
 				t.Errorf("json %v", m)
 			}
 		})
+	}
+}
+
+// Several relay processes drain one backlog together: every event once, in
+// order per aggregate.
+func TestRelayModeProcesses(t *testing.T) {
+	t.Parallel()
+	b := backends()[1]
+	cfg := b.config(ModeRelay)
+	cfg.Events, cfg.Aggregates, cfg.Processes = 3000, 100, 3
+	cfg.App.Relay.BatchSize = 50
+	res := run(t, cfg).(*DrainResult)
+	r := res.Runs[0]
+	if r.Published != 3000 || r.Processes != 3 || r.RSSProcessMiB <= 0 {
+		t.Errorf("run %+v", r)
+	}
+	if v := r.Verify; v == nil || v.Received != 3000 || !v.OK() || v.Reordered != 0 {
+		t.Errorf("verify %+v", r.Verify)
+	}
+	cfg.App.BrokerURL = "embedded"
+	cfg.App.DatabaseURL = ""
+	if _, err := Run(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "PostgreSQL") {
+		t.Errorf("--processes on SQLite: %v, want an error naming PostgreSQL", err)
 	}
 }
 

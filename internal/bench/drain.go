@@ -40,15 +40,19 @@ type DrainRun struct {
 	EventsPerSec float64 `json:"events_per_sec"`
 	// RSS is the process's resident memory after the preload (garbage
 	// collected and returned to the OS) and its peak during the drain.
-	RSSIdleMiB float64       `json:"rss_idle_mib"`
-	RSSPeakMiB float64       `json:"rss_peak_mib"`
-	PreloadSec float64       `json:"preload_seconds"`
-	Retried    uint64        `json:"retried"`
-	DeadLetter uint64        `json:"dead_lettered"`
-	Load1      float64       `json:"load1"`
-	Phases     PhaseMeans    `json:"phases"`
-	Verify     *VerifyReport `json:"verify,omitempty"`
-	load       Load
+	RSSIdleMiB float64 `json:"rss_idle_mib"`
+	RSSPeakMiB float64 `json:"rss_peak_mib"`
+	PreloadSec float64 `json:"preload_seconds"`
+	Retried    uint64  `json:"retried"`
+	DeadLetter uint64  `json:"dead_lettered"`
+	Load1      float64 `json:"load1"`
+	// Processes is the number of relay processes that drained (--processes),
+	// and RSSProcessMiB the highest peak RSS of one of them.
+	Processes     int           `json:"processes,omitempty"`
+	RSSProcessMiB float64       `json:"rss_process_peak_mib,omitempty"`
+	Phases        PhaseMeans    `json:"phases"`
+	Verify        *VerifyReport `json:"verify,omitempty"`
+	load          Load
 }
 
 // DrainResult is the result of the relay, baseline and compare modes.
@@ -145,10 +149,14 @@ func drainOnce(ctx context.Context, cfg Config, br *broker, kind drainKind) (Dra
 	)
 	run.load = ReadLoad()
 	ph := &phases{}
-	switch kind {
-	case drainRelay:
+	switch {
+	case kind == drainRelay && cfg.Processes > 0:
+		var peak int64
+		elapsed, peak, err = drainWithProcesses(ctx, cfg, db, ep, int64(b.Events), &published)
+		run.Processes, run.RSSProcessMiB = cfg.Processes, mib(peak)
+	case kind == drainRelay:
 		elapsed, counts, err = drainWithRelay(ctx, cfg, timedStore{Store: db.store, p: ph}, timedPublisher{Publisher: pub, p: ph}, int64(b.Events), &published)
-	case drainBaseline:
+	case kind == drainBaseline:
 		elapsed, err = drainWithBaseline(ctx, cfg, db, timedPublisher{Publisher: pub, p: ph}, ph, int64(b.Events), &published)
 	}
 	run.Phases = ph.means()
@@ -550,6 +558,10 @@ func (r *DrainResult) WriteSummary(w io.Writer) error {
 		return err
 	}
 	for _, run := range r.Runs {
+		if run.Processes > 0 {
+			_, _ = fmt.Fprintf(w, "  %s: %d relay processes, the largest peaking at %.1f MiB RSS\n", run.Kind, run.Processes, run.RSSProcessMiB)
+			continue
+		}
 		_, _ = fmt.Fprintf(w, "  %s: %s\n", run.Kind, run.Phases)
 	}
 	if r.Mode == ModeCompare {

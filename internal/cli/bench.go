@@ -2,7 +2,9 @@ package cli
 
 import (
 	"os"
+	"os/signal"
 	"runtime/pprof"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -39,7 +41,9 @@ Modes (--mode):
             --embedded-nats-addr).
   relay     Preload a backlog of --events events (over --aggregates
             aggregates) straight into the outbox, then time the relay draining
-            it (events/s, peak RSS), with --workers and --batch-size.
+            it (events/s, peak RSS), with --workers and --batch-size; with
+            --processes N, N relay processes drain it (each is this binary
+            re-run as a relay of the bench's outbox and stream).
   baseline  The same drain by the plain loop: DELETE a batch … RETURNING it,
             publish it asynchronously, await the acks, COMMIT.
   compare   baseline, then relay, on identical fresh backlogs (--repeat pairs):
@@ -67,6 +71,12 @@ pipelined XADD, Kafka ProduceSync. With --url, full mode reads the running
 Herald's events where it publishes them (not with a webhook --broker).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if spec := c.env[bench.ChildEnv]; spec != "" {
+				// A relay process of a parent bench (--processes).
+				ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
+				defer stop()
+				return bench.RunRelayChild(ctx, spec, os.Stdin, c.stdout)
+			}
 			cfg.Mode = bench.Mode(mode)
 			cfg.Rate = float64(rate)
 			if seed < 0 {
@@ -113,6 +123,7 @@ Herald's events where it publishes them (not with a webhook --broker).`,
 	fs.StringVar(&cfg.Workload, "workload", bench.WorkloadLifecycle, "full mode: lifecycle (create, pay, walk the items) or create (creates only)")
 	fs.IntVar(&cfg.Events, "events", bench.DefaultEvents, "relay, baseline and compare modes: events to preload")
 	fs.IntVar(&cfg.Aggregates, "aggregates", 0, "relay, baseline and compare modes: aggregates the events are spread over (default events/10)")
+	fs.IntVar(&cfg.Processes, "processes", 0, "relay mode: drain with this many relay processes (this binary re-run) instead of a relay in the bench; PostgreSQL and NATS only")
 	fs.IntVar(&cfg.Clients, "clients", bench.DefaultClients, "enqueue and latency modes: concurrent writers")
 	fs.IntVar(&cfg.Repeat, "repeat", 1, "compare mode: baseline/relay pairs to run (the ratio is of the medians)")
 	fs.BoolVar(&cfg.FreshSchema, "fresh-schema", true, "on PostgreSQL, run in a new schema and drop it at the end")
