@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/heraldhq/herald/outbox"
 )
 
 // Handler applies one event to the consumer's state, writing in tx only. An
@@ -232,15 +234,16 @@ func (in *Inbox[TTx]) Process(ctx context.Context, ev Event) (Result, error) {
 // Deliver decodes a message body (Decode) and processes it (Process): the
 // function the broker consumers (packages natsjsconsumer, kafkaconsumer,
 // rabbitconsumer, redisconsumer, webhookconsumer) call for each message.
-// They acknowledge the message when it returns nil, have it delivered again
-// on an error, and drop (or terminate) a message whose error wraps
-// ErrInvalidEvent.
+// They acknowledge the message when it returns nil and have it delivered
+// again on an error, except a body that is no event the inbox can take: its
+// error wraps ErrInvalidEvent and is marked outbox.Permanent, and the
+// consumers terminate (or drop) the message after logging it.
 func (in *Inbox[TTx]) Deliver(ctx context.Context, body []byte) error {
 	ev, err := Decode(body)
 	if err != nil {
 		in.metrics.failed(err)
 		in.log.ErrorContext(ctx, "inbox: message refused", "err", err)
-		return err
+		return outbox.Permanent(err)
 	}
 	_, err = in.Process(ctx, ev)
 	return err
