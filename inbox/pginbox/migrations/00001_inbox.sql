@@ -51,6 +51,17 @@ BEGIN
         verdict := 2;
         RETURN;
     END IF;
+    -- The common case first: the aggregate's next event. The UPDATE locks the
+    -- row (waiting for a concurrent admission, then looking again).
+    UPDATE {{aggregates}} AS a SET last_sequence = p_sequence
+        WHERE a.aggregate_type = p_type AND a.aggregate_id = p_id AND a.last_sequence = p_sequence - 1;
+    IF FOUND THEN
+        verdict := 1;
+        last_applied := p_sequence - 1;
+        successor := EXISTS (SELECT 1 FROM {{held}} AS h
+            WHERE h.aggregate_type = p_type AND h.aggregate_id = p_id AND h.sequence = p_sequence + 1);
+        RETURN;
+    END IF;
     SELECT a.last_sequence INTO last_applied FROM {{aggregates}} AS a
         WHERE a.aggregate_type = p_type AND a.aggregate_id = p_id FOR UPDATE;
     IF NOT FOUND THEN
