@@ -28,8 +28,10 @@ import (
 // the statements herald serve's API sends for them (captured with
 // PostgreSQL's log_statement; docs/BENCHMARKS.md, "API write path"), by
 // hand: one raw pgx transaction per request, no HTTP, no service layer, the
-// statements prepared once per connection (pgx's statement cache) and those
-// of one round trip sent as one pgx.Batch.
+// statements prepared once per connection (pgx's statement cache), ids sent
+// as binary [16]byte (not through uuid.UUID's driver.Valuer, which formats
+// and parses text), and the statements of one round trip sent as one
+// pgx.Batch.
 //
 //	create:        BEGIN; [order, line items, audit row, outbox row]; COMMIT
 //	status change: BEGIN; [lock the order, read its items];
@@ -262,7 +264,7 @@ func (r *rawRun) create(ctx context.Context, req order.CreateOrder) (order.Order
 		return order.Order{}, err
 	}
 	n := len(o.LineItems)
-	ids := make([]uuid.UUID, n)
+	ids := make([][16]byte, n)
 	products, types, statuses := make([]string, n), make([]string, n), make([]string, n)
 	quantities, prices := make([]int64, n), make([]int64, n)
 	for i, li := range o.LineItems {
@@ -270,11 +272,11 @@ func (r *rawRun) create(ctx context.Context, req order.CreateOrder) (order.Order
 		quantities[i], prices[i] = li.Quantity, li.UnitPrice
 	}
 	b := &pgx.Batch{}
-	b.Queue(rawInsertOrderSQL, o.ID, o.CustomerID, o.Currency, string(o.Status), o.TotalAmount, o.Version, o.CreatedAt, o.UpdatedAt, int64(1))
-	b.Queue(rawInsertItemsSQL, o.ID, ids, products, types, quantities, prices, statuses)
+	b.Queue(rawInsertOrderSQL, [16]byte(o.ID), o.CustomerID, o.Currency, string(o.Status), o.TotalAmount, o.Version, o.CreatedAt, o.UpdatedAt, int64(1))
+	b.Queue(rawInsertItemsSQL, [16]byte(o.ID), ids, products, types, quantities, prices, statuses)
 	queueTransitions(b, []order.Transition{{OrderID: o.ID, To: order.StatusPending, Reason: ordersvc.ReasonCreated,
 		Actor: rawActor, EventID: eventID, CreatedAt: o.CreatedAt}})
-	b.Queue(rawInsertEventSQL, eventID, order.AggregateType, o.ID.String(), order.EventOrderCreated, string(payload), "{}", nil, int64(1))
+	b.Queue(rawInsertEventSQL, [16]byte(eventID), order.AggregateType, o.ID.String(), order.EventOrderCreated, string(payload), "{}", nil, int64(1))
 	err = pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
 		return tx.SendBatch(ctx, b).Close()
 	})
@@ -318,19 +320,19 @@ func (r *rawRun) change(ctx context.Context, id uuid.UUID, s step) (order.Order,
 		domain := order.Events(&o, changes)
 		eventOf := make([]uuid.UUID, len(changes))
 		b := &pgx.Batch{}
-		b.Queue(rawUpdateOrderSQL, o.ID, string(o.Status), o.TotalAmount, o.Version, o.UpdatedAt, lastEvent+int64(len(domain)))
-		var itemIDs []uuid.UUID
+		b.Queue(rawUpdateOrderSQL, [16]byte(o.ID), string(o.Status), o.TotalAmount, o.Version, o.UpdatedAt, lastEvent+int64(len(domain)))
+		var itemIDs [][16]byte
 		var itemStatuses []string
 		for _, c := range changes {
 			if c.OrderLevel() {
 				continue
 			}
-			if li := o.LineItem(c.LineItemID); li != nil && !slices.Contains(itemIDs, li.ID) {
+			if li := o.LineItem(c.LineItemID); li != nil && !slices.Contains(itemIDs, [16]byte(li.ID)) {
 				itemIDs, itemStatuses = append(itemIDs, li.ID), append(itemStatuses, string(li.Status))
 			}
 		}
 		if len(itemIDs) > 0 {
-			b.Queue(rawUpdateItemsSQL, o.ID, itemIDs, itemStatuses)
+			b.Queue(rawUpdateItemsSQL, [16]byte(o.ID), itemIDs, itemStatuses)
 		}
 		type row struct {
 			id      uuid.UUID
@@ -364,7 +366,7 @@ func (r *rawRun) change(ctx context.Context, id uuid.UUID, s step) (order.Order,
 		queueTransitions(b, audit)
 		agg := o.ID.String()
 		for i, e := range rows {
-			b.Queue(rawInsertEventSQL, e.id, order.AggregateType, agg, e.typ, e.payload, "{}", nil, lastEvent+int64(i)+1)
+			b.Queue(rawInsertEventSQL, [16]byte(e.id), order.AggregateType, agg, e.typ, e.payload, "{}", nil, lastEvent+int64(i)+1)
 		}
 		br := tx.SendBatch(ctx, b)
 		defer func() { _ = br.Close() }()
@@ -398,15 +400,15 @@ func (r *rawRun) change(ctx context.Context, id uuid.UUID, s step) (order.Order,
 // rawLock locks the order and reads its line items in one round trip.
 func rawLock(ctx context.Context, tx pgx.Tx, id uuid.UUID) (order.Order, int64, error) {
 	b := &pgx.Batch{}
-	b.Queue(rawLockOrderSQL, id)
-	b.Queue(rawLoadItemsSQL, id)
+	b.Queue(rawLockOrderSQL, [16]byte(id))
+	b.Queue(rawLoadItemsSQL, [16]byte(id))
 	br := tx.SendBatch(ctx, b)
 	defer func() { _ = br.Close() }()
 	var (
 		o         order.Order
 		lastEvent int64
 	)
-	if err := br.QueryRow().Scan(&o.ID, &o.CustomerID, &o.Currency, &o.Status, &o.TotalAmount, &o.Version,
+	if err := br.QueryRow().Scan((*[16]byte)(&o.ID), &o.CustomerID, &o.Currency, &o.Status, &o.TotalAmount, &o.Version,
 		&o.CreatedAt, &o.UpdatedAt, &lastEvent); err != nil {
 		return order.Order{}, 0, fmt.Errorf("bench: lock order %s: %w", id, err)
 	}
@@ -417,7 +419,7 @@ func rawLock(ctx context.Context, tx pgx.Tx, id uuid.UUID) (order.Order, int64, 
 	}
 	o.LineItems, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (order.LineItem, error) {
 		var li order.LineItem
-		err := row.Scan(&li.ID, &li.ProductID, &li.ProductType, &li.Quantity, &li.UnitPrice, &li.Status)
+		err := row.Scan((*[16]byte)(&li.ID), &li.ProductID, &li.ProductType, &li.Quantity, &li.UnitPrice, &li.Status)
 		return li, err
 	})
 	if err != nil {
@@ -429,7 +431,7 @@ func rawLock(ctx context.Context, tx pgx.Tx, id uuid.UUID) (order.Order, int64, 
 // queueTransitions queues the audit rows' INSERT, one statement for all.
 func queueTransitions(b *pgx.Batch, ts []order.Transition) {
 	n := len(ts)
-	orders, events := make([]uuid.UUID, n), make([]uuid.UUID, n)
+	orders, events := make([][16]byte, n), make([][16]byte, n)
 	items := make([]pgtype.UUID, n)
 	from := make([]pgtype.Text, n)
 	to, reasons, actors := make([]string, n), make([]string, n), make([]string, n)

@@ -1250,7 +1250,7 @@ func testSchemaStatuses(t *testing.T, b *bundle) {
 	errRollback := errors.New("roll back")
 	insert := func(o order.Order) error {
 		err := b.Store.WithTx(ctx, func(tx ordersvc.Tx) error {
-			if err := tx.InsertOrder(ctx, &o, 0); err != nil {
+			if err := tx.InsertOrder(ctx, &o, 0, nil); err != nil {
 				return err
 			}
 			return errRollback
