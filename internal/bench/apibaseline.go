@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	hbroker "github.com/heraldhq/herald/broker"
 	"github.com/heraldhq/herald/httpapi"
 	"github.com/heraldhq/herald/internal/ordersvc"
 	"github.com/heraldhq/herald/internal/ordersvc/pgorders"
@@ -39,7 +40,12 @@ import (
 //	                audit rows, outbox rows]; COMMIT
 //
 // The statements are the API's own text, so that each costs PostgreSQL what
-// it costs the API; what differs is everything around them.
+// it costs the API; what differs is everything around them. Unless
+// Config.NoRelay, Herald's relay runs beside the writers, woken after each
+// commit (Driver.Notify, as a hand-writer using the outbox library would),
+// publishing to a namespace of the bench's own, and a consumer verifies the
+// events and times commit → receipt: the full mode's background, so that
+// api-compare compares the write paths alone.
 const (
 	rawInsertOrderSQL = `
 INSERT INTO orders (id, customer_id, currency, status, total_amount, version, created_at, updated_at, last_event_sequence)
@@ -94,7 +100,11 @@ type APIBaselineResult struct {
 	Errors      int64
 	ErrorKinds  map[string]int64
 	Events      int64 // outbox rows the transactions wrote
-	OutboxRows  int64 // outbox rows found at the end
+	OutboxRows  int64 // outbox rows found at the end (NoRelay)
+	Broker      string
+	Relayed     bool
+	Verify      VerifyReport // the relayed events, read back
+	E2E         Summary      // commit → consumer receipt
 	Duration    time.Duration
 	Tx          Summary // request (transaction) latency, all kinds
 	PerKind     map[string]Summary
@@ -120,10 +130,106 @@ type rawRun struct {
 
 	created, requests, errors, events, started atomic.Int64
 	pace                                       *pacer
+
+	// With the relay: the verifier of the events read back, and when each
+	// event committed and arrived.
+	v      *Verifier
+	notify func()
+	mu     sync.Mutex
+	tracks map[uuid.UUID]*latTrack
+}
+
+func (r *rawRun) track(id uuid.UUID) *latTrack {
+	t := r.tracks[id]
+	if t == nil {
+		t = &latTrack{}
+		r.tracks[id] = t
+	}
+	return t
+}
+
+// committed records the commit of an order's events, at, and wakes the
+// relay.
+func (r *rawRun) committed(orderID uuid.UUID, events []uuid.UUID, at time.Time) {
+	r.events.Add(int64(len(events)))
+	if r.v == nil {
+		return
+	}
+	r.notify()
+	r.v.Expect(orderID.String(), int64(len(events)))
+	r.mu.Lock()
+	for _, id := range events {
+		r.track(id).commit = at
+	}
+	r.mu.Unlock()
+}
+
+// startRelay runs Herald's relay from db to a namespace of the bench's own
+// and a consumer of it; stop ends both.
+func (r *rawRun) startRelay(ctx context.Context, cfg Config, db *database) (stop func(), broker string, cons *consumer, err error) {
+	var c cleanups
+	defer func() {
+		if err != nil {
+			c.run()
+		}
+	}()
+	br, err := openBroker(cfg)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	c.add(br.Close)
+	ep, err := newEndpoint(ctx, br)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	c.add(ep.Close)
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	pub, err := ep.connect(cctx)
+	cancel()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	c.add(func() { _ = pub.Close() })
+	r.v, r.tracks, r.notify = NewVerifier(), make(map[uuid.UUID]*latTrack), db.pg.Notify
+	cons, err = consume(ctx, ep, true, func(d hbroker.Delivery, at time.Time) {
+		if d.Err != nil {
+			r.v.Invalid()
+			return
+		}
+		if r.v.Observe(d.Event.Subject, d.Event.Sequence) == Duplicate {
+			return
+		}
+		id, err := uuid.Parse(d.Event.ID)
+		if err != nil {
+			r.v.Invalid()
+			return
+		}
+		r.mu.Lock()
+		r.track(id).recv = at
+		r.mu.Unlock()
+	})
+	if err != nil {
+		return nil, "", nil, err
+	}
+	c.add(cons.Close)
+	rc := relayConfig(cfg.App.Relay)
+	rc.Logger = quietLogger(cfg.Logger).With("component", "relay")
+	relay := outbox.NewRelay(db.store, pub, rc)
+	rctx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = relay.Run(rctx)
+	}()
+	c.add(func() {
+		stopRelay()
+		<-done
+	})
+	return c.run, brokerLabel(br), cons, nil
 }
 
 func runAPIBaseline(ctx context.Context, cfg Config) (*APIBaselineResult, error) {
-	db, err := openDatabase(ctx, cfg, cfg.Concurrency+2)
+	db, err := openDatabase(ctx, cfg, cfg.Concurrency+relayConfig(cfg.App.Relay).Workers+4)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +246,17 @@ func runAPIBaseline(ctx context.Context, cfg Config) (*APIBaselineResult, error)
 		r.perKind[k] = &Samples{}
 	}
 	res := &APIBaselineResult{Database: db.kind.String(), Workload: cfg.Workload, Concurrency: cfg.Concurrency,
-		Rate: cfg.Rate, Load: ReadLoad()}
+		Rate: cfg.Rate, Relayed: !cfg.NoRelay}
+	var cons *consumer
+	if !cfg.NoRelay {
+		stop, broker, c, err := r.startRelay(ctx, cfg, db)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+		res.Broker, cons = broker, c
+	}
+	res.Load = ReadLoad()
 	seed := cfg.Seed
 	if seed == 0 {
 		seed = rand.Uint64() //nolint:gosec // a workload's seed, not a secret
@@ -165,13 +281,28 @@ func runAPIBaseline(ctx context.Context, cfg Config) (*APIBaselineResult, error)
 	}
 	wg.Wait()
 	res.Duration = time.Since(start)
+	res.LoadAfter = ReadLoad()
+	if cons != nil {
+		cons.waitFor(ctx, cfg.DrainTimeout, func() bool { return r.v.Pending() == 0 })
+		res.Verify = r.v.Report()
+		var e2e []time.Duration
+		r.mu.Lock()
+		for _, t := range r.tracks {
+			if !t.commit.IsZero() && !t.recv.IsZero() {
+				e2e = append(e2e, max(t.recv.Sub(t.commit), 0))
+			}
+		}
+		r.mu.Unlock()
+		res.E2E = summarize(e2e)
+	}
 	prog.Stop()
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	res.LoadAfter = ReadLoad()
-	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM order_outbox`).Scan(&res.OutboxRows); err != nil {
-		return nil, fmt.Errorf("bench: count the outbox: %w", err)
+	if cons == nil {
+		if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM order_outbox`).Scan(&res.OutboxRows); err != nil {
+			return nil, fmt.Errorf("bench: count the outbox: %w", err)
+		}
 	}
 	res.Orders, res.Requests, res.Errors, res.Events = r.created.Load(), r.requests.Load(), r.errors.Load(), r.events.Load()
 	res.Tx = r.tx.Summary()
@@ -283,7 +414,7 @@ func (r *rawRun) create(ctx context.Context, req order.CreateOrder) (order.Order
 	if err != nil {
 		return order.Order{}, err
 	}
-	r.events.Add(1)
+	r.committed(o.ID, []uuid.UUID{eventID}, time.Now())
 	return o, nil
 }
 
@@ -295,7 +426,7 @@ func (r *rawRun) create(ctx context.Context, req order.CreateOrder) (order.Order
 func (r *rawRun) change(ctx context.Context, id uuid.UUID, s step) (order.Order, error) {
 	var (
 		result order.Order
-		events int64
+		events []uuid.UUID
 	)
 	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
 		o, lastEvent, err := rawLock(ctx, tx, id)
@@ -387,13 +518,16 @@ func (r *rawRun) change(ctx context.Context, id uuid.UUID, s step) (order.Order,
 		if err := br.Close(); err != nil {
 			return err
 		}
-		result, events = o, int64(len(rows))
+		result, events = o, make([]uuid.UUID, len(rows))
+		for i, e := range rows {
+			events[i] = e.id
+		}
 		return nil
 	})
 	if err != nil {
 		return order.Order{}, err
 	}
-	r.events.Add(events)
+	r.committed(id, events, time.Now())
 	return result, nil
 }
 
@@ -459,8 +593,15 @@ func (r *APIBaselineResult) WriteSummary(w io.Writer) error {
 	p.printf("herald bench --mode api-baseline: the API's statements in raw pgx transactions, %s, workload %s, %d clients, %s\n",
 		r.Database, r.Workload, r.Concurrency, rate)
 	p.printf("  load average %s at the start, %s at the end\n", r.Load, r.LoadAfter)
-	p.printf("  %d orders, %d requests in %s (%.1f requests/s), %d errors; %d events written, %d outbox rows\n",
-		r.Orders, r.Requests, r.Duration.Round(time.Millisecond), r.RequestsPerSec(), r.Errors, r.Events, r.OutboxRows)
+	p.printf("  %d orders, %d requests in %s (%.1f requests/s), %d errors; %d events written\n",
+		r.Orders, r.Requests, r.Duration.Round(time.Millisecond), r.RequestsPerSec(), r.Errors, r.Events)
+	if r.Relayed {
+		v := r.Verify
+		p.printf("  relayed to %s: %d received of %d expected, lost %d, reordered %d, duplicates %d, unexpected %d, unreadable %d\n",
+			r.Broker, v.Received, v.Expected, v.Lost, v.Reordered, v.Duplicates, v.Unexpected, v.Invalid)
+	} else {
+		p.printf("  no relay: %d outbox rows at the end\n", r.OutboxRows)
+	}
 	for k, n := range r.ErrorKinds {
 		p.printf("    %-60s %d\n", k, n)
 	}
@@ -474,6 +615,9 @@ func (r *APIBaselineResult) WriteSummary(w io.Writer) error {
 			_, _ = fmt.Fprintf(tw, "    %s\t%s\n", k, s)
 		}
 	}
+	if r.Relayed {
+		_, _ = fmt.Fprintf(tw, "  commit → consumer\t%s\n", r.E2E)
+	}
 	return tw.Flush()
 }
 
@@ -481,23 +625,36 @@ func (r *APIBaselineResult) WriteSummary(w io.Writer) error {
 // mean the same.
 func (r *APIBaselineResult) JSON() any {
 	c := r.PerKind[reqCreate]
-	return map[string]any{
+	j := map[string]any{
 		"mode": ModeAPIBaseline, "db": r.Database, "workload": r.Workload, "concurrency": r.Concurrency, "rate": r.Rate,
 		"orders": r.Orders, "requests": r.Requests, "errors": r.Errors, "requests_per_sec": round2(r.RequestsPerSec()),
-		"events": r.Events, "outbox_rows": r.OutboxRows,
+		"events": r.Events, "relay": r.Relayed,
 		"api_p50_ms": ms(r.Tx.P50), "api_p99_ms": ms(r.Tx.P99), "create_p50_ms": ms(c.P50), "create_p99_ms": ms(c.P99),
 		"seconds": round2(r.Duration.Seconds()), "load1": r.Load.One,
 	}
+	if r.Relayed {
+		j["broker"], j["received"], j["lost"], j["reordered"], j["duplicates"] = r.Broker, r.Verify.Received, r.Verify.Lost, r.Verify.Reordered, r.Verify.Duplicates
+		j["e2e_p50_ms"], j["e2e_p99_ms"] = ms(r.E2E.P50), ms(r.E2E.P99)
+	} else {
+		j["outbox_rows"] = r.OutboxRows
+	}
+	return j
 }
 
-// Failure reports failed transactions, and outbox rows that differ from the
-// events written.
+// Failure reports failed transactions, and events lost, reordered or
+// missing (without the relay: outbox rows that differ from the events
+// written).
 func (r *APIBaselineResult) Failure() error {
 	var errs []error
 	if r.Errors > 0 {
 		errs = append(errs, fmt.Errorf("%d transactions failed", r.Errors))
 	}
-	if r.OutboxRows != r.Events {
+	switch {
+	case r.Relayed && (!r.Verify.OK() || r.Verify.Received != r.Events):
+		v := r.Verify
+		errs = append(errs, fmt.Errorf("%d events written, %d received: %d lost, %d reordered, %d unexpected, %d unreadable (e.g. orders %v)",
+			r.Events, v.Received, v.Lost, v.Reordered, v.Unexpected, v.Invalid, v.Examples))
+	case !r.Relayed && r.OutboxRows != r.Events:
 		errs = append(errs, fmt.Errorf("%d outbox rows for %d events written", r.OutboxRows, r.Events))
 	}
 	return errors.Join(errs...)

@@ -90,12 +90,12 @@ func (r *APICompareResult) WriteSummary(w io.Writer) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	_, _ = fmt.Fprintln(tw, "pair\traw req/s\traw p50 ms\traw p99 ms\tAPI req/s\tAPI p50 ms\tAPI p99 ms\tAPI/raw\te2e p50 ms\te2e p99 ms\tload\t")
+	_, _ = fmt.Fprintln(tw, "pair\traw req/s\tp50 ms\tp99 ms\te2e p50\te2e p99\tAPI req/s\tp50 ms\tp99 ms\te2e p50\te2e p99\tAPI/raw\tload1\t")
 	for i, p := range r.Pairs {
-		_, _ = fmt.Fprintf(tw, "%d\t%.0f\t%.2f\t%.2f\t%.0f\t%.2f\t%.2f\t%.3f\t%.2f\t%.2f\t%s → %s\t\n", i+1,
-			p.Raw.RequestsPerSec(), ms(p.Raw.Tx.P50), ms(p.Raw.Tx.P99),
-			fullRate(p.API), ms(p.API.API.P50), ms(p.API.API.P99), p.Ratio(),
-			ms(p.API.E2E.P50), ms(p.API.E2E.P99), p.Raw.Load, p.API.LoadAfter)
+		_, _ = fmt.Fprintf(tw, "%d\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.3f\t%.2f/%.2f\t\n", i+1,
+			p.Raw.RequestsPerSec(), ms(p.Raw.Tx.P50), ms(p.Raw.Tx.P99), ms(p.Raw.E2E.P50), ms(p.Raw.E2E.P99),
+			fullRate(p.API), ms(p.API.API.P50), ms(p.API.API.P99), ms(p.API.E2E.P50), ms(p.API.E2E.P99),
+			p.Ratio(), p.Raw.Load.One, p.API.Load.One)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -114,6 +114,7 @@ func (r *APICompareResult) JSON() any {
 			"raw_requests_per_sec": round2(p.Raw.RequestsPerSec()), "api_requests_per_sec": round2(fullRate(p.API)),
 			"ratio":      round2(p.Ratio()*1000) / 1000,
 			"raw_p50_ms": ms(p.Raw.Tx.P50), "raw_p99_ms": ms(p.Raw.Tx.P99),
+			"raw_e2e_p50_ms": ms(p.Raw.E2E.P50), "raw_e2e_p99_ms": ms(p.Raw.E2E.P99), "raw_relay": p.Raw.Relayed,
 			"api_p50_ms": ms(p.API.API.P50), "api_p99_ms": ms(p.API.API.P99),
 			"e2e_p50_ms": ms(p.API.E2E.P50), "e2e_p99_ms": ms(p.API.E2E.P99),
 			"lost": p.API.Verify.Lost, "reordered": p.API.Verify.Reordered,

@@ -100,6 +100,10 @@ type Config struct {
 	// many times.
 	Repeat int
 
+	// NoRelay runs api-baseline (and api-compare's baseline) without the
+	// relay and the consumer that otherwise run beside its writers.
+	NoRelay bool
+
 	// FreshSchema creates a PostgreSQL schema for the run and drops it after.
 	FreshSchema bool
 	// Verify reads the events back from the broker and checks them.

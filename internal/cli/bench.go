@@ -53,7 +53,8 @@ Modes (--mode):
             PostgreSQL only: full mode's workload (--concurrency, --duration or
             --orders, --workload, --rate, --seed) without HTTP or the service
             layer: each request's statements, as the API sends them, in one
-            raw pgx transaction, batched per round trip. No relay runs.
+            raw pgx transaction, batched per round trip. Herald's relay and a
+            consumer run beside it as in full mode (--no-relay: neither).
   api-compare
             api-baseline, then full, --repeat pairs with one seed: the API's
             request rate over the raw transactions'.
@@ -123,6 +124,7 @@ Herald's events where it publishes them (not with a webhook --broker).`,
 	fs.IntVar(&cfg.Aggregates, "aggregates", 0, "relay, baseline and compare modes: aggregates the events are spread over (default events/10)")
 	fs.IntVar(&cfg.Clients, "clients", bench.DefaultClients, "enqueue and latency modes: concurrent writers")
 	fs.IntVar(&cfg.Repeat, "repeat", 1, "compare mode: baseline/relay pairs to run (the ratio is of the medians); api-compare: api-baseline/full pairs")
+	fs.BoolVar(&cfg.NoRelay, "no-relay", false, "api-baseline and api-compare modes: run the raw transactions without the relay and the consumer")
 	fs.BoolVar(&cfg.FreshSchema, "fresh-schema", true, "on PostgreSQL, run in a new schema and drop it at the end")
 	fs.BoolVar(&cfg.Verify, "verify", true, "relay, baseline and compare modes: read the stream back and check every event")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", bench.DefaultDrainTimeout, "give up waiting for events after this long without progress")
