@@ -105,11 +105,15 @@ type APIBaselineResult struct {
 	Relayed     bool
 	Verify      VerifyReport // the relayed events, read back
 	E2E         Summary      // commit → consumer receipt
-	Duration    time.Duration
-	Tx          Summary // request (transaction) latency, all kinds
-	PerKind     map[string]Summary
-	Load        Load
-	LoadAfter   Load
+	// E2EFirst is E2E of the first event of each transaction, E2ELater of
+	// the others: the relay publishes one aggregate's events in order, and
+	// the later events of a transaction wait for the earlier ones.
+	E2EFirst, E2ELater Summary
+	Duration           time.Duration
+	Tx                 Summary // request (transaction) latency, all kinds
+	PerKind            map[string]Summary
+	Load               Load
+	LoadAfter          Load
 }
 
 // RequestsPerSec is the rate of committed requests.
@@ -136,13 +140,20 @@ type rawRun struct {
 	v      *Verifier
 	notify func()
 	mu     sync.Mutex
-	tracks map[uuid.UUID]*latTrack
+	tracks map[uuid.UUID]*rawTrack
 }
 
-func (r *rawRun) track(id uuid.UUID) *latTrack {
+// rawTrack is when one event committed and arrived, and its place among
+// the events of its transaction.
+type rawTrack struct {
+	commit, recv time.Time
+	pos          int
+}
+
+func (r *rawRun) track(id uuid.UUID) *rawTrack {
 	t := r.tracks[id]
 	if t == nil {
-		t = &latTrack{}
+		t = &rawTrack{}
 		r.tracks[id] = t
 	}
 	return t
@@ -158,8 +169,9 @@ func (r *rawRun) committed(orderID uuid.UUID, events []uuid.UUID, at time.Time) 
 	r.notify()
 	r.v.Expect(orderID.String(), int64(len(events)))
 	r.mu.Lock()
-	for _, id := range events {
-		r.track(id).commit = at
+	for i, id := range events {
+		t := r.track(id)
+		t.commit, t.pos = at, i
 	}
 	r.mu.Unlock()
 }
@@ -190,7 +202,7 @@ func (r *rawRun) startRelay(ctx context.Context, cfg Config, db *database) (stop
 		return nil, "", nil, err
 	}
 	c.add(func() { _ = pub.Close() })
-	r.v, r.tracks, r.notify = NewVerifier(), make(map[uuid.UUID]*latTrack), db.pg.Notify
+	r.v, r.tracks, r.notify = NewVerifier(), make(map[uuid.UUID]*rawTrack), db.pg.Notify
 	cons, err = consume(ctx, ep, true, func(d hbroker.Delivery, at time.Time) {
 		if d.Err != nil {
 			r.v.Invalid()
@@ -285,15 +297,21 @@ func runAPIBaseline(ctx context.Context, cfg Config) (*APIBaselineResult, error)
 	if cons != nil {
 		cons.waitFor(ctx, cfg.DrainTimeout, func() bool { return r.v.Pending() == 0 })
 		res.Verify = r.v.Report()
-		var e2e []time.Duration
+		var e2e, first, later []time.Duration
 		r.mu.Lock()
 		for _, t := range r.tracks {
 			if !t.commit.IsZero() && !t.recv.IsZero() {
-				e2e = append(e2e, max(t.recv.Sub(t.commit), 0))
+				d := max(t.recv.Sub(t.commit), 0)
+				e2e = append(e2e, d)
+				if t.pos == 0 {
+					first = append(first, d)
+				} else {
+					later = append(later, d)
+				}
 			}
 		}
 		r.mu.Unlock()
-		res.E2E = summarize(e2e)
+		res.E2E, res.E2EFirst, res.E2ELater = summarize(e2e), summarize(first), summarize(later)
 	}
 	prog.Stop()
 	if ctx.Err() != nil {
@@ -617,6 +635,8 @@ func (r *APIBaselineResult) WriteSummary(w io.Writer) error {
 	}
 	if r.Relayed {
 		_, _ = fmt.Fprintf(tw, "  commit → consumer\t%s\n", r.E2E)
+		_, _ = fmt.Fprintf(tw, "    first event of a transaction\t%s\n", r.E2EFirst)
+		_, _ = fmt.Fprintf(tw, "    its later events\t%s\n", r.E2ELater)
 	}
 	return tw.Flush()
 }
@@ -635,6 +655,8 @@ func (r *APIBaselineResult) JSON() any {
 	if r.Relayed {
 		j["broker"], j["received"], j["lost"], j["reordered"], j["duplicates"] = r.Broker, r.Verify.Received, r.Verify.Lost, r.Verify.Reordered, r.Verify.Duplicates
 		j["e2e_p50_ms"], j["e2e_p99_ms"] = ms(r.E2E.P50), ms(r.E2E.P99)
+		j["e2e_first_p50_ms"], j["e2e_first_p99_ms"] = ms(r.E2EFirst.P50), ms(r.E2EFirst.P99)
+		j["e2e_later_p50_ms"], j["e2e_later_p99_ms"] = ms(r.E2ELater.P50), ms(r.E2ELater.P99)
 	} else {
 		j["outbox_rows"] = r.OutboxRows
 	}
