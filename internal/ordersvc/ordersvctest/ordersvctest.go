@@ -1441,10 +1441,10 @@ func BenchmarkLifecycle(b *testing.B, h Harness) {
 			err  error
 		)
 		for pb.Next() {
-			switch {
-			case step == 0:
+			switch step {
+			case 0:
 				o, err = svc.CreateOrder(ctx, standardRequest("c-bench"), opts)
-			case step == 1:
+			case 1:
 				o, err = svc.ConfirmPayment(ctx, o.ID, order.ConfirmPayment{PaymentID: "pay-bench", Amount: o.TotalAmount, Currency: o.Currency}, opts)
 			default:
 				o, err = svc.TransitionLineItem(ctx, o.ID, o.LineItems[0].ID, order.TransitionRequest{To: path[step-2]}, opts)
