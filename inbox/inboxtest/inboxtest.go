@@ -155,7 +155,7 @@ func Stream(aggregates, perAggregate int, seed uint64) []inbox.Event {
 	for a := range aggregates {
 		for q := 1; q <= perAggregate; q++ {
 			ev := Event(fmt.Sprintf("a%d", a), int64(q))
-			ev.ID = fmt.Sprintf("%d-a%d-%d", seed, a, q)
+			ev.ID = uuid.NewSHA1(uuid.NameSpaceURL, fmt.Appendf(nil, "inboxtest:%d/a%d/%d", seed, a, q)).String()
 			evs = append(evs, ev)
 		}
 	}
