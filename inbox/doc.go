@@ -31,9 +31,14 @@
 // package sqliteinbox for SQLite, each with a Migrate method. New makes an
 // Inbox of a driver and a handler. Handle works in a transaction the
 // consumer opened; Process opens one itself; Deliver decodes a message body
-// first, for the broker consumers, such as natsjs.Consume (a durable
-// JetStream consumer with explicit acknowledgements), which acknowledge a
-// message only after its transaction committed.
+// first, for the broker consumers, which acknowledge a message only after
+// its transaction committed: natsjs.Consume (a durable JetStream consumer),
+// kafka.Consume (a consumer-group member committing offsets),
+// rabbitmq.Consume (manual acknowledgements), redisstream.Consume (a
+// consumer group with XACK) and webhook.DeliverTo (a Receiver that answers
+// 2xx once the inbox committed). Subscribe to every event of the aggregates
+// you follow: the sequence counts them all, and a missing one holds the
+// aggregate's later events back.
 //
 // Gaps lists the aggregates whose held events have waited longer than a
 // threshold: a missing event that may never come (its dead letter was

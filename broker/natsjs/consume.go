@@ -26,6 +26,8 @@ type ConsumeConfig struct {
 	// processes that share the name share the work.
 	Durable string
 	// Types restricts the consumer to these event types; empty takes all.
+	// An inbox needs every event of the aggregates it follows (their
+	// sequence counts them all): leave it empty in front of one.
 	Types []string
 	// Workers is how many messages are handled at once; default 1.
 	Workers int
