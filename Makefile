@@ -6,9 +6,10 @@ help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 .PHONY: test
-test: ## Run every test with the race detector (needs the local PostgreSQL, NATS, RabbitMQ and Redis), then the example module
+test: ## Run every test with the race detector (needs the local PostgreSQL, NATS, RabbitMQ and Redis), then the example modules
 	$(GO) test -race -count=1 -timeout 20m ./...
 	cd examples/quickstart && $(GO) test -count=1 ./...
+	cd examples/shipping && $(GO) test -count=1 ./...
 
 .PHONY: lint
 lint: ## gofmt, go vet and golangci-lint

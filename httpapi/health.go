@@ -118,17 +118,26 @@ type OutboxHealthResponse struct {
 // degraded, failing) with its reasons, from the outbox's figures, the
 // in-process relay's recent attempts and the dependencies' checks.
 func (s *server) handleOutboxHealth(w http.ResponseWriter, r *http.Request) {
-	st, err := s.cfg.Outbox.Stats(r.Context())
+	resp, err := s.outboxHealth(r.Context())
 	if err != nil {
 		s.writeError(w, r, err)
 		return
+	}
+	s.writeJSON(w, r, http.StatusOK, resp)
+}
+
+// outboxHealth is the health report, for the API and the web UI alike.
+func (s *server) outboxHealth(ctx context.Context) (OutboxHealthResponse, error) {
+	st, err := s.cfg.Outbox.Stats(ctx)
+	if err != nil {
+		return OutboxHealthResponse{}, err
 	}
 	now := time.Now()
 	in := outbox.HealthInput{Stats: st, Now: now}
 	if s.cfg.RelayCounters != nil {
 		in.Relay = s.recent.relayHealth(s.cfg.RelayCounters(), now)
 	}
-	checks := s.runChecks(r.Context())
+	checks := s.runChecks(ctx)
 	h := outbox.Assess(in, s.cfg.HealthThresholds)
 	for _, c := range checks {
 		if c.Status == "up" {
@@ -138,7 +147,7 @@ func (s *server) handleOutboxHealth(w http.ResponseWriter, r *http.Request) {
 		h.Reasons = append(h.Reasons, c.Name+" is unreachable")
 		h.Verdict = outbox.HealthFailing
 	}
-	s.writeJSON(w, r, http.StatusOK, OutboxHealthResponse{Health: h, Checks: checks, Stats: NewStats(st, now)})
+	return OutboxHealthResponse{Health: h, Checks: checks, Stats: NewStats(st, now)}, nil
 }
 
 // recentWindow is how far back the health report's retry rate looks.

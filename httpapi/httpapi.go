@@ -34,6 +34,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/heraldhq/herald/internal/webui"
 	"github.com/heraldhq/herald/order"
 	"github.com/heraldhq/herald/outbox"
 )
@@ -88,6 +89,12 @@ type Config struct {
 	NoMetrics bool
 	// Version is reported by /healthz and in the OpenAPI document.
 	Version string
+
+	// UI, when set, serves the operator web UI at /ui/ (package webui) and
+	// redirects / there. Its Orders, Outbox, Health, AdminToken, Open and
+	// Logger are this Config's when left zero; Events is Outbox when that
+	// implements outbox.EventReader.
+	UI *webui.Config
 }
 
 // server is the API's http.Handler, built by New.
@@ -184,6 +191,41 @@ func (s *server) routes() {
 		s.handle("GET /metrics", public, promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}).ServeHTTP)
 	}
 	s.handle("GET /openapi.json", public, s.handleOpenAPI)
+
+	if s.cfg.UI != nil {
+		s.routeUI(*s.cfg.UI)
+	}
+}
+
+// routeUI mounts the operator web UI at webui.Prefix and redirects / there.
+// It is HTML, not part of the JSON API, so its routes are not in registered
+// (nor in the OpenAPI document); the UI checks its own sessions.
+func (s *server) routeUI(uc webui.Config) {
+	if uc.Orders == nil {
+		uc.Orders = s.cfg.Orders
+	}
+	if uc.Outbox == nil {
+		uc.Outbox = s.cfg.Outbox
+	}
+	if uc.Events == nil {
+		uc.Events, _ = s.cfg.Outbox.(outbox.EventReader)
+	}
+	if uc.Health == nil {
+		uc.Health = func(ctx context.Context) (outbox.Health, error) {
+			h, err := s.outboxHealth(ctx)
+			return h.Health, err
+		}
+	}
+	if uc.AdminToken == "" {
+		uc.AdminToken = s.cfg.AdminToken
+	}
+	uc.Open = uc.Open || s.auth.open
+	if uc.Logger == nil {
+		uc.Logger = s.cfg.Logger.With("component", "webui")
+	}
+	ui := webui.New(uc)
+	s.mux.Handle(webui.Prefix, ui)
+	s.mux.Handle("GET /{$}", http.RedirectHandler(webui.Prefix, http.StatusFound))
 }
 
 // route is one registered route.

@@ -232,6 +232,9 @@ type DeadLetterFilter struct {
 	AggregateType string
 	AggregateID   string
 	EventType     string
+	// ErrorContains, when set, matches the dead letters whose error holds
+	// it, case-sensitively: an operator's search by error text.
+	ErrorContains string
 	AfterID       int64 // cursor: only ids greater than this
 	Limit         int   // 0 means 100 for List and no limit for Replay
 }

@@ -17,7 +17,7 @@ type FilterError struct {
 // FilterFieldError is one refused field of a DeadLetterFilter.
 type FilterFieldError struct {
 	// Field is the DeadLetterFilter field's Go name: State, AggregateType,
-	// AggregateID, EventType, AfterID or Limit. Front ends show it under
+	// AggregateID, EventType, ErrorContains, AfterID or Limit. Front ends show it under
 	// their own name for it (a query parameter, a flag).
 	Field string
 	// Message says what is wrong, to follow the field's name:
@@ -49,6 +49,8 @@ func (e *FilterError) Unwrap() error { return ErrInvalidFilter }
 //   - an AggregateType, AggregateID or EventType that is not valid UTF-8,
 //     holds a control character (NUL among them) or is longer than
 //     MaxNameLen bytes;
+//   - an ErrorContains that is not valid UTF-8, holds a NUL character or is
+//     longer than MaxNameLen bytes;
 //   - a negative AfterID or Limit.
 //
 // ListDeadLetters and ReplayDeadLetters of both drivers call it before they
@@ -78,6 +80,14 @@ func (f DeadLetterFilter) Validate() error {
 		case len(c.v) > MaxNameLen:
 			fail(c.field, "must be at most "+strconv.Itoa(MaxNameLen)+" bytes")
 		}
+	}
+	switch {
+	case !utf8.ValidString(f.ErrorContains):
+		fail("ErrorContains", "must be valid UTF-8")
+	case strings.ContainsRune(f.ErrorContains, 0):
+		fail("ErrorContains", "must not contain NUL characters")
+	case len(f.ErrorContains) > MaxNameLen:
+		fail("ErrorContains", "must be at most "+strconv.Itoa(MaxNameLen)+" bytes")
 	}
 	if f.AfterID < 0 {
 		fail("AfterID", "must not be negative")

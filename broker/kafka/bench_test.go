@@ -136,3 +136,31 @@ func plainRecords(msgs []outbox.Message) []*kgo.Record {
 	}
 	return recs
 }
+
+// BenchmarkPublishRun publishes runs of 500 events of one aggregate, as
+// the relay does with a hot aggregate when the publisher keeps runs, and
+// reports acknowledged events per second. Every run is one partition's.
+//
+//	go test -run '^$' -bench PublishRun -benchtime 5s ./broker/kafka/
+func BenchmarkPublishRun(b *testing.B) {
+	const n = 500
+	p := connect(b, benchConfig(b))
+	if !p.KeepsRuns() {
+		b.Fatal("KeepsRuns is false")
+	}
+	ctx := context.Background()
+	seq := int64(0)
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		msgs := publishertest.AggregateRun(b, "hot", seq+1, seq+n)
+		seq += n
+		b.StartTimer()
+		for i, err := range p.Publish(ctx, msgs) {
+			if err != nil {
+				b.Fatalf("message %d: %v", i, err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "events/s")
+}

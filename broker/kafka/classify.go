@@ -54,9 +54,9 @@ func (p *Publisher) classify(ctx context.Context, err error) (verdict, error) {
 // topic (or topic id). It asks the broker once: a topic that is missing
 // fails them permanently under NoCreateTopic, and is created again
 // otherwise; a topic that exists was deleted and created again, under a new
-// id the client does not adopt by itself. Either way the client then
-// forgets the topic (failing what it still buffers for it, retryably) and
-// learns it anew on the next publish.
+// id the client does not adopt by itself. Either way the clients then
+// forget the topic (the producing clients are replaced) and learn it anew
+// on the next publish.
 func (p *Publisher) topicGone(ctx context.Context, cause error) error {
 	err := ensureTopic(ctx, p.cl, p.cfg)
 	switch {
@@ -66,6 +66,7 @@ func (p *Publisher) topicGone(ctx context.Context, cause error) error {
 		return fmt.Errorf("%w; looking it up: %w", cause, err)
 	}
 	p.cl.PurgeTopicsFromClient(p.cfg.Topic)
+	p.gen.Add(1) // the producing clients are replaced by new ones
 	p.cfg.Logger.Warn("kafka: the topic was deleted; the client follows the topic of that name now", "topic", p.cfg.Topic, "err", cause)
 	return fmt.Errorf("%w; it is there again, retry", cause)
 }

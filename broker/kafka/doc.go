@@ -29,8 +29,35 @@
 // records travel in a produce request or two per broker, not one per
 // record. The events of one
 // aggregate keep their order, since they share a partition and the relay
-// never has two of them in flight; events of different aggregates have no
+// gives them in order (see Runs); events of different aggregates have no
 // order between them.
+//
+// # Runs
+//
+// The Publisher is an outbox.RunPublisher (KeepsRuns is true): the relay
+// may give Publish several consecutive events of one aggregate. They share
+// a partition, so the idempotent producer writes them in order, one
+// producer sequence after another. Once one of them fails, none of the
+// later ones is stored, and each is reported with outbox.ErrRunBroken:
+//
+//   - Each call produces on a client of its own that sends only when
+//     flushed, and flushes only once every record of the call is buffered
+//     in its partition or failed. When the broker refuses a batch, franz-go
+//     fails every later record it holds for that partition, and the broker
+//     refuses the later batches already sent, whose sequence numbers no
+//     longer follow on. Had the call still been producing, the client would
+//     have sent the records produced after the failure under a new epoch.
+//   - A record the client refuses before sending (over the topic's
+//     max.message.bytes) fails alone in franz-go, which would send the rest
+//     of its run: every buffered record is then aborted unsent and the call
+//     produced again without the aggregate's later events.
+//   - A record refused with its batch and tried again alone (see Failures)
+//     is tried in the call's order; its aggregate's later records are not
+//     tried once one fails.
+//
+// A record whose wait was given up (the context ended, no broker answers)
+// keeps that error, not ErrRunBroken: it may still be stored, after its
+// predecessors, never before.
 //
 // Delivery is at least once. The idempotent producer drops only the
 // retries of its own session, not a relay's republish of an event (after

@@ -18,7 +18,32 @@ import (
 // max.message.bytes and refuses a record over it before sending it, so a
 // batch is refused whole only when the limit was lowered since Connect or
 // a record is invalid.
+//
+// Runs stay in order: suspects are tried in the call's order, and once an
+// aggregate's record failed (here or already in the batch, for another
+// reason) its later suspects are not tried: they fail with
+// outbox.ErrRunBroken.
 func (p *Publisher) isolate(ctx context.Context, msgs []outbox.Message, errs []error, suspects []int) {
+	isSuspect := make(map[int]bool, len(suspects))
+	for _, i := range suspects {
+		isSuspect[i] = true
+	}
+	brokenAt := map[runKey]int{} // an aggregate's first record that failed for good
+	for i := range msgs {
+		if k := keyOf(&msgs[i]); errs[i] != nil && !isSuspect[i] {
+			if _, ok := brokenAt[k]; !ok {
+				brokenAt[k] = i
+			}
+		}
+	}
+	// broken reports whether an earlier record of i's aggregate failed.
+	broken := func(i int) bool {
+		f, ok := brokenAt[keyOf(&msgs[i])]
+		if ok && f < i {
+			errs[i] = runBroken(&msgs[f], errs[f])
+		}
+		return ok && f < i
+	}
 	select {
 	case p.probing <- struct{}{}:
 		defer func() { <-p.probing }()
@@ -34,25 +59,32 @@ func (p *Publisher) isolate(ctx context.Context, msgs []outbox.Message, errs []e
 			"topic", p.cfg.Topic, "was", limit, "now", n)
 		limit = n
 	}
-	cl, err := p.newClient(func(string) int32 { return clampBatchBytes(limit) })
+	pr, err := p.newProducer(func(string) int32 { return clampBatchBytes(limit) })
 	if err != nil {
 		return // the errors stay as they are: retryable
 	}
-	defer cl.Close()
-	for _, i := range suspects {
+	defer pr.cl.Close()
+	for _, i := range suspects { // in the call's order
+		if broken(i) {
+			continue
+		}
 		if err := ctx.Err(); err != nil {
 			errs[i] = ctxError(err)
-			continue
-		}
-		perrs, done := p.produce(ctx, cl, msgs[i:i+1])
-		if !done[0] {
+		} else {
+			perrs, done, _ := p.produce(ctx, pr, msgs[i:i+1])
 			errs[i] = perrs[0]
-			continue
+			if done[0] {
+				v, err := p.classify(ctx, perrs[0])
+				if v == suspect {
+					err = outbox.Permanent(err)
+				}
+				errs[i] = err // a topic gone meanwhile: retryable, the next call sees to it
+			}
 		}
-		v, err := p.classify(ctx, perrs[0])
-		if v == suspect {
-			err = outbox.Permanent(err)
+		if k := keyOf(&msgs[i]); errs[i] != nil {
+			if f, ok := brokenAt[k]; !ok || i < f {
+				brokenAt[k] = i
+			}
 		}
-		errs[i] = err // a topic gone meanwhile: retryable, the next call sees to it
 	}
 }

@@ -46,7 +46,11 @@ func clientOptions(cfg Config) ([]kgo.Opt, error) {
 // clientOptions. The producer is idempotent (franz-go's default), so that
 // its own retries never write a record twice nor out of order, and waits
 // for every in-sync replica.
-func producerOptions(cfg Config, maxBatchBytes func(string) int32) ([]kgo.Opt, error) {
+//
+// A manual client sends nothing until it is flushed (see produce): Publish
+// hands it a whole call's records first, so that a failure can never come
+// back before the rest of a run is buffered behind it.
+func producerOptions(cfg Config, maxBatchBytes func(string) int32, manual bool) ([]kgo.Opt, error) {
 	opts, err := clientOptions(cfg)
 	if err != nil {
 		return nil, err
@@ -54,6 +58,14 @@ func producerOptions(cfg Config, maxBatchBytes func(string) int32) ([]kgo.Opt, e
 	codec, err := compressionCodec(cfg.Compression)
 	if err != nil {
 		return nil, err
+	}
+	if manual {
+		opts = append(opts,
+			kgo.ManualFlushing(),
+			// A manual client refuses a record over this many buffered
+			// instead of waiting for room: room enough for any call.
+			kgo.MaxBufferedRecords(maxBufferedRecords),
+		)
 	}
 	return append(opts,
 		kgo.DefaultProduceTopic(cfg.Topic),
@@ -70,6 +82,11 @@ func producerOptions(cfg Config, maxBatchBytes func(string) int32) ([]kgo.Opt, e
 		kgo.ProducerBatchMaxBytesFn(maxBatchBytes),
 	), nil
 }
+
+// maxBufferedRecords bounds the records a manual client holds: one Publish
+// call's. A call with more fails the excess retryably (they are never
+// produced, nor any later event of their aggregates).
+const maxBufferedRecords = 1 << 20
 
 func compressionCodec(name string) (kgo.CompressionCodec, error) {
 	switch name {

@@ -20,9 +20,9 @@ var ErrClosed = errors.New("kafka: publisher closed")
 const defaultMaxMessageBytes = 1048588
 
 // Publisher publishes outbox messages to a Kafka topic. It implements
-// outbox.Publisher and is safe for concurrent use.
+// outbox.RunPublisher and is safe for concurrent use.
 type Publisher struct {
-	cl     *kgo.Client
+	cl     *kgo.Client // metadata, health, the topic; Client
 	cfg    Config
 	health *health
 
@@ -34,6 +34,16 @@ type Publisher struct {
 	// Close, so that Close waits for batches in flight.
 	mu     sync.RWMutex
 	closed bool
+
+	// Publish produces on a client of its own for the call (see
+	// acquire): idle holds the clients no call uses; gen is bumped when
+	// the topic was recreated, and a client of an older gen is closed
+	// instead of being used again; closing counts the clients being
+	// closed in the background.
+	poolMu  sync.Mutex
+	idle    []*producer
+	gen     atomic.Uint64
+	closing sync.WaitGroup
 
 	// probing lets one Publish call at a time try refused records alone
 	// (see isolate).
@@ -51,9 +61,13 @@ func Connect(ctx context.Context, cfg Config) (*Publisher, error) {
 	}
 	p := &Publisher{cfg: cfg, health: newHealth(cfg.DialTimeout), probing: make(chan struct{}, 1)}
 	p.maxBytes.Store(defaultMaxMessageBytes)
-	cl, err := p.newClient(p.batchMaxBytes)
+	opts, err := producerOptions(cfg, p.batchMaxBytes, false)
 	if err != nil {
 		return nil, err
+	}
+	cl, err := kgo.NewClient(append(opts, kgo.WithHooks(p.health))...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if err := ensureTopic(ctx, cl, cfg); err != nil {
 		cl.Close()
@@ -69,18 +83,56 @@ func Connect(ctx context.Context, cfg Config) (*Publisher, error) {
 	return p, nil
 }
 
-// newClient starts a producing client whose batches are at most
-// maxBatchBytes(topic) long.
-func (p *Publisher) newClient(maxBatchBytes func(string) int32) (*kgo.Client, error) {
-	opts, err := producerOptions(p.cfg, maxBatchBytes)
+// newProducer starts a producing client that sends only when flushed and
+// whose batches are at most maxBatchBytes(topic) long.
+func (p *Publisher) newProducer(maxBatchBytes func(string) int32) (*producer, error) {
+	opts, err := producerOptions(p.cfg, maxBatchBytes, true)
 	if err != nil {
 		return nil, err
 	}
-	cl, err := kgo.NewClient(append(opts, kgo.WithHooks(p.health))...)
+	pr := &producer{gen: p.gen.Load()}
+	cl, err := kgo.NewClient(append(opts, kgo.WithHooks(p.health, pr))...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	return cl, nil
+	pr.cl = cl
+	return pr, nil
+}
+
+// acquire returns a producing client no other call uses: one call's
+// records are all buffered before any is sent (see produce), which another
+// call's flush on a shared client would undo.
+func (p *Publisher) acquire() (*producer, error) {
+	p.poolMu.Lock()
+	for len(p.idle) > 0 {
+		pr := p.idle[len(p.idle)-1]
+		p.idle = p.idle[:len(p.idle)-1]
+		if pr.gen == p.gen.Load() {
+			p.poolMu.Unlock()
+			return pr, nil
+		}
+		p.discard(pr)
+	}
+	p.poolMu.Unlock()
+	return p.newProducer(p.batchMaxBytes)
+}
+
+// release makes pr available to the next call, or closes it when the call
+// left records in it (it gave up waiting) or the topic was recreated.
+func (p *Publisher) release(pr *producer, clean bool) {
+	p.poolMu.Lock()
+	defer p.poolMu.Unlock()
+	if !clean || pr.gen != p.gen.Load() {
+		p.discard(pr)
+		return
+	}
+	p.idle = append(p.idle, pr)
+}
+
+// discard closes pr in the background: records it still holds are
+// dropped, and one already sent may still be written (at least once).
+func (p *Publisher) discard(pr *producer) {
+	p.closing.Go(pr.cl.Close)
 }
 
 // batchMaxBytes is franz-go's per-topic batch limit: the topic's limit,
@@ -94,8 +146,15 @@ func clampBatchBytes(n int32) int32 { return min(max(n, 512), 1<<30) }
 // Config returns the publisher's configuration with defaults applied.
 func (p *Publisher) Config() Config { return p.cfg }
 
-// Client returns the franz-go client the publisher produces with.
+// Client returns the franz-go client the publisher reads the topic's
+// metadata with. Publish produces on clients of its own.
 func (p *Publisher) Client() *kgo.Client { return p.cl }
+
+// KeepsRuns implements outbox.RunPublisher: Publish may be given several
+// consecutive events of one aggregate. They share a partition; the
+// idempotent producer keeps them in order, and once one fails none of the
+// later ones is stored (see Publish).
+func (p *Publisher) KeepsRuns() bool { return true }
 
 // Publish produces every message, then awaits all the acks, and returns
 // one error per message: nil once every in-sync replica has the record.
@@ -113,6 +172,11 @@ func (p *Publisher) Client() *kgo.Client { return p.cl }
 // client's retries: at least once, never reported acked when it was not.
 // When the broker reports the topic missing, Publish creates it again
 // (unless NoCreateTopic: then the messages fail permanently).
+//
+// msgs may hold runs, several consecutive events of one aggregate (see
+// KeepsRuns and the package doc): they are stored in order, and after the
+// first of them that fails, the later ones fail with an error wrapping
+// outbox.ErrRunBroken and are not stored.
 func (p *Publisher) Publish(ctx context.Context, msgs []outbox.Message) []error {
 	if len(msgs) == 0 {
 		return []error{}
@@ -129,10 +193,15 @@ func (p *Publisher) Publish(ctx context.Context, msgs []outbox.Message) []error 
 		return outbox.AllFailed(len(msgs), err)
 	}
 
-	errs, done := p.produce(ctx, p.cl, msgs)
+	pr, err := p.acquire()
+	if err != nil {
+		return outbox.AllFailed(len(msgs), err)
+	}
+	errs, done, clean := p.produce(ctx, pr, msgs)
+	p.release(pr, clean)
 	var suspects, gone []int
 	for i, err := range errs {
-		if !done[i] {
+		if !done[i] || errors.Is(err, outbox.ErrRunBroken) {
 			continue // already says why it was given up
 		}
 		var v verdict
@@ -152,6 +221,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs []outbox.Message) []error 
 	if len(suspects) > 0 {
 		p.isolate(ctx, msgs, errs, suspects)
 	}
+	p.breakRuns(msgs, errs, done)
 	return errs
 }
 
@@ -165,6 +235,13 @@ func (p *Publisher) Close() error {
 		return nil
 	}
 	p.closed = true
+	p.poolMu.Lock()
+	for _, pr := range p.idle {
+		p.discard(pr)
+	}
+	p.idle = nil
+	p.poolMu.Unlock()
+	p.closing.Wait()
 	p.cl.Close()
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/heraldhq/herald/internal/ordersvc"
+	"github.com/heraldhq/herald/internal/webui"
 	"github.com/heraldhq/herald/outbox"
 	"github.com/heraldhq/herald/outbox/migration"
 	"github.com/heraldhq/herald/outbox/sqlitestore"
@@ -47,6 +48,9 @@ type App struct {
 	DB     *Database
 	Broker *Broker
 	Relay  *outbox.Relay
+
+	// live samples the relay for the web UI's overview, with Options.HTTP.
+	live *webui.Live
 
 	httpServer *http.Server
 	url        string
@@ -132,6 +136,7 @@ func Start(ctx context.Context, cfg Config, opts Options) (_ *App, err error) {
 	a.Relay = outbox.NewRelay(a.DB.Source, a.Broker.Publisher, rc)
 
 	if opts.HTTP {
+		a.live = webui.NewLive(a.Relay)
 		reg := newRegistry(a.DB.Admin, a.Relay.Counters, events, cfg.Version)
 		handler, err := newHandler(a, reg)
 		if err != nil {
@@ -147,6 +152,8 @@ func Start(ctx context.Context, cfg Config, opts Options) (_ *App, err error) {
 		// file descriptors or memory.
 		ln = netutil.LimitListener(ln, cfg.maxConnections())
 		a.httpServer = newHTTPServer(handler, cfg.Logger)
+		// The UI's event streams never go idle: end them when the server stops.
+		a.httpServer.RegisterOnShutdown(a.live.Close)
 		if cfg.MetricsAddr != "" {
 			if metricsLn, err = lc.Listen(ctx, "tcp", cfg.MetricsAddr); err != nil {
 				return nil, fmt.Errorf("listen on --metrics-addr %s: %w", cfg.MetricsAddr, err)
@@ -162,6 +169,11 @@ func Start(ctx context.Context, cfg Config, opts Options) (_ *App, err error) {
 	a.relayCancel = cancel
 	go func() {
 		defer close(a.relayDone)
+		if a.live != nil {
+			var wg sync.WaitGroup
+			wg.Go(func() { a.live.Run(relayCtx) })
+			defer wg.Wait()
+		}
 		if err := a.Relay.Run(relayCtx); err != nil {
 			a.failed <- fmt.Errorf("relay: %w", err)
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/heraldhq/herald/httpapi"
 	"github.com/heraldhq/herald/internal/ordersvc"
+	"github.com/heraldhq/herald/internal/webui"
 )
 
 // newHandler builds the HTTP API on a's database, broker and relay; its
@@ -32,6 +33,10 @@ func newHandler(a *App, reg *prometheus.Registry) (http.Handler, error) {
 		Version:    a.cfg.Version,
 		Registry:   reg,
 		NoMetrics:  a.cfg.MetricsAddr != "",
+		UI: &webui.Config{
+			Live:                  a.live,
+			MoveOnPastDeadLetters: a.cfg.Relay.MoveOnPastDeadLetters,
+		},
 	})
 	h := withTraceContext(api)
 	if a.tracer != nil {

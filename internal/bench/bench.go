@@ -16,6 +16,10 @@
 //   - latency: a steady rate of one-event transactions through outbox.Client,
 //     commit → broker ack and commit → consumer receipt.
 //   - enqueue: Client.EnqueueTx against a hand-written INSERT of the same row.
+//   - api-baseline: the statements the API runs for the full mode's requests,
+//     in raw pgx transactions (no HTTP, no service layer): the rate a
+//     hand-written write path reaches.
+//   - api-compare: api-baseline, then full, with the same workload: API/raw.
 //
 // The modes other than full run on a fresh database (a new PostgreSQL schema,
 // or a new SQLite file) and on a namespace of their own on the broker (a
@@ -47,11 +51,14 @@ const (
 	ModeCompare  Mode = "compare"
 	ModeLatency  Mode = "latency"
 	ModeEnqueue  Mode = "enqueue"
+	// ModeAPIBaseline and ModeAPICompare run on PostgreSQL only.
+	ModeAPIBaseline Mode = "api-baseline"
+	ModeAPICompare  Mode = "api-compare"
 )
 
 // Modes lists every mode.
 func Modes() []Mode {
-	return []Mode{ModeFull, ModeRelay, ModeBaseline, ModeCompare, ModeLatency, ModeEnqueue}
+	return []Mode{ModeFull, ModeRelay, ModeBaseline, ModeCompare, ModeLatency, ModeEnqueue, ModeAPIBaseline, ModeAPICompare}
 }
 
 // Workloads of the full mode.
@@ -96,6 +103,10 @@ type Config struct {
 	// Repeat runs compare's baseline/relay pair, and enqueue's rounds, this
 	// many times.
 	Repeat int
+
+	// NoRelay runs api-baseline (and api-compare's baseline) without the
+	// relay and the consumer that otherwise run beside its writers.
+	NoRelay bool
 
 	// FreshSchema creates a PostgreSQL schema for the run and drops it after.
 	FreshSchema bool
@@ -174,6 +185,10 @@ func (c Config) Validate() error {
 	}
 	switch c.Mode {
 	case "", ModeFull, ModeRelay, ModeBaseline, ModeCompare, ModeLatency, ModeEnqueue:
+	case ModeAPIBaseline, ModeAPICompare:
+		if spec, err := app.ParseDatabaseURL(c.App.DatabaseURL, ""); err == nil && spec.Kind != app.Postgres {
+			bad("--mode %s runs on PostgreSQL only: give --db postgres://…", c.Mode)
+		}
 	default:
 		bad("--mode %q: want one of %v", c.Mode, Modes())
 	}
@@ -247,6 +262,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return runLatency(ctx, cfg)
 	case ModeEnqueue:
 		return runEnqueue(ctx, cfg)
+	case ModeAPIBaseline:
+		return runAPIBaseline(ctx, cfg)
+	case ModeAPICompare:
+		return runAPICompare(ctx, cfg)
 	}
 	return nil, fmt.Errorf("bench: unknown mode %q", cfg.Mode)
 }

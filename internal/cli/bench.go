@@ -53,6 +53,15 @@ Modes (--mode):
             commit → consumer receipt.
   enqueue   --clients writers, one event per transaction, through the library
             and by a hand-written INSERT of the same row: the library's overhead.
+  api-baseline
+            PostgreSQL only: full mode's workload (--concurrency, --duration or
+            --orders, --workload, --rate, --seed) without HTTP or the service
+            layer: each request's statements, as the API sends them, in one
+            raw pgx transaction, batched per round trip. Herald's relay and a
+            consumer run beside it as in full mode (--no-relay: neither).
+  api-compare
+            api-baseline, then full, --repeat pairs with one seed: the API's
+            request rate over the raw transactions'.
 
 Every mode other than full (and full when it starts its own Herald) runs on a
 database of its own: a fresh PostgreSQL schema (--fresh-schema, dropped at the
@@ -114,10 +123,10 @@ Herald's events where it publishes them (not with a webhook --broker).`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&mode, "mode", string(bench.ModeFull), "full, relay, baseline, compare, latency or enqueue")
+	fs.StringVar(&mode, "mode", string(bench.ModeFull), "full, relay, baseline, compare, latency, enqueue, api-baseline or api-compare")
 	fs.StringVar(&cfg.URL, "url", "", "full mode: the base URL of a running Herald to drive (default: start one in the process)")
-	fs.IntVar(&cfg.Concurrency, "concurrency", bench.DefaultConcurrency, "full mode: concurrent workers (HTTP clients)")
-	fs.DurationVar(&cfg.Duration, "duration", bench.DefaultDuration, "how long the full, latency and enqueue modes run (enqueue: per variant)")
+	fs.IntVar(&cfg.Concurrency, "concurrency", bench.DefaultConcurrency, "full, api-baseline and api-compare modes: concurrent workers (HTTP clients, or database clients)")
+	fs.DurationVar(&cfg.Duration, "duration", bench.DefaultDuration, "how long the full, latency, enqueue and api-* modes run (enqueue: per variant; api-compare: per run)")
 	fs.IntVar(&cfg.Orders, "orders", 0, "full mode: create this many orders instead of running for --duration")
 	fs.IntVar(&rate, "rate", 0, "full mode: API requests/s over all workers (0: unpaced); latency mode: events/s (default 1000)")
 	fs.StringVar(&cfg.Workload, "workload", bench.WorkloadLifecycle, "full mode: lifecycle (create, pay, walk the items) or create (creates only)")
@@ -125,7 +134,8 @@ Herald's events where it publishes them (not with a webhook --broker).`,
 	fs.IntVar(&cfg.Aggregates, "aggregates", 0, "relay, baseline and compare modes: aggregates the events are spread over (default events/10)")
 	fs.IntVar(&cfg.Processes, "processes", 0, "relay mode: drain with this many relay processes (this binary re-run) instead of a relay in the bench; PostgreSQL and NATS only")
 	fs.IntVar(&cfg.Clients, "clients", bench.DefaultClients, "enqueue and latency modes: concurrent writers")
-	fs.IntVar(&cfg.Repeat, "repeat", 1, "compare mode: baseline/relay pairs to run (the ratio is of the medians)")
+	fs.IntVar(&cfg.Repeat, "repeat", 1, "compare mode: baseline/relay pairs to run (the ratio is of the medians); api-compare: api-baseline/full pairs")
+	fs.BoolVar(&cfg.NoRelay, "no-relay", false, "api-baseline and api-compare modes: run the raw transactions without the relay and the consumer")
 	fs.BoolVar(&cfg.FreshSchema, "fresh-schema", true, "on PostgreSQL, run in a new schema and drop it at the end")
 	fs.BoolVar(&cfg.Verify, "verify", true, "relay, baseline and compare modes: read the stream back and check every event")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", bench.DefaultDrainTimeout, "give up waiting for events after this long without progress")

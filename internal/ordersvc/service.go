@@ -128,10 +128,10 @@ func (s *Service) CreateOrder(ctx context.Context, req order.CreateOrder, opts o
 				return err
 			}
 		}
-		if err := tx.InsertOrder(ctx, &o, numberEvents(events, 0)); err != nil {
+		if err := tx.InsertOrder(ctx, &o, numberEvents(events, 0), audit); err != nil {
 			return fmt.Errorf("ordersvc: insert order: %w", err)
 		}
-		if err := write(ctx, tx, audit, events); err != nil {
+		if err := enqueue(ctx, tx, events); err != nil {
 			return err
 		}
 		if err := s.saveResponse(ctx, tx, key, &o); err != nil {
@@ -292,13 +292,13 @@ func (s *Service) change(ctx context.Context, op string, id uuid.UUID, opts orde
 			return err
 		}
 		lastEvent = numberEvents(events, lastEvent)
-		if err := tx.UpdateOrder(ctx, &o, changedItems(&o, changes), lastEvent); err != nil {
+		if err := tx.UpdateOrder(ctx, &o, changedItems(&o, changes), lastEvent, audit); err != nil {
 			if errors.Is(err, ErrVersionConflict) {
 				return err
 			}
 			return fmt.Errorf("ordersvc: update order: %w", err)
 		}
-		if err := write(ctx, tx, audit, events); err != nil {
+		if err := enqueue(ctx, tx, events); err != nil {
 			return err
 		}
 		if err := s.saveResponse(ctx, tx, key, &o); err != nil {
@@ -313,11 +313,8 @@ func (s *Service) change(ctx context.Context, op string, id uuid.UUID, opts orde
 	return result, nil
 }
 
-// write appends the audit rows and enqueues the events.
-func write(ctx context.Context, tx Tx, audit []order.Transition, events []outbox.Event) error {
-	if err := tx.InsertTransitions(ctx, audit); err != nil {
-		return fmt.Errorf("ordersvc: insert transitions: %w", err)
-	}
+// enqueue writes the events to the outbox.
+func enqueue(ctx context.Context, tx Tx, events []outbox.Event) error {
 	if _, err := tx.Enqueue(ctx, events); err != nil {
 		return fmt.Errorf("ordersvc: enqueue events: %w", err)
 	}

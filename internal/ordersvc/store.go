@@ -46,7 +46,10 @@ type Store interface {
 }
 
 // Tx is one transaction of a Store. Its methods are not safe for concurrent
-// use.
+// use. The audit rows passed to InsertOrder and UpdateOrder are appended in
+// order; their ID fields are ignored (the store numbers them). They travel
+// with the order's own writes so that a store can send them together (one
+// round trip on PostgreSQL).
 type Tx interface {
 	// LockOrder loads the order with its line items (in creation order) and
 	// the sequence of its last event, and locks it until the transaction
@@ -54,16 +57,13 @@ type Tx interface {
 	// sequence follows commit order. Returns ErrNotFound.
 	LockOrder(ctx context.Context, id uuid.UUID) (o order.Order, lastEvent int64, err error)
 	// InsertOrder writes a new order and its line items, with lastEvent as
-	// the sequence of its last event.
-	InsertOrder(ctx context.Context, o *order.Order, lastEvent int64) error
+	// the sequence of its last event, and appends the audit rows audit.
+	InsertOrder(ctx context.Context, o *order.Order, lastEvent int64, audit []order.Transition) error
 	// UpdateOrder writes o's status, total, version and update time, the
-	// sequence of its last event, and the status of each of items, provided
-	// the stored order is still at version o.Version-1; otherwise it returns
-	// ErrVersionConflict.
-	UpdateOrder(ctx context.Context, o *order.Order, items []order.LineItem, lastEvent int64) error
-	// InsertTransitions appends audit rows, in order. Their ID fields are
-	// ignored: the store numbers them.
-	InsertTransitions(ctx context.Context, ts []order.Transition) error
+	// sequence of its last event, and the status of each of items, and
+	// appends the audit rows audit, provided the stored order is still at
+	// version o.Version-1; otherwise it returns ErrVersionConflict.
+	UpdateOrder(ctx context.Context, o *order.Order, items []order.LineItem, lastEvent int64, audit []order.Transition) error
 	// Enqueue writes events to the outbox in this transaction
 	// (outbox.Client.EnqueueTx).
 	Enqueue(ctx context.Context, events []outbox.Event) ([]outbox.Enqueued, error)

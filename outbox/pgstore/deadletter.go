@@ -56,6 +56,9 @@ func filterSQL(f outbox.DeadLetterFilter, args []any) (string, []any, error) {
 	if f.EventType != "" {
 		conds = append(conds, "event_type = "+arg(f.EventType))
 	}
+	if f.ErrorContains != "" {
+		conds = append(conds, "strpos(error_message, "+arg(f.ErrorContains)+") > 0")
+	}
 	if f.AfterID > 0 {
 		conds = append(conds, "id > "+arg(f.AfterID))
 	}

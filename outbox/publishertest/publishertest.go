@@ -92,6 +92,12 @@ type Received struct {
 	MsgID string
 }
 
+// Runs: when Instance.Publisher is an outbox.RunPublisher whose KeepsRuns
+// is true, the suite also gives it runs (several events of one aggregate in
+// one call) and checks that they arrive in order and, with Instance.Poison,
+// that a poisoned event fails permanently while its aggregate's later
+// events in the call fail with outbox.ErrRunBroken and are not stored.
+
 // Run runs the conformance suite against h.
 func Run(t *testing.T, h Harness) {
 	t.Helper()
@@ -117,6 +123,8 @@ func Run(t *testing.T, h Harness) {
 		{"Close", s.testClose},
 		{"PartialFailure", s.testPartialFailure},
 		{"ReconnectAfterConnectionLost", s.testReconnect},
+		{"RunsInOrder", s.testRunsInOrder},
+		{"RunBrokenAfterPoison", s.testRunBrokenAfterPoison},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -620,5 +628,136 @@ func (s *suite) receiveAtLeast(t *testing.T, ch <-chan Received, want []outbox.M
 		case <-timeout.C:
 			t.Fatalf("received %d of %d messages within %s", len(want)-len(byID), len(want), s.h.Timeout)
 		}
+	}
+}
+
+// keepsRuns returns in's publisher as a RunPublisher, skipping t when it
+// does not keep runs (the relay then gives it one event per aggregate).
+func keepsRuns(t *testing.T, in Instance) outbox.RunPublisher {
+	t.Helper()
+	rp, ok := in.Publisher.(outbox.RunPublisher)
+	if !ok || !rp.KeepsRuns() {
+		t.Skip("publishertest: the publisher does not keep runs (no outbox.RunPublisher, or KeepsRuns is false)")
+	}
+	return rp
+}
+
+// AggregateRun returns the events from..to of aggregate id, in sequence order.
+func AggregateRun(tb testing.TB, id string, from, to int64) []outbox.Message {
+	tb.Helper()
+	msgs := make([]outbox.Message, 0, to-from+1)
+	for seq := from; seq <= to; seq++ {
+		msgs = append(msgs, NewMessage(tb, NewRecord(id, seq)))
+	}
+	return msgs
+}
+
+// interleave merges runs into one call, round robin: each run keeps its
+// order, other aggregates' events sit between its events.
+func interleave(runs ...[]outbox.Message) []outbox.Message {
+	var out []outbox.Message
+	for i := 0; ; i++ {
+		added := false
+		for _, r := range runs {
+			if i < len(r) {
+				out = append(out, r[i])
+				added = true
+			}
+		}
+		if !added {
+			return out
+		}
+	}
+}
+
+// testRunsInOrder: a publisher that keeps runs gets a hot aggregate's
+// events in long runs, beside other aggregates' shorter runs, over three
+// calls; every event arrives once, each aggregate's in sequence order.
+func (s *suite) testRunsInOrder(t *testing.T) {
+	in := s.start(t)
+	rp := keepsRuns(t, in)
+	var ch <-chan Received
+	if in.Consume != nil {
+		ch = in.Consume(t)
+	}
+	var all []outbox.Message
+	for call := range int64(3) {
+		from := call*100 + 1
+		msgs := interleave(
+			AggregateRun(t, "hot", from, from+99),
+			AggregateRun(t, "warm-a", call*5+1, call*5+5),
+			AggregateRun(t, "warm-b", call*5+1, call*5+5),
+			AggregateRun(t, "single", call+1, call+1),
+		)
+		s.publishOK(t, rp, msgs)
+		all = append(all, msgs...)
+	}
+	if ch == nil {
+		return
+	}
+	next := map[string]int64{}
+	for _, ce := range s.receive(t, ch, all) {
+		if want := next[ce.Subject] + 1; ce.Sequence != want {
+			t.Fatalf("aggregate %s: received sequence %d, want %d (a run out of order)", ce.Subject, ce.Sequence, want)
+		}
+		next[ce.Subject] = ce.Sequence
+	}
+	if next["hot"] != 300 {
+		t.Fatalf("aggregate hot: received up to sequence %d, want 300", next["hot"])
+	}
+}
+
+// testRunBrokenAfterPoison: a poisoned event in the middle of a run fails
+// permanently; every later event of its aggregate in the call fails with
+// an error wrapping outbox.ErrRunBroken, not Permanent, and is not stored;
+// the earlier ones and the other aggregates' events are acked and stored.
+func (s *suite) testRunBrokenAfterPoison(t *testing.T) {
+	in := s.start(t)
+	rp := keepsRuns(t, in)
+	if in.Poison == nil {
+		t.Skip("publishertest: this broker refuses nothing a valid event can carry (Instance.Poison is nil)")
+	}
+	var ch <-chan Received
+	if in.Consume != nil {
+		ch = in.Consume(t)
+	}
+	hot := AggregateRun(t, "hot", 1, 60)
+	const poisoned = 24 // sequence 25
+	in.Poison(&hot[poisoned])
+	msgs := interleave(hot, AggregateRun(t, "calm", 1, 30), Batch(t, "other", 10, 1))
+	errs := rp.Publish(s.ctx(t), msgs)
+	if len(errs) != len(msgs) {
+		t.Fatalf("Publish of %d messages returned %d results", len(msgs), len(errs))
+	}
+	var stored []outbox.Message
+	for i, err := range errs {
+		m := msgs[i]
+		switch {
+		case m.AggregateID != "hot" || m.Sequence < poisoned+1:
+			if err != nil {
+				t.Errorf("%s seq %d: %v, want acked", m.AggregateID, m.Sequence, err)
+			}
+			stored = append(stored, m)
+		case m.Sequence == poisoned+1:
+			if !outbox.IsPermanent(err) {
+				t.Errorf("the poisoned event (hot seq %d): %v, want an outbox.Permanent error", m.Sequence, err)
+			}
+		default:
+			if !errors.Is(err, outbox.ErrRunBroken) || outbox.IsPermanent(err) {
+				t.Errorf("hot seq %d, after the poisoned one: %v, want a retryable error wrapping outbox.ErrRunBroken", m.Sequence, err)
+			}
+		}
+	}
+	if t.Failed() || ch == nil {
+		return
+	}
+	// receive fails on any event not in stored: none of hot's later
+	// events may reach the broker.
+	next := map[string]int64{}
+	for _, ce := range s.receive(t, ch, stored) {
+		if want := next[ce.Subject] + 1; ce.Sequence != want {
+			t.Fatalf("aggregate %s: received sequence %d, want %d", ce.Subject, ce.Sequence, want)
+		}
+		next[ce.Subject] = ce.Sequence
 	}
 }

@@ -341,6 +341,10 @@ func deadLetterWhere(f outbox.DeadLetterFilter) (string, []any, error) {
 			args = append(args, c.v)
 		}
 	}
+	if f.ErrorContains != "" {
+		conds = append(conds, "instr(error_message, ?) > 0")
+		args = append(args, f.ErrorContains)
+	}
 	return strings.Join(conds, " AND "), args, nil
 }
 

@@ -92,6 +92,8 @@ func Run[TTx any](t *testing.T, h Harness[TTx]) {
 		{name: "CallerNumberedSequences", fn: testCallerNumbered[TTx]},
 		{name: "ReplayDeadLettersByFilter", fn: testReplayByFilter[TTx]},
 		{name: "ListDeadLettersFiltersAndCursor", fn: testListDeadLetters[TTx]},
+		{name: "ListDeadLettersByErrorText", fn: testErrorContains[TTx]},
+		{name: "PendingEventsOfAnAggregate", fn: testPendingEvents[TTx]},
 		{name: "InvalidFiltersRefusedBeforeTheDatabase", fn: testInvalidFilters[TTx]},
 		{name: "PruneDeadLetters", fn: testPrune[TTx]},
 		{name: "Stats", fn: testStats[TTx]},

@@ -1250,7 +1250,7 @@ func testSchemaStatuses(t *testing.T, b *bundle) {
 	errRollback := errors.New("roll back")
 	insert := func(o order.Order) error {
 		err := b.Store.WithTx(ctx, func(tx ordersvc.Tx) error {
-			if err := tx.InsertOrder(ctx, &o, 0); err != nil {
+			if err := tx.InsertOrder(ctx, &o, 0, nil); err != nil {
 				return err
 			}
 			return errRollback
@@ -1419,4 +1419,43 @@ func RunUpgrade(t *testing.T, u Upgrade) {
 	if want := int64(before + len(evs) + 1); seq != want {
 		t.Fatalf("after migrating back the counter numbered the order's next event %d, want %d", seq, want)
 	}
+}
+
+// BenchmarkLifecycle measures the write path of an order's life: each
+// iteration is one request, in turn per goroutine: create an order
+// (standardRequest: three line items, one event), confirm its payment (five
+// events), then move its physical line item to preparing (which also moves
+// the order to processing: two events), ready_to_ship, shipped and
+// delivered (one event each).
+func BenchmarkLifecycle(b *testing.B, h Harness) {
+	svc := ordersvc.New(h.Store, ordersvc.Config{})
+	ctx := context.Background()
+	path := []order.Status{order.StatusPreparing, order.StatusReadyToShip, order.StatusShipped, order.StatusDelivered}
+	b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		var (
+			o    order.Order
+			step int // 0: create, 1: pay, then path[step-2]
+			err  error
+		)
+		for pb.Next() {
+			switch step {
+			case 0:
+				o, err = svc.CreateOrder(ctx, standardRequest("c-bench"), opts)
+			case 1:
+				o, err = svc.ConfirmPayment(ctx, o.ID, order.ConfirmPayment{PaymentID: "pay-bench", Amount: o.TotalAmount, Currency: o.Currency}, opts)
+			default:
+				o, err = svc.TransitionLineItem(ctx, o.ID, o.LineItems[0].ID, order.TransitionRequest{To: path[step-2]}, opts)
+			}
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			step = (step + 1) % (len(path) + 2)
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "requests/s")
 }

@@ -219,8 +219,8 @@ const loadItemsSQL = `SELECT ` + itemColumns + ` FROM order_line_items li WHERE 
 // are as the previous holder of the lock committed them.
 func (t *pgTx) LockOrder(ctx context.Context, id uuid.UUID) (order.Order, int64, error) {
 	b := &pgx.Batch{}
-	b.Queue(lockOrderSQL, id)
-	b.Queue(loadItemsSQL, id)
+	b.Queue(lockOrderSQL, [16]byte(id))
+	b.Queue(loadItemsSQL, [16]byte(id))
 	br := t.tx.SendBatch(ctx, b)
 	defer func() { _ = br.Close() }()
 
@@ -228,7 +228,7 @@ func (t *pgTx) LockOrder(ctx context.Context, id uuid.UUID) (order.Order, int64,
 		o         order.Order
 		lastEvent int64
 	)
-	err := br.QueryRow().Scan(&o.ID, &o.CustomerID, &o.Currency, &o.Status, &o.TotalAmount, &o.Version,
+	err := br.QueryRow().Scan((*[16]byte)(&o.ID), &o.CustomerID, &o.Currency, &o.Status, &o.TotalAmount, &o.Version,
 		&o.CreatedAt, &o.UpdatedAt, &lastEvent)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return order.Order{}, 0, ordersvc.ErrNotFound
@@ -242,7 +242,7 @@ func (t *pgTx) LockOrder(ctx context.Context, id uuid.UUID) (order.Order, int64,
 	}
 	o.LineItems, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (order.LineItem, error) {
 		var li order.LineItem
-		err := row.Scan(&li.ID, &li.ProductID, &li.ProductType, &li.Quantity, &li.UnitPrice, &li.Status)
+		err := row.Scan((*[16]byte)(&li.ID), &li.ProductID, &li.ProductType, &li.Quantity, &li.UnitPrice, &li.Status)
 		return li, err
 	})
 	if err != nil {
@@ -264,10 +264,11 @@ SELECT u.id, $1, u.line_no - 1, u.product_id, u.product_type, u.quantity, u.unit
 FROM unnest($2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[])
 	WITH ORDINALITY AS u(id, product_id, product_type, quantity, unit_price, status, line_no)`
 
-// InsertOrder writes the order and its line items in one round trip.
-func (t *pgTx) InsertOrder(ctx context.Context, o *order.Order, lastEvent int64) error {
+// InsertOrder writes the order, its line items and the audit rows in one
+// round trip.
+func (t *pgTx) InsertOrder(ctx context.Context, o *order.Order, lastEvent int64, audit []order.Transition) error {
 	n := len(o.LineItems)
-	ids := make([]uuid.UUID, n)
+	ids := make([][16]byte, n)
 	products, types, statuses := make([]string, n), make([]string, n), make([]string, n)
 	quantities, prices := make([]int64, n), make([]int64, n)
 	for i, li := range o.LineItems {
@@ -275,9 +276,23 @@ func (t *pgTx) InsertOrder(ctx context.Context, o *order.Order, lastEvent int64)
 		quantities[i], prices[i] = li.Quantity, li.UnitPrice
 	}
 	b := &pgx.Batch{}
-	b.Queue(insertOrderSQL, o.ID, o.CustomerID, o.Currency, string(o.Status), o.TotalAmount, o.Version, o.CreatedAt, o.UpdatedAt, lastEvent)
-	b.Queue(insertItemsSQL, o.ID, ids, products, types, quantities, prices, statuses)
-	if err := t.tx.SendBatch(ctx, b).Close(); err != nil {
+	b.Queue(insertOrderSQL, [16]byte(o.ID), o.CustomerID, o.Currency, string(o.Status), o.TotalAmount, o.Version, o.CreatedAt, o.UpdatedAt, lastEvent)
+	b.Queue(insertItemsSQL, [16]byte(o.ID), ids, products, types, quantities, prices, statuses)
+	queueTransitions(b, audit)
+	br := t.tx.SendBatch(ctx, b)
+	defer func() { _ = br.Close() }()
+	if _, err := br.Exec(); err != nil {
+		return fmt.Errorf("pgorders: insert order: %w", err)
+	}
+	if _, err := br.Exec(); err != nil {
+		return fmt.Errorf("pgorders: insert line items: %w", err)
+	}
+	if len(audit) > 0 {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("pgorders: insert transitions: %w", err)
+		}
+	}
+	if err := br.Close(); err != nil {
 		return fmt.Errorf("pgorders: insert order: %w", err)
 	}
 	return nil
@@ -292,18 +307,21 @@ UPDATE order_line_items li SET status = u.status
 FROM unnest($2::uuid[], $3::text[]) AS u(id, status)
 WHERE li.id = u.id AND li.order_id = $1`
 
-// UpdateOrder writes the order's new state and its moved line items in one
-// round trip.
-func (t *pgTx) UpdateOrder(ctx context.Context, o *order.Order, items []order.LineItem, lastEvent int64) error {
+// UpdateOrder writes the order's new state, its moved line items and the
+// audit rows in one round trip. The audit rows follow the version-checked
+// update in the batch; when that update finds another version, UpdateOrder
+// returns ErrVersionConflict and the caller rolls the transaction back.
+func (t *pgTx) UpdateOrder(ctx context.Context, o *order.Order, items []order.LineItem, lastEvent int64, audit []order.Transition) error {
 	b := &pgx.Batch{}
-	b.Queue(updateOrderSQL, o.ID, string(o.Status), o.TotalAmount, o.Version, o.UpdatedAt, lastEvent)
+	b.Queue(updateOrderSQL, [16]byte(o.ID), string(o.Status), o.TotalAmount, o.Version, o.UpdatedAt, lastEvent)
 	if len(items) > 0 {
-		ids, statuses := make([]uuid.UUID, len(items)), make([]string, len(items))
+		ids, statuses := make([][16]byte, len(items)), make([]string, len(items))
 		for i, li := range items {
 			ids[i], statuses[i] = li.ID, string(li.Status)
 		}
-		b.Queue(updateItemsSQL, o.ID, ids, statuses)
+		b.Queue(updateItemsSQL, [16]byte(o.ID), ids, statuses)
 	}
+	queueTransitions(b, audit)
 	br := t.tx.SendBatch(ctx, b)
 	defer func() { _ = br.Close() }()
 	tag, err := br.Exec()
@@ -322,6 +340,11 @@ func (t *pgTx) UpdateOrder(ctx context.Context, o *order.Order, items []order.Li
 			return fmt.Errorf("pgorders: updated %d of %d line items of order %s", n, len(items), o.ID)
 		}
 	}
+	if len(audit) > 0 {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("pgorders: insert transitions: %w", err)
+		}
+	}
 	return br.Close()
 }
 
@@ -335,14 +358,15 @@ FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text
 	event_id, created_at, ord)
 ORDER BY u.ord`
 
-// InsertTransitions appends the audit rows in one statement; their ids
-// follow the order of ts.
-func (t *pgTx) InsertTransitions(ctx context.Context, ts []order.Transition) error {
+// queueTransitions queues the INSERT of the audit rows, one statement for
+// all of them, in b; nothing when there are none. Their ids follow the
+// order of ts.
+func queueTransitions(b *pgx.Batch, ts []order.Transition) {
 	if len(ts) == 0 {
-		return nil
+		return
 	}
 	n := len(ts)
-	orders, events := make([]uuid.UUID, n), make([]uuid.UUID, n)
+	orders, events := make([][16]byte, n), make([][16]byte, n)
 	items := make([]pgtype.UUID, n)
 	from := make([]pgtype.Text, n)
 	to, reasons, actors := make([]string, n), make([]string, n), make([]string, n)
@@ -357,10 +381,7 @@ func (t *pgTx) InsertTransitions(ctx context.Context, ts []order.Transition) err
 		to[i], reasons[i], actors[i] = string(tr.To), tr.Reason, tr.Actor
 		automatic[i], at[i] = tr.Automatic, tr.CreatedAt
 	}
-	if _, err := t.tx.Exec(ctx, insertTransitionsSQL, orders, items, from, to, reasons, actors, automatic, events, at); err != nil {
-		return fmt.Errorf("pgorders: insert transitions: %w", err)
-	}
-	return nil
+	b.Queue(insertTransitionsSQL, orders, items, from, to, reasons, actors, automatic, events, at)
 }
 
 // Enqueue writes events to the outbox in this transaction.

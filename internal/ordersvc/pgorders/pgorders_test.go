@@ -199,3 +199,7 @@ func TestUpgradeGoesOnFromTheOutboxCounter(t *testing.T) {
 func BenchmarkCreateOrder(b *testing.B) {
 	ordersvctest.BenchmarkCreateOrder(b, setup(b))
 }
+
+func BenchmarkLifecycle(b *testing.B) {
+	ordersvctest.BenchmarkLifecycle(b, setup(b))
+}

@@ -270,8 +270,8 @@ const insertItemSQL = `
 INSERT INTO order_line_items (id, order_id, line_no, product_id, product_type, quantity, unit_price, status)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)`
 
-// InsertOrder writes the order and its line items.
-func (t *sqliteTx) InsertOrder(ctx context.Context, o *order.Order, lastEvent int64) error {
+// InsertOrder writes the order, its line items and the audit rows.
+func (t *sqliteTx) InsertOrder(ctx context.Context, o *order.Order, lastEvent int64, audit []order.Transition) error {
 	if _, err := t.q.ExecContext(ctx, insertOrderSQL, o.ID.String(), o.CustomerID, o.Currency, string(o.Status), o.TotalAmount,
 		o.Version, o.CreatedAt.UnixMicro(), o.UpdatedAt.UnixMicro(), lastEvent); err != nil {
 		return fmt.Errorf("sqliteorders: insert order: %w", err)
@@ -283,7 +283,7 @@ func (t *sqliteTx) InsertOrder(ctx context.Context, o *order.Order, lastEvent in
 			return fmt.Errorf("sqliteorders: insert line item %d: %w", i, err)
 		}
 	}
-	return nil
+	return t.insertTransitions(ctx, audit)
 }
 
 const updateOrderSQL = `
@@ -292,8 +292,9 @@ WHERE id = ?1 AND version = ?4 - 1`
 
 const updateItemSQL = `UPDATE order_line_items SET status = ?3 WHERE id = ?1 AND order_id = ?2`
 
-// UpdateOrder writes the order's new state and its moved line items.
-func (t *sqliteTx) UpdateOrder(ctx context.Context, o *order.Order, items []order.LineItem, lastEvent int64) error {
+// UpdateOrder writes the order's new state, its moved line items and the
+// audit rows.
+func (t *sqliteTx) UpdateOrder(ctx context.Context, o *order.Order, items []order.LineItem, lastEvent int64, audit []order.Transition) error {
 	res, err := t.q.ExecContext(ctx, updateOrderSQL, o.ID.String(), string(o.Status), o.TotalAmount, o.Version, o.UpdatedAt.UnixMicro(), lastEvent)
 	if err != nil {
 		return fmt.Errorf("sqliteorders: update order: %w", err)
@@ -315,7 +316,7 @@ func (t *sqliteTx) UpdateOrder(ctx context.Context, o *order.Order, items []orde
 			return fmt.Errorf("sqliteorders: order %s has no line item %s", o.ID, li.ID)
 		}
 	}
-	return nil
+	return t.insertTransitions(ctx, audit)
 }
 
 const insertTransitionSQL = `
@@ -323,8 +324,8 @@ INSERT INTO order_status_transitions
 	(order_id, line_item_id, from_status, to_status, reason, actor, automatic, event_id, created_at)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)`
 
-// InsertTransitions appends the audit rows in order.
-func (t *sqliteTx) InsertTransitions(ctx context.Context, ts []order.Transition) error {
+// insertTransitions appends the audit rows in order.
+func (t *sqliteTx) insertTransitions(ctx context.Context, ts []order.Transition) error {
 	for i, tr := range ts {
 		var item, from sql.NullString
 		if tr.LineItemID != nil {

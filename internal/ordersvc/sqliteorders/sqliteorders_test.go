@@ -195,6 +195,10 @@ func BenchmarkCreateOrder(b *testing.B) {
 	ordersvctest.BenchmarkCreateOrder(b, setup(b))
 }
 
+func BenchmarkLifecycle(b *testing.B) {
+	ordersvctest.BenchmarkLifecycle(b, setup(b))
+}
+
 func TestAuditedEvents(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
