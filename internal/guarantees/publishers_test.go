@@ -66,13 +66,15 @@ func (f *faultyPublisher) Publish(ctx context.Context, msgs []outbox.Message) []
 // wraps each relay's store and their common publisher, and fails the test if
 // an event is handed to the publisher while an earlier event of its
 // aggregate is still in flight, that is, claimed and not yet finished with
-// its deletion committed.
+// its deletion committed — except right behind it in the same call (a run,
+// for a publisher that keeps runs).
 type orderGuard struct {
 	outbox.Publisher
 	t        *testing.T
 	mu       sync.Mutex
 	done     map[string]int64 // aggregate → last sequence whose publication committed
 	inflight map[string]bool
+	runs     int
 }
 
 func newOrderGuard(t *testing.T, inner outbox.Publisher) *orderGuard {
@@ -81,17 +83,40 @@ func newOrderGuard(t *testing.T, inner outbox.Publisher) *orderGuard {
 
 func (g *orderGuard) Publish(ctx context.Context, msgs []outbox.Message) []error {
 	g.mu.Lock()
+	next := map[string]int64{} // aggregate → the sequence its run in this call continues with
 	for _, m := range msgs {
-		if g.inflight[m.AggregateID] {
-			g.t.Errorf("aggregate %s: sequence %d handed over while another event is in flight", m.AggregateID, m.Sequence)
+		want, inRun := next[m.AggregateID]
+		if !inRun {
+			if g.inflight[m.AggregateID] {
+				g.t.Errorf("aggregate %s: sequence %d handed over while another event is in flight", m.AggregateID, m.Sequence)
+			}
+			want = g.done[m.AggregateID] + 1
+		} else {
+			g.runs++
 		}
-		if want := g.done[m.AggregateID] + 1; m.Sequence != want {
+		if m.Sequence != want {
 			g.t.Errorf("aggregate %s: sequence %d handed over, want %d", m.AggregateID, m.Sequence, want)
 		}
+		next[m.AggregateID] = m.Sequence + 1
 		g.inflight[m.AggregateID] = true
 	}
 	g.mu.Unlock()
 	return g.Publisher.Publish(ctx, msgs)
+}
+
+// KeepsRuns passes on the wrapped publisher's answer, so that a relay gives
+// runs to a guarded publisher that keeps them.
+func (g *orderGuard) KeepsRuns() bool {
+	rp, ok := g.Publisher.(outbox.RunPublisher)
+	return ok && rp.KeepsRuns()
+}
+
+// runEvents is how many events were handed over behind an earlier one of
+// their aggregate in the same call.
+func (g *orderGuard) runEvents() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.runs
 }
 
 // store wraps s so that the guard learns when a batch has ended.
