@@ -165,14 +165,15 @@ func (b guardedBatch) Finish(ctx context.Context, outcomes []outbox.Outcome) err
 	return err
 }
 
+// Release clears the batch's events from flight just before the driver
+// gives them back: from then on another batch may claim them.
 func (b guardedBatch) Release(ctx context.Context) error {
-	err := b.Batch.Release(ctx)
 	b.g.mu.Lock()
-	defer b.g.mu.Unlock()
 	for _, r := range b.Records() {
 		delete(b.g.inflight, r.AggregateID)
 	}
-	return err
+	b.g.mu.Unlock()
+	return b.Batch.Release(ctx)
 }
 
 // ackThenFail publishes a batch for real and then reports it failed, the

@@ -48,6 +48,19 @@ WHERE o.head = 1 AND o.next_attempt_at <= ?1
 ORDER BY o.next_attempt_at, o.pos
 LIMIT ?2`
 
+	// runSQL reads, after a head (?1, ?2: its aggregate, ?3: its
+	// sequence), the events that follow it, with whether each is due (?4:
+	// now) and parked; Claim takes them up to the first that is not due or
+	// is parked.
+	runSQL = `SELECT ` + claimColumns + `, o.next_attempt_at <= ?4,
+  EXISTS (SELECT 1 FROM {{dlq}} AS d
+          WHERE d.aggregate_type = o.aggregate_type AND d.aggregate_id = o.aggregate_id
+            AND d.sequence < o.sequence AND d.reprocessed = 0 AND d.discarded_at IS NULL)
+FROM {{outbox}} AS o
+WHERE o.aggregate_type = ?1 AND o.aggregate_id = ?2 AND o.sequence > ?3
+ORDER BY o.sequence
+LIMIT ?5`
+
 	// claimSQL parks the aggregates of open dead letters (the default);
 	// claimMoveOnSQL lets them move on.
 	claimSQL       = claimHeadSQL + claimParkedSQL + claimOrderSQL
@@ -92,7 +105,11 @@ func (d *Driver) Claim(ctx context.Context, p outbox.ClaimParams) (outbox.Batch,
 	if p.MoveOnPastDeadLetters {
 		query = d.q.claimMoveOn
 	}
-	records, pos, err := d.scanClaim(ctx, tx, query, micros(d.now()), limit)
+	now := micros(d.now())
+	records, pos, err := d.scanClaim(ctx, tx, query, now, limit)
+	if err == nil && p.RunLength > 1 && len(records) > 0 && len(records) < limit {
+		records, pos, err = d.claimRuns(ctx, tx, p, now, limit, records, pos)
+	}
 	if err != nil {
 		_ = tx.Rollback()
 		cancel()
@@ -143,32 +160,76 @@ func (d *Driver) scanClaim(ctx context.Context, tx *sql.Tx, query string, now in
 		pos     []int64
 	)
 	for rows.Next() {
-		var (
-			r                    outbox.Record
-			p                    int64
-			id, headers, payload string
-			lastError, key       sql.NullString
-			created, firstFailed sql.NullInt64
-		)
-		if err := rows.Scan(&p, &id, &r.AggregateType, &r.AggregateID, &r.Type, &payload, &headers,
-			&r.Sequence, &r.Attempts, &lastError, &created, &firstFailed, &key); err != nil {
+		r, p, err := scanRecord(rows)
+		if err != nil {
 			return nil, nil, err
 		}
-		if r.ID, err = uuid.Parse(id); err != nil {
-			return nil, nil, fmt.Errorf("event at pos %d: id %q: %w", p, id, err)
-		}
-		if r.Headers, err = decodeHeaders(headers); err != nil {
-			return nil, nil, fmt.Errorf("event %s: %w", id, err)
-		}
-		r.Payload = []byte(payload)
-		r.LastError = lastError.String
-		r.IdempotencyKey = key.String
-		r.CreatedAt = fromMicros(created)
-		r.FirstFailedAt = fromMicros(firstFailed)
 		records = append(records, r)
 		pos = append(pos, p)
 	}
 	return records, pos, rows.Err()
+}
+
+// claimRuns appends to a claim's heads the runs that follow them, within
+// the batch's limit: each head's later events up to the first one that is
+// not due or (unless moving on) is parked. The claim holds the write lock,
+// so nothing changes under it.
+func (d *Driver) claimRuns(ctx context.Context, tx *sql.Tx, p outbox.ClaimParams, now int64, limit int, records []outbox.Record, pos []int64) ([]outbox.Record, []int64, error) {
+	heads := len(records)
+	for i := 0; i < heads && len(records) < limit; i++ {
+		h := records[i]
+		n := min(p.RunLength-1, limit-len(records))
+		rows, err := d.txQuery(ctx, tx, d.q.runs, h.AggregateType, h.AggregateID, h.Sequence, now, n)
+		if err != nil {
+			return nil, nil, err
+		}
+		for rows.Next() {
+			var due, parked bool
+			r, rp, err := scanRecord(rows, &due, &parked)
+			if err != nil {
+				_ = rows.Close()
+				return nil, nil, err
+			}
+			if !due || parked && !p.MoveOnPastDeadLetters {
+				break
+			}
+			records = append(records, r)
+			pos = append(pos, rp)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return nil, nil, err
+		}
+	}
+	return records, pos, nil
+}
+
+// scanRecord reads the claim columns of one row, and extra after them.
+func scanRecord(rows *sql.Rows, extra ...any) (outbox.Record, int64, error) {
+	var (
+		r                    outbox.Record
+		p                    int64
+		id, headers, payload string
+		lastError, key       sql.NullString
+		created, firstFailed sql.NullInt64
+	)
+	dest := append([]any{&p, &id, &r.AggregateType, &r.AggregateID, &r.Type, &payload, &headers,
+		&r.Sequence, &r.Attempts, &lastError, &created, &firstFailed, &key}, extra...)
+	if err := rows.Scan(dest...); err != nil {
+		return r, 0, err
+	}
+	var err error
+	if r.ID, err = uuid.Parse(id); err != nil {
+		return r, 0, fmt.Errorf("event at pos %d: id %q: %w", p, id, err)
+	}
+	if r.Headers, err = decodeHeaders(headers); err != nil {
+		return r, 0, fmt.Errorf("event %s: %w", id, err)
+	}
+	r.Payload = []byte(payload)
+	r.LastError = lastError.String
+	r.IdempotencyKey = key.String
+	r.CreatedAt = fromMicros(created)
+	r.FirstFailedAt = fromMicros(firstFailed)
+	return r, p, nil
 }
 
 // batch is a claim: the records and the write transaction holding them.

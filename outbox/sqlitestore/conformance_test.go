@@ -19,6 +19,7 @@ func TestConformance(t *testing.T) {
 		New:               func(t *testing.T) outbox.Driver[*sql.Tx] { return newDriver(t) },
 		ConcurrentWriters: false,
 		Named:             named,
+		Runs:              true,
 	})
 }
 

@@ -29,6 +29,7 @@ func placeholders(names outbox.Names) *strings.Replacer {
 type queries struct {
 	// hot: enqueueing, claiming and finishing
 	bumpSequence, insertEvent, claim, claimMoveOn string
+	runs                                          string
 	deletePublished, scheduleRetry, moveToDLQ     string
 	deleteOne                                     string
 
@@ -45,6 +46,7 @@ func renderQueries(r *strings.Replacer) queries {
 		insertEvent:     r.Replace(insertEventSQL),
 		claim:           r.Replace(claimSQL),
 		claimMoveOn:     r.Replace(claimMoveOnSQL),
+		runs:            r.Replace(runSQL),
 		deletePublished: r.Replace(deletePublishedSQL),
 		scheduleRetry:   r.Replace(scheduleRetrySQL),
 		moveToDLQ:       r.Replace(moveToDLQSQL),
@@ -68,7 +70,7 @@ func renderQueries(r *strings.Replacer) queries {
 func (q *queries) hot() []string {
 	return []string{
 		q.bumpSequence, q.insertEvent,
-		q.claim, q.claimMoveOn, q.deletePublished, q.scheduleRetry, q.moveToDLQ, q.deleteOne,
+		q.claim, q.claimMoveOn, q.runs, q.deletePublished, q.scheduleRetry, q.moveToDLQ, q.deleteOne,
 	}
 }
 
