@@ -413,6 +413,11 @@ func (p *Publisher) Config() Config { return p.cfg }
 // every message still unacknowledged fails with an error wrapping ctx.Err().
 // After JetStream reported that no stream takes the subjects (the stream
 // was deleted), the next call first recreates the stream.
+//
+// The messages of an aggregate that has several in msgs (a run, see
+// KeepsRuns and the package doc) go as atomic batches, in order; after the
+// first of them that fails, the later ones fail with an error wrapping
+// outbox.ErrRunBroken and are not sent.
 func (p *Publisher) Publish(ctx context.Context, msgs []outbox.Message) []error {
 	errs := make([]error, len(msgs))
 	if len(msgs) == 0 {
