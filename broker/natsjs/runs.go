@@ -132,10 +132,8 @@ func (p *Publisher) publishRun(ctx context.Context, msgs []outbox.Message, run [
 			failed = end
 		}
 		if failed >= 0 {
-			for _, i := range run[failed+1:] {
-				if errs[i] == nil {
-					errs[i] = runBroken(&msgs[run[failed]], errs[run[failed]])
-				}
+			for _, i := range run[failed+1:] { // unsent, a message found bad too
+				errs[i] = runBroken(&msgs[run[failed]], errs[run[failed]])
 			}
 			return
 		}

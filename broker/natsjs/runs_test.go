@@ -129,7 +129,8 @@ func TestRunInOrder(t *testing.T) {
 // the atomic batch of its run is refused whole; the publisher finds the
 // message refused, fails it, and every later message of the aggregate with
 // ErrRunBroken, none of them stored; the 600 before it and the other
-// aggregates' events (other subjects) are stored in order.
+// aggregates' events (other subjects) are stored in order. A message after
+// it over the max payload is not reported permanent: it was never sent.
 func TestRunBrokenByStreamLimit(t *testing.T) {
 	t.Parallel()
 	url := startEmbedded(t).ClientURL()
@@ -149,6 +150,9 @@ func TestRunBrokenByStreamLimit(t *testing.T) {
 	for i := range run {
 		run[i].Type = "hot.changed" // a subject of its own
 	}
+	// A message the server would refuse for good, after the refused one:
+	// never sent, it is broken too, not dead-lettered.
+	poison(&run[899])
 	msgs := withOthers(t, run, "other", 50)
 	errs := p.Publish(testCtx(t), msgs)
 	if len(errs) != len(msgs) {
