@@ -36,7 +36,7 @@ func TestConsumeIntoInbox(t *testing.T) {
 		},
 		Start: func(t *testing.T, name string, handle func(context.Context, []byte) error) func() {
 			c, err := natsjs.Consume(testCtx(t), nc, cfg, natsjs.ConsumeConfig{
-				Durable: name, Workers: 4, AckWait: 5 * time.Second, RetryDelay: 10 * time.Millisecond,
+				Durable: name, Workers: 4, RetryDelay: 10 * time.Millisecond,
 			}, func(ctx context.Context, d natsjs.Delivery) error { return handle(ctx, d.Body) })
 			if err != nil {
 				t.Fatal(err)

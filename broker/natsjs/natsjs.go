@@ -13,6 +13,45 @@
 // A batch is published asynchronously and its acks are awaited together: one
 // round trip per batch, not one per message.
 //
+// # Runs
+//
+// JetStream stores one connection's publishes in order, but plain async
+// publishing cannot promise that one aggregate's later message is never
+// stored after an earlier one was lost (a reconnect in between, a
+// clustered stream's leader change). On NATS server 2.12 and later the
+// Publisher is an outbox.RunPublisher: the stream is created or updated
+// with AllowAtomicPublish, and Publish sends the messages of each
+// aggregate that has several in the call (a run) as atomic batches
+// (ADR-50: headers Nats-Batch-Id, Nats-Batch-Sequence, Nats-Batch-Commit on
+// the last, which is a request answered for the whole batch): the server
+// stores a batch whole or not at all, and refuses it whole when a message
+// of it is missing. A run longer than Config.MaxBatch (default 1000, the
+// server's default max_batch_size) goes in consecutive batches, each sent
+// once the previous one is acked; once one fails, the rest of the run is
+// not sent and fails with outbox.ErrRunBroken. A message the server would
+// refuse for good (no valid subject, over the max payload or the stream's
+// max message size) is found before the batch is sent: the batch ends
+// before it, it fails permanently and the rest of the run is broken.
+//
+// When the server refuses a batch (a stream limit, say: its answer does
+// not say which message), the batch is sent again one message at a time,
+// each after the previous one's ack, which finds the message refused. The
+// same happens to a run published again by a relay that crashed after the
+// ack: the server (2.15) refuses an atomic batch holding a Nats-Msg-Id it
+// already stored ("atomic publish batch contains duplicate message id")
+// instead of dropping that message, so the run goes again one message at a
+// time, JetStream drops each duplicate and stores what is new, and every
+// message is reported published. A batch whose answer never came (the
+// context ended, the connection was lost) may have been stored, whole:
+// its messages keep that error, not ErrRunBroken.
+//
+// Single messages of an aggregate are published as before. KeepsRuns
+// reports false on a server older than 2.12 (the batch headers would be
+// ignored there), and while the stream does not allow atomic publishes;
+// the relay then sends one event per aggregate per call. Should the
+// connection move to such a server after the relay asked, a run is sent
+// one message at a time, each after the previous one's ack.
+//
 // Subscribe reads the stream back, for herald tail, herald bench and tests.
 package natsjs
 
@@ -71,6 +110,10 @@ type Config struct {
 	// AckTimeout bounds the wait for one message's ack even when Publish's
 	// context has no deadline; default DefaultAckTimeout.
 	AckTimeout time.Duration
+	// MaxBatch is the most messages of one atomic batch (see KeepsRuns);
+	// a longer run goes in several, one after another. At most the
+	// server's jetstream max_batch_size; default DefaultMaxBatch.
+	MaxBatch int
 	// Logger receives connection events (disconnects, reconnects, async
 	// errors). Nil discards them.
 	Logger *slog.Logger
@@ -94,6 +137,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.AckTimeout <= 0 {
 		c.AckTimeout = DefaultAckTimeout
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = DefaultMaxBatch
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -119,7 +165,7 @@ func (c Config) Subject(eventType string) string {
 }
 
 // Publisher publishes outbox messages to a JetStream stream. It implements
-// outbox.Publisher and is safe for concurrent use.
+// outbox.RunPublisher and is safe for concurrent use.
 type Publisher struct {
 	nc    *nats.Conn
 	owned bool          // Close closes nc
@@ -135,6 +181,15 @@ type Publisher struct {
 	// recheck is set when JetStream reported no stream on our subjects
 	// (someone deleted it); the next Publish recreates it first.
 	recheck atomic.Bool
+
+	// atomic is set while the stream allows atomic batch publishes (set
+	// up by ensureStream on a server that has them); maxMsgSize is the
+	// stream's max_msg_size (-1: none). See runs.go.
+	atomic     atomic.Bool
+	maxMsgSize atomic.Int32
+	// batches bounds the atomic batches one publisher has open at once
+	// (the server takes 50 per stream by default).
+	batches chan struct{}
 }
 
 // Connect dials url and returns a Publisher on a connection of its own,
@@ -246,39 +301,63 @@ func newPublisher(ctx context.Context, nc *nats.Conn, cfg Config) (*Publisher, e
 	if err != nil {
 		return nil, fmt.Errorf("natsjs: %w", err)
 	}
-	if err := ensureStream(ctx, js, cfg, true); err != nil {
+	p := &Publisher{nc: nc, js: js, cfg: cfg, batches: make(chan struct{}, maxOpenBatches)}
+	if err := p.ensureStream(ctx, true); err != nil {
 		js.CleanupPublisher()
 		return nil, err
 	}
-	return &Publisher{nc: nc, js: js, cfg: cfg}, nil
+	return p, nil
+}
+
+// ensureStream runs ensureStream for p and records what the stream allows.
+func (p *Publisher) ensureStream(ctx context.Context, update bool) error {
+	info, err := setupStream(ctx, p.js, p.cfg, update, atomicBatchesSupported(p.nc.ConnectedServerVersion()))
+	if err != nil {
+		return err
+	}
+	if info != nil {
+		p.atomic.Store(info.Config.AllowAtomicPublish)
+		p.maxMsgSize.Store(info.Config.MaxMsgSize)
+	}
+	return nil
 }
 
 // ensureStream creates the stream or, with update, brings an existing one
-// in line with cfg.
+// in line with cfg; on a server with atomic batches, the stream allows them.
 func ensureStream(ctx context.Context, js jetstream.JetStream, cfg Config, update bool) error {
+	_, err := setupStream(ctx, js, cfg, update, atomicBatchesSupported(js.Conn().ConnectedServerVersion()))
+	return err
+}
+
+// setupStream creates the stream or, with update, brings an existing one
+// in line with cfg. With allowAtomic (the server has atomic batches) a
+// stream it creates or updates allows atomic batch publishes. It returns
+// the stream's info (nil when it only looked the stream up, update false).
+func setupStream(ctx context.Context, js jetstream.JetStream, cfg Config, update, allowAtomic bool) (*jetstream.StreamInfo, error) {
 	subjects := cfg.SubjectPrefix + ">"
 	stream, err := js.Stream(ctx, cfg.Stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		_, err = js.CreateStream(ctx, jetstream.StreamConfig{
-			Name:       cfg.Stream,
-			Subjects:   []string{subjects},
-			Storage:    jetstream.FileStorage,
-			Duplicates: cfg.DuplicateWindow,
-			Replicas:   max(cfg.Replicas, 1),
+		stream, err = js.CreateStream(ctx, jetstream.StreamConfig{
+			Name:               cfg.Stream,
+			Subjects:           []string{subjects},
+			Storage:            jetstream.FileStorage,
+			Duplicates:         cfg.DuplicateWindow,
+			Replicas:           max(cfg.Replicas, 1),
+			AllowAtomicPublish: allowAtomic,
 		})
 		if err == nil {
-			return nil
+			return stream.CachedInfo(), nil
 		}
 		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return fmt.Errorf("natsjs: create stream %s: %w", cfg.Stream, err)
+			return nil, fmt.Errorf("natsjs: create stream %s: %w", cfg.Stream, err)
 		}
 		stream, err = js.Stream(ctx, cfg.Stream) // created concurrently
 	}
 	if err != nil {
-		return fmt.Errorf("natsjs: look up stream %s: %w", cfg.Stream, err)
+		return nil, fmt.Errorf("natsjs: look up stream %s: %w", cfg.Stream, err)
 	}
 	if !update {
-		return nil
+		return nil, nil
 	}
 	sc := stream.CachedInfo().Config
 	changed := false
@@ -294,13 +373,29 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg Config, updat
 		sc.Replicas = cfg.Replicas
 		changed = true
 	}
+	if allowAtomic && !sc.AllowAtomicPublish {
+		sc.AllowAtomicPublish = true
+		if !changed {
+			if s, err := js.UpdateStream(ctx, sc); err == nil {
+				return s.CachedInfo(), nil
+			}
+			// Refused (a mirror, say): publish one at a time.
+			return stream.CachedInfo(), nil
+		}
+		changed = true
+	}
 	if !changed {
-		return nil
+		return stream.CachedInfo(), nil
 	}
-	if _, err := js.UpdateStream(ctx, sc); err != nil {
-		return fmt.Errorf("natsjs: update stream %s: %w", cfg.Stream, err)
+	updated, err := js.UpdateStream(ctx, sc)
+	if err != nil && sc.AllowAtomicPublish && !stream.CachedInfo().Config.AllowAtomicPublish {
+		sc.AllowAtomicPublish = false // perhaps what was refused
+		updated, err = js.UpdateStream(ctx, sc)
 	}
-	return nil
+	if err != nil {
+		return nil, fmt.Errorf("natsjs: update stream %s: %w", cfg.Stream, err)
+	}
+	return updated.CachedInfo(), nil
 }
 
 // Conn returns the connection the publisher uses.
@@ -318,6 +413,11 @@ func (p *Publisher) Config() Config { return p.cfg }
 // every message still unacknowledged fails with an error wrapping ctx.Err().
 // After JetStream reported that no stream takes the subjects (the stream
 // was deleted), the next call first recreates the stream.
+//
+// The messages of an aggregate that has several in msgs (a run, see
+// KeepsRuns and the package doc) go as atomic batches, in order; after the
+// first of them that fails, the later ones fail with an error wrapping
+// outbox.ErrRunBroken and are not sent.
 func (p *Publisher) Publish(ctx context.Context, msgs []outbox.Message) []error {
 	errs := make([]error, len(msgs))
 	if len(msgs) == 0 {
@@ -329,16 +429,33 @@ func (p *Publisher) Publish(ctx context.Context, msgs []outbox.Message) []error 
 		return outbox.AllFailed(len(msgs), ErrClosed)
 	}
 	if p.recheck.Load() && ctx.Err() == nil {
-		if err := ensureStream(ctx, p.js, p.cfg, true); err != nil {
+		if err := p.ensureStream(ctx, true); err != nil {
 			p.cfg.Logger.Warn("natsjs: recreate stream", "stream", p.cfg.Stream, "err", err)
 		} else {
 			p.recheck.Store(false)
 		}
 	}
 
-	// Round one: send everything.
+	runs := runsOf(msgs)
+	atomic := len(runs) > 0 && p.KeepsRuns()
+	var wg sync.WaitGroup
+	for _, run := range runs {
+		wg.Go(func() { p.publishRun(ctx, msgs, run, errs, atomic) })
+	}
+	defer wg.Wait()
+
+	// Round one: send everything else.
 	futures := make([]jetstream.PubAckFuture, len(msgs))
+	inRun := make([]bool, len(msgs))
+	for _, run := range runs {
+		for _, i := range run {
+			inRun[i] = true
+		}
+	}
 	for i := range msgs {
+		if inRun[i] {
+			continue
+		}
 		if err := ctx.Err(); err != nil {
 			errs[i] = ctxError(err)
 			continue

@@ -3,6 +3,7 @@ package natsjs_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -141,8 +142,10 @@ func TestPermanentErrors(t *testing.T) {
 	huge := publishertest.NewMessage(t, publishertest.NewRecord("huge", 1))
 	huge.Body = []byte(`{"data":"` + strings.Repeat("x", 2<<20) + `"}`) // over the 1 MiB max payload
 	var bad []outbox.Message
-	for _, typ := range []string{"order created", "order.*", "order.>", "order..x", ""} {
-		m := publishertest.NewMessage(t, publishertest.NewRecord("bad", 1))
+	for i, typ := range []string{"order created", "order.*", "order.>", "order..x", ""} {
+		// Distinct aggregates: one aggregate's events after a failed one
+		// would not be sent (outbox.ErrRunBroken).
+		m := publishertest.NewMessage(t, publishertest.NewRecord(fmt.Sprintf("bad-%d", i), 1))
 		m.Type = typ
 		bad = append(bad, m)
 	}
@@ -297,7 +300,10 @@ func TestSubscribeOptions(t *testing.T) {
 	created.Type = "order.created"
 	msgs := []outbox.Message{publishertest.NewMessage(t, created)}
 	msgs = append(msgs, publishertest.Batch(t, "s", 2, 2)...) // order.status_changed
-	publishOK(t, p, msgs)
+	// Two calls: s-1's two events in one call would be a run, stored
+	// apart from s-0's event, in no order with it.
+	publishOK(t, p, msgs[:1])
+	publishOK(t, p, msgs[1:])
 	// A foreign message on the stream's subjects is handed over with Err set.
 	nc := dial(t, url)
 	if err := nc.Publish("subs.junk", []byte("not json")); err != nil {

@@ -32,6 +32,7 @@ type chart struct {
 	Peak          string // the y axis' top, events per second
 	Latest        string
 	Samples       int
+	LastX, LastY  string // the latest point, marked: one point draws no line
 }
 
 // Chart geometry, in SVG user units.
@@ -53,12 +54,13 @@ func newChart(points []point, now time.Time) chart {
 	start := now.Add(-ChartWindow)
 	var b strings.Builder
 	for i, p := range points {
-		x := float64(chartWidth) * p.at.Sub(start).Seconds() / ChartWindow.Seconds()
+		x := min(max(float64(chartWidth)*p.at.Sub(start).Seconds()/ChartWindow.Seconds(), 0), chartWidth)
 		y := float64(chartHeight) * (1 - p.rate/top)
 		if i > 0 {
 			b.WriteByte(' ')
 		}
-		fmt.Fprintf(&b, "%.1f,%.1f", min(max(x, 0), chartWidth), y)
+		fmt.Fprintf(&b, "%.1f,%.1f", x, y)
+		c.LastX, c.LastY = strconv.FormatFloat(x, 'f', 1, 64), strconv.FormatFloat(y, 'f', 1, 64)
 	}
 	c.Points = b.String()
 	c.Peak = formatRate(peak)

@@ -32,6 +32,7 @@ var funcs = template.FuncMap{
 	"pretty":   prettyJSON,
 	"duration": formatDuration,
 	"prefix":   func() string { return Prefix },
+	"slug":     func(s string) string { return strings.ReplaceAll(s, " ", "-") },
 }
 
 func parsePages() (map[string]*template.Template, error) {
