@@ -104,6 +104,8 @@ func New[TTx any](d Driver[TTx], h Handler[TTx], cfg Config) *Inbox[TTx] {
 // handler's, wrapped, or the database's) means tx must be rolled back and
 // the message delivered again: nothing of the event is kept. An invalid
 // event is an error wrapping ErrInvalidEvent, before anything is written.
+// Handle counts nothing in Config.Metrics, as the caller's transaction may
+// still roll back; Process counts each outcome after its commit.
 //
 //	err := pool.BeginFunc(ctx, func(tx pgx.Tx) error {
 //		_, err := in.Handle(ctx, tx, ev)
