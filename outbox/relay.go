@@ -227,12 +227,11 @@ type claimed struct {
 	at    time.Time
 }
 
-// claim takes one batch: heads, and runs when the publisher keeps them.
+// claim takes one batch: heads, and the runs that follow them.
 func (r *Relay) claim(ctx context.Context) claimed {
-	p := ClaimParams{Limit: r.cfg.BatchSize, MoveOnPastDeadLetters: r.cfg.MoveOnPastDeadLetters}
-	if r.keepsRuns() {
-		p.RunLength = r.cfg.BatchSize
-	}
+	// Runs always: a RunPublisher takes a run in one call, any other
+	// publisher in waves (see publish), both cheaper than a claim per event.
+	p := ClaimParams{Limit: r.cfg.BatchSize, MoveOnPastDeadLetters: r.cfg.MoveOnPastDeadLetters, RunLength: r.cfg.BatchSize}
 	b, err := r.src.Claim(ctx, p)
 	if err != nil {
 		return claimed{err: fmt.Errorf("claim: %w", err)}
@@ -302,17 +301,70 @@ func (r *Relay) deliver(ctx context.Context, batch Batch) (int, error) {
 
 // publish sends records and returns each one's outcome, or, when the
 // results show the broker itself failing, the error that says so and no
-// outcomes. In a batch with runs (several events of one aggregate, in
-// sequence order), the events after one that failed are given back
-// unsent.
+// outcomes. A batch may hold runs (several events of one aggregate, in
+// sequence order): a RunPublisher takes them in one call; any other
+// publisher gets them in waves, one event of each aggregate per call, each
+// wave sent once the one before it is acknowledged. In both, the events
+// after one that failed are given back unsent.
 func (r *Relay) publish(ctx context.Context, records []Record) (_ []Outcome, outage error) {
 	ctx, span := r.startPublishSpan(ctx, records)
 	outcomes := make([]Outcome, len(records))
 	defer func() { endPublishSpan(span, outcomes, outage) }()
+	pctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
+	defer cancel()
 	runs := newRunBreaks(records)
-	msgs := make([]Message, 0, len(records))
-	index := make([]int, 0, len(records)) // msgs[j] is records[index[j]]
-	for i := range records {
+	pending := make([]int, len(records))
+	for i := range pending {
+		pending[i] = i
+	}
+	if runs == nil || r.keepsRuns() {
+		return outcomes, r.publishWave(pctx, records, pending, outcomes, runs)
+	}
+	for first := true; len(pending) > 0; first = false {
+		var wave []int
+		wave, pending = nextWave(records, pending, runs, outcomes)
+		if err := r.publishWave(pctx, records, wave, outcomes, runs); err != nil {
+			if first {
+				return nil, err
+			}
+			// The broker went away after earlier waves: what is left goes
+			// back unsent, and the next batch meets the outage.
+			for _, i := range append(wave, pending...) {
+				outcomes[i] = Outcome{Kind: OutcomeReleased}
+			}
+			return outcomes, nil
+		}
+	}
+	return outcomes, nil
+}
+
+// nextWave splits pending (indexes of records, in batch order) into the
+// next wave, the first pending event of each aggregate whose run has not
+// broken, and the rest; events of broken runs are released.
+func nextWave(records []Record, pending []int, runs runBreaks, outcomes []Outcome) (wave, rest []int) {
+	inWave := make(map[aggregateOf]bool, len(pending))
+	for _, i := range pending {
+		k := aggregateOf{records[i].AggregateType, records[i].AggregateID}
+		switch {
+		case runs[k]:
+			outcomes[i] = Outcome{Kind: OutcomeReleased}
+		case inWave[k]:
+			rest = append(rest, i)
+		default:
+			inWave[k] = true
+			wave = append(wave, i)
+		}
+	}
+	return wave, rest
+}
+
+// publishWave publishes records[idx] in one call and sets their outcomes.
+// When the results show the broker itself failing it sets none and returns
+// the error that says so.
+func (r *Relay) publishWave(ctx context.Context, records []Record, idx []int, outcomes []Outcome, runs runBreaks) error {
+	msgs := make([]Message, 0, len(idx))
+	index := make([]int, 0, len(idx)) // msgs[j] is records[index[j]]
+	for _, i := range idx {
 		if runs.broken(&records[i]) {
 			outcomes[i] = Outcome{Kind: OutcomeReleased}
 			continue
@@ -326,16 +378,17 @@ func (r *Relay) publish(ctx context.Context, records []Record) (_ []Outcome, out
 		msgs = append(msgs, Message{Record: records[i], Body: body})
 		index = append(index, i)
 	}
-	pctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
-	defer cancel()
-	errs := r.pub.Publish(pctx, msgs)
+	if len(msgs) == 0 {
+		return nil
+	}
+	errs := r.pub.Publish(ctx, msgs)
 	// A publisher that reports fewer results than messages has not
 	// confirmed the rest: count them as failed, never as published.
 	for len(errs) < len(msgs) {
 		errs = append(errs, errNoResult)
 	}
-	if len(msgs) == len(records) && isOutage(errs[:len(msgs)], errors.Is(pctx.Err(), context.DeadlineExceeded)) {
-		return nil, firstError(errs)
+	if len(msgs) == len(idx) && isOutage(errs[:len(msgs)], errors.Is(ctx.Err(), context.DeadlineExceeded)) {
+		return firstError(errs)
 	}
 	for j, i := range index {
 		rec := &records[i]
@@ -356,7 +409,7 @@ func (r *Relay) publish(ctx context.Context, records []Record) (_ []Outcome, out
 			}
 		}
 	}
-	return outcomes, nil
+	return nil
 }
 
 // firstError returns the first error of errs that is not ErrRunBroken.

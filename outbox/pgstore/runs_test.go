@@ -69,11 +69,41 @@ func (b *runBroker) Publish(_ context.Context, msgs []outbox.Message) []error {
 	return errs
 }
 
+// plainBroker is a runBroker that does not keep runs: the relay must give it
+// one event per aggregate per call (waves), which it checks.
+type plainBroker struct{ b *runBroker }
+
+func (p plainBroker) Close() error { return nil }
+
+func (p plainBroker) Publish(ctx context.Context, msgs []outbox.Message) []error {
+	seen := map[string]bool{}
+	for _, m := range msgs {
+		agg := m.AggregateType + "/" + m.AggregateID
+		if seen[agg] {
+			p.b.mu.Lock()
+			p.b.violations = append(p.b.violations, fmt.Sprintf("%s: two events in one call to a publisher that keeps no runs", agg))
+			p.b.mu.Unlock()
+		}
+		seen[agg] = true
+	}
+	return p.b.Publish(ctx, msgs)
+}
+
 // Relays racing on one database with runs, through random failures and
 // outages, store every aggregate's events once each and in order: a hot
-// aggregate beside many cold ones.
+// aggregate beside many cold ones. A publisher that keeps runs takes them in
+// one call; any other in waves.
 func TestRelaysWithRunsKeepOrder(t *testing.T) {
 	t.Parallel()
+	for _, keeps := range []bool{true, false} {
+		t.Run(fmt.Sprintf("keeps_runs=%v", keeps), func(t *testing.T) {
+			t.Parallel()
+			relaysWithRuns(t, keeps)
+		})
+	}
+}
+
+func relaysWithRuns(t *testing.T, keepsRuns bool) {
 	ctx := t.Context()
 	d := newDriver(t, pgstore.Config{})
 	c := outbox.NewClient(d)
@@ -98,6 +128,10 @@ func TestRelaysWithRunsKeepOrder(t *testing.T) {
 	}
 
 	broker := &runBroker{rng: rand.New(rand.NewPCG(1, 2)), last: map[string]int64{}, failRate: 0.002}
+	var pub outbox.Publisher = broker
+	if !keepsRuns {
+		pub = plainBroker{broker}
+	}
 	var total int64
 	for _, n := range want {
 		total += n
@@ -106,7 +140,7 @@ func TestRelaysWithRunsKeepOrder(t *testing.T) {
 	var wg sync.WaitGroup
 	relays := make([]*outbox.Relay, 2)
 	for i := range relays {
-		relays[i] = outbox.NewRelay(d, broker, outbox.RelayConfig{
+		relays[i] = outbox.NewRelay(d, pub, outbox.RelayConfig{
 			BatchSize:    200,
 			Workers:      2,
 			PollInterval: 10 * time.Millisecond,
@@ -140,7 +174,7 @@ func TestRelaysWithRunsKeepOrder(t *testing.T) {
 	if broker.stored != int(total) {
 		t.Errorf("stored %d events, want %d", broker.stored, total)
 	}
-	if broker.runCalls == 0 {
+	if keepsRuns && broker.runCalls == 0 {
 		t.Error("no publish held a run: the relay sent heads only")
 	}
 	var published, retried uint64
