@@ -170,7 +170,8 @@ func (r *Relay) work(ctx context.Context, worker int, wake <-chan struct{}) {
 	failures := 0
 	for ctx.Err() == nil {
 		var c claimed
-		if next != nil {
+		ahead := next != nil
+		if ahead {
 			c, next = <-next, nil
 			if c.batch != nil && time.Since(c.at) > r.cfg.PublishTimeout {
 				// It waited behind a slow batch: take a fresh one rather than
@@ -207,6 +208,10 @@ func (r *Relay) work(ctx context.Context, worker int, wake <-chan struct{}) {
 			return
 		case n > 0:
 			failures = 0 // more may be waiting: the next claim is under way
+		case ahead:
+			// Claimed while the batch before held its aggregates (one hot
+			// aggregate, say): look again now that it is done.
+			failures = 0
 		default:
 			failures = 0
 			timer := time.NewTimer(r.cfg.PollInterval)
