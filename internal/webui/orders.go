@@ -72,6 +72,7 @@ const (
 	stateDeadLettered = "dead-lettered" // in the dead-letter queue, open
 	stateDiscarded    = "discarded"     // dead-lettered, then discarded by an operator
 	statePublished    = "published"     // gone from the outbox: the broker acknowledged it
+	stateUnknown      = "unknown"       // not dead-lettered; without an EventReader, pending or published
 )
 
 // timelineEvent is an event as the timeline shows it.
@@ -200,8 +201,11 @@ func (h *Handler) timeline(o order.Order, ts []order.Transition, pending []outbo
 		}
 		if t.EventID != uuid.Nil {
 			e := events[t.EventID]
-			if e == nil { // in neither table: published
+			if e == nil { // in neither table: published (if the outbox could be read)
 				e = &timelineEvent{ID: t.EventID, Type: eventTypeOf(t), State: statePublished}
+				if h.cfg.Events == nil {
+					e.State = stateUnknown
+				}
 			}
 			row.Event = e
 			linked[t.EventID] = true

@@ -87,3 +87,17 @@ func TestOrderTimeline(t *testing.T) {
 		t.Errorf("after the discard: %s, want %s", got, want)
 	}
 }
+
+// Without an EventReader the timeline cannot tell a pending event from a
+// published one, and says so instead of calling it published.
+func TestOrderTimelineWithoutEventReader(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *Config) { c.Events = nil })
+	b.login(t)
+	o := b.newOrder(t, "c-noev")
+	r := b.do(t, http.MethodGet, Prefix+"orders/"+o.ID.String(), nil)
+	r.expect(t, http.StatusOK, "cannot read pending events", `<span class="state state-unknown">unknown</span>`)
+	if strings.Contains(r.Body, "state-published") {
+		t.Error("a pending event is called published")
+	}
+}
