@@ -95,6 +95,26 @@ func (c *cluster) waitForLeader(t *testing.T) {
 	}
 }
 
+// connectWhenPlaced connects a publisher whose stream has replicas. A meta
+// leader elected a moment ago may not yet have heard from every peer and
+// refuses to place the replicas ("no suitable peers for placement"): try
+// again until it has, within a minute.
+func (c *cluster) connectWhenPlaced(t *testing.T, url string, cfg natsjs.Config) *natsjs.Publisher {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		p, err := natsjs.Connect(testCtx(t), url, cfg)
+		if err == nil {
+			t.Cleanup(func() { _ = p.Close() })
+			return p
+		}
+		if !strings.Contains(err.Error(), "no suitable peers") || time.Now().After(deadline) {
+			t.Fatalf("Connect(%s): %v", url, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // A stream replicated on three nodes keeps acknowledging, and delivering
 // every event, when the node a publisher is connected to stops: the
 // publisher reconnects to another node and the stream elects a new leader.
@@ -103,7 +123,7 @@ func TestThreeNodeClusterSurvivesANode(t *testing.T) {
 	c := startCluster(t)
 	url := strings.Join(c.urls, ",")
 	cfg := natsjs.Config{Stream: "CLUSTERED", SubjectPrefix: "clustered.", Replicas: 3}
-	p := connect(t, url, cfg)
+	p := c.connectWhenPlaced(t, url, cfg)
 
 	before := publishertest.Batch(t, "before", 50, 1)
 	publishOK(t, p, before)
