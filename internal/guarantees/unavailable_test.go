@@ -47,17 +47,27 @@ func TestG1WritersLoseTheirConnections(t *testing.T) {
 		mu                  sync.Mutex
 		maybe               []outbox.Event // of unknown outcome, each its writer's last
 		unavailable, killed atomic.Int64
+		writtenAll          atomic.Int64 // successful writes, so that kills never starve the writers
 		writers             sync.WaitGroup
 		stop                = make(chan struct{})
 		killer              sync.WaitGroup
 	)
 	killer.Go(func() {
+		var seen int64
 		for {
 			select {
 			case <-stop:
 				return
 			case <-time.After(25 * time.Millisecond):
 			}
+			// Kill again only once a write got through since the last kill:
+			// on a slow machine a write may take longer than the interval,
+			// and the writers must still finish.
+			w := writtenAll.Load()
+			if w == seen {
+				continue
+			}
+			seen = w
 			var n int64
 			if err := b.store.(*pgstore.Driver).Pool().QueryRow(context.Background(),
 				"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1", app).Scan(&n); err != nil {
@@ -81,6 +91,7 @@ func TestG1WritersLoseTheirConnections(t *testing.T) {
 				case err == nil:
 					l.add(e)
 					written++
+					writtenAll.Add(1)
 					n++
 					e = newEvent(t, agg, n)
 				case errors.Is(err, outbox.ErrOutcomeUnknown):
