@@ -39,6 +39,12 @@ type timedStore struct {
 	p *phases
 }
 
+// ClaimsSerially passes on the wrapped store's answer (outbox.SerialClaims).
+func (s timedStore) ClaimsSerially() bool {
+	sc, ok := s.Store.(outbox.SerialClaims)
+	return ok && sc.ClaimsSerially()
+}
+
 func (s timedStore) Claim(ctx context.Context, cp outbox.ClaimParams) (outbox.Batch, error) {
 	t0 := time.Now()
 	b, err := s.Store.Claim(ctx, cp)

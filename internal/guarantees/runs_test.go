@@ -126,7 +126,7 @@ func TestG3HotAggregatesWithRacingRelays(t *testing.T) {
 			if v.duplicates != 0 {
 				t.Fatalf("%d duplicates without any crash", v.duplicates)
 			}
-			if guard.runEvents() == 0 {
+			if name == "postgres" && guard.runEvents() == 0 {
 				t.Fatal("no run was handed over: the test proved nothing about runs")
 			}
 		})
@@ -165,7 +165,7 @@ func TestG2HotAggregatesAcrossBrokerOutage(t *testing.T) {
 			received, _ := dedupe(t, k.received(t))
 			v := l.check(received)
 			v.assertClean(t)
-			if guard.runEvents() == 0 {
+			if name == "postgres" && guard.runEvents() == 0 {
 				t.Fatal("no run was handed over: the test proved nothing about runs")
 			}
 		})

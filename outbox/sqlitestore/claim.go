@@ -127,6 +127,10 @@ func (d *Driver) Claim(ctx context.Context, p outbox.ClaimParams) (outbox.Batch,
 	return &batch{d: d, tx: tx, cancel: cancel, records: records, pos: pos}, nil
 }
 
+// ClaimsSerially reports that a claim holds the database's write lock until
+// its batch ends, so the relay does not claim ahead (outbox.SerialClaims).
+func (d *Driver) ClaimsSerially() bool { return true }
+
 // beginDetached begins a transaction whose lifetime does not depend on ctx:
 // database/sql rolls a transaction back when its context ends, and a batch
 // must outlive the claimer's context. ctx still ends the wait for the lock.
