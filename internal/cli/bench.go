@@ -75,7 +75,7 @@ stream, topic or exchange are never touched:
   http(s)://          a webhook receiver of the bench's own on 127.0.0.1 with
                       a fresh secret (the URL's address is not used)
 The baseline's plain loop publishes with the broker's client library itself
-(NATS and webhooks: through the adapter): RabbitMQ publisher confirms, Redis
+(webhooks: through the adapter): NATS PublishMsgAsync, RabbitMQ publisher confirms, Redis
 pipelined XADD, Kafka ProduceSync. With --url, full mode reads the running
 Herald's events where it publishes them (not with a webhook --broker).`,
 		Args: noArgs,
