@@ -453,7 +453,7 @@ func waitDrained(t *testing.T, s outbox.Store) {
 }
 
 // runRelay runs a relay until the test ends.
-func runRelay(t *testing.T, s outbox.Store, p outbox.Publisher, cfg outbox.RelayConfig) *outbox.Relay {
+func runRelay(t *testing.T, s outbox.Source, p outbox.Publisher, cfg outbox.RelayConfig) *outbox.Relay {
 	t.Helper()
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = 50 * time.Millisecond

@@ -18,6 +18,7 @@ import (
 	"github.com/heraldhq/herald/broker/natsjs"
 	"github.com/heraldhq/herald/internal/ordersvc"
 	"github.com/heraldhq/herald/outbox"
+	"github.com/heraldhq/herald/outbox/pgcdc"
 	"github.com/heraldhq/herald/outbox/pgstore"
 	"github.com/heraldhq/herald/outbox/sqlitestore"
 )
@@ -30,6 +31,8 @@ const (
 	childNATS   = "HERALD_GUARANTEES_CHILD_NATS"
 	childStream = "HERALD_GUARANTEES_CHILD_STREAM"
 	childPrefix = "HERALD_GUARANTEES_CHILD_PREFIX"
+	childSlot   = "HERALD_GUARANTEES_CHILD_SLOT" // with driver postgres-cdc
+	childDelay  = "HERALD_GUARANTEES_CHILD_DELAY" // a pause before each publish, so that a backlog builds
 )
 
 func TestMain(m *testing.M) {
@@ -58,8 +61,29 @@ var natsServerShutdownRace = []goleak.Option{
 func runChildRelay() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var store outbox.Store
+	var (
+		store outbox.Store
+		src   outbox.Source
+	)
 	switch os.Getenv(childDriver) {
+	case "postgres-cdc":
+		pool, err := pgxpool.New(ctx, os.Getenv(childDB))
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		d, err := pgstore.New(pool, pgstore.Config{Name: ordersvc.OutboxName})
+		if err != nil {
+			return err
+		}
+		cdc, err := pgcdc.New(d, os.Getenv(childDB), pgcdc.Config{Slot: os.Getenv(childSlot), Publication: os.Getenv(childSlot)})
+		if err != nil {
+			return err
+		}
+		if err := cdc.Setup(ctx); err != nil {
+			return err
+		}
+		store, src = d, cdc
 	case "postgres":
 		pool, err := pgxpool.New(ctx, os.Getenv(childDB))
 		if err != nil {
@@ -88,7 +112,14 @@ func runChildRelay() error {
 		return err
 	}
 	defer func() { _ = pub.Close() }()
-	relay := outbox.NewRelay(store, pub, outbox.RelayConfig{
+	if src == nil {
+		src = store
+	}
+	var p outbox.Publisher = pub
+	if d, err := time.ParseDuration(os.Getenv(childDelay)); err == nil {
+		p = slowPublisher{Publisher: pub, delay: d}
+	}
+	relay := outbox.NewRelay(src, p, outbox.RelayConfig{
 		BatchSize: 20, Workers: 2, PollInterval: 20 * time.Millisecond,
 	})
 	fmt.Println(childReady)
@@ -96,16 +127,17 @@ func runChildRelay() error {
 }
 
 // startChild starts a relay process on b's database and br's stream.
-func startChild(t *testing.T, b *backend, br *broker) *exec.Cmd {
+func startChild(t *testing.T, b *backend, br *broker, env ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(),
+	// env comes last: os/exec keeps the last value of a variable.
+	cmd.Env = append(append(os.Environ(),
 		childDriver+"="+b.name,
 		childDB+"="+b.url,
 		childNATS+"="+br.url,
 		childStream+"="+br.cfg.Stream,
 		childPrefix+"="+br.cfg.SubjectPrefix,
-	)
+	), env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

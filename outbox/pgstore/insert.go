@@ -32,6 +32,10 @@ const insertNumberedSQL = `
 INSERT INTO {{outbox}} (id, aggregate_type, aggregate_id, event_type, payload, headers, idempotency_key, sequence)
 VALUES ($1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8)`
 
+// deleteInTxSQL deletes the rows just inserted, in the writing transaction
+// (Config.DeleteInTx): the write-ahead log keeps the inserts for pgcdc.
+const deleteInTxSQL = `DELETE FROM {{outbox}} WHERE id = ANY($1::uuid[])`
+
 // InsertTx writes events in tx in one round trip. It sends no wake-up
 // unless Config.NotifyInTx: whoever commits tx calls Notify afterwards.
 // Events are expected to be validated and to carry ids (outbox.Client does
@@ -42,7 +46,7 @@ func (d *Driver) InsertTx(ctx context.Context, tx pgx.Tx, events []outbox.Event)
 		return nil, nil
 	}
 	notifyInTx := d.cfg.NotifyInTx && !d.cfg.DisableNotify
-	if len(events) == 1 && !notifyInTx {
+	if len(events) == 1 && !notifyInTx && !d.cfg.DeleteInTx {
 		// The common case: a plain statement costs less than a batch.
 		e := &events[0]
 		query, args, err := d.insertArgs(e, 0)
@@ -80,6 +84,13 @@ func (d *Driver) InsertTx(ctx context.Context, tx pgx.Tx, events []outbox.Event)
 		}
 		b.Queue(query, args...)
 	}
+	if d.cfg.DeleteInTx {
+		ids := make([]uuid.UUID, len(events))
+		for i := range events {
+			ids[i] = events[i].ID
+		}
+		b.Queue(d.sql.deleteInTx, ids)
+	}
 	if notifyInTx {
 		b.Queue(notifySQL, d.names.Channel)
 	}
@@ -99,6 +110,12 @@ func (d *Driver) InsertTx(ctx context.Context, tx pgx.Tx, events []outbox.Event)
 			return nil, insertError(err)
 		}
 		out[i] = outbox.Enqueued{ID: events[i].ID, Sequence: seq}
+	}
+	if d.cfg.DeleteInTx {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return nil, Unavailable(fmt.Errorf("pgstore: delete in the writing transaction: %w", err))
+		}
 	}
 	if notifyInTx {
 		if _, err := br.Exec(); err != nil {

@@ -93,6 +93,14 @@ type Config struct {
 	// are claimable again. Default DefaultClaimTimeout. It must exceed the
 	// longest a relay holds a batch (outbox.Relay: twice its PublishTimeout).
 	ClaimTimeout time.Duration
+	// DeleteInTx deletes each event's row in the writing transaction,
+	// right after inserting it: the insert still reaches the write-ahead
+	// log, which is where the change-data-capture relay (package pgcdc)
+	// reads events, so the table never grows. Only for outboxes relayed by
+	// pgcdc: a polling relay never sees such an event. It also gives up the
+	// outbox's own uniqueness checks of idempotency keys and caller-given
+	// sequences, which hold only while a row is in the table.
+	DeleteInTx bool
 }
 
 // Driver is the PostgreSQL outbox driver. It is safe for concurrent use.
@@ -121,6 +129,7 @@ var _ outbox.Driver[pgx.Tx] = (*Driver)(nil)
 // once in New: no statement is built per call on the hot paths.
 type queries struct {
 	insert, insertNumbered string
+	deleteInTx             string
 	claims                 [2][2]string // [parking][wrap]
 	runs                   [2]string    // [parking]
 	claimBegin             string
@@ -160,6 +169,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Driver, error) {
 		sql: queries{
 			insert:         render(insertSQL),
 			insertNumbered: render(insertNumberedSQL),
+			deleteInTx:     render(deleteInTxSQL),
 			claims: [2][2]string{
 				{render(fmt.Sprintf(claimSQL, "", "")), render(fmt.Sprintf(claimSQL, "", wrapBoundSQL))},
 				{render(fmt.Sprintf(claimSQL, parkedSQL, "")), render(fmt.Sprintf(claimSQL, parkedSQL, wrapBoundSQL))},
