@@ -31,7 +31,7 @@ const (
 	childNATS   = "HERALD_GUARANTEES_CHILD_NATS"
 	childStream = "HERALD_GUARANTEES_CHILD_STREAM"
 	childPrefix = "HERALD_GUARANTEES_CHILD_PREFIX"
-	childSlot   = "HERALD_GUARANTEES_CHILD_SLOT" // with driver postgres-cdc
+	childSlot   = "HERALD_GUARANTEES_CHILD_SLOT"  // with driver postgres-cdc
 	childDelay  = "HERALD_GUARANTEES_CHILD_DELAY" // a pause before each publish, so that a backlog builds
 )
 
