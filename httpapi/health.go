@@ -137,6 +137,13 @@ func (s *server) outboxHealth(ctx context.Context) (OutboxHealthResponse, error)
 	if s.cfg.RelayCounters != nil {
 		in.Relay = s.recent.relayHealth(s.cfg.RelayCounters(), now)
 	}
+	if s.cfg.Slot != nil {
+		sl, err := s.cfg.Slot(ctx)
+		if err != nil {
+			return OutboxHealthResponse{}, err
+		}
+		in.Slot = sl
+	}
 	checks := s.runChecks(ctx)
 	h := outbox.Assess(in, s.cfg.HealthThresholds)
 	for _, c := range checks {

@@ -65,6 +65,9 @@ type Config struct {
 	// Checks are the dependencies GET /readyz and the outbox's health
 	// report probe. None means always ready.
 	Checks []Check
+	// Slot, when set, reports the replication slot of a change-data-capture
+	// relay for the health verdict (nil: none, or no slot).
+	Slot func(ctx context.Context) (*outbox.SlotHealth, error)
 	// HealthThresholds tune GET /api/v1/outbox/health's verdict; zero
 	// fields take outbox.HealthThresholds' defaults.
 	HealthThresholds outbox.HealthThresholds

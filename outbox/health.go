@@ -21,6 +21,10 @@ type HealthThresholds struct {
 	// MinAttempts is how many recent attempts the retry rate needs before it
 	// means anything; default 20.
 	MinAttempts uint64
+	// SlotLagBytes is the most write-ahead log a change-data-capture
+	// relay's replication slot may hold back before the verdict is
+	// degraded; default 1 GiB. (Its lag in time is judged against Lag.)
+	SlotLagBytes int64
 }
 
 // WithDefaults returns t with every zero field set to its default.
@@ -37,6 +41,9 @@ func (t HealthThresholds) WithDefaults() HealthThresholds {
 	if t.MinAttempts == 0 {
 		t.MinAttempts = 20
 	}
+	if t.SlotLagBytes <= 0 {
+		t.SlotLagBytes = 1 << 30
+	}
 	return t
 }
 
@@ -48,6 +55,17 @@ type HealthInput struct {
 	// attempts (published and retried in the window the caller keeps) and
 	// whether it finds the broker unavailable.
 	Relay *RelayHealth
+	// Slot is set when the relay reads the write-ahead log through a
+	// replication slot (change data capture): how far behind it is.
+	Slot *SlotHealth
+}
+
+// SlotHealth is a replication slot's state, for Assess.
+type SlotHealth struct {
+	Name     string
+	LagBytes int64         // write-ahead log the server keeps for the slot
+	Lag      time.Duration // age of the oldest transaction read and not finished
+	Active   bool          // a relay streams the slot
 }
 
 // RelayHealth is a relay's recent activity, for Assess.
@@ -92,6 +110,17 @@ func Assess(in HealthInput, th HealthThresholds) Health {
 			what = "1 pending event"
 		}
 		worse(HealthDegraded, what+" parked behind open dead letters: replay or discard them")
+	}
+	if sl := in.Slot; sl != nil {
+		if !sl.Active {
+			worse(HealthDegraded, fmt.Sprintf("no relay streams the replication slot %s: PostgreSQL keeps write-ahead log for it (%d bytes)", sl.Name, sl.LagBytes))
+		}
+		if sl.Lag > th.Lag {
+			worse(HealthFailing, fmt.Sprintf("the replication slot %s is %s behind (over %s)", sl.Name, sl.Lag.Round(time.Second), th.Lag))
+		}
+		if sl.LagBytes > th.SlotLagBytes {
+			worse(HealthDegraded, fmt.Sprintf("the replication slot %s holds %d bytes of write-ahead log (over %d)", sl.Name, sl.LagBytes, th.SlotLagBytes))
+		}
 	}
 	if in.Relay != nil {
 		attempts := in.Relay.Published + in.Relay.Retried

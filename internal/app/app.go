@@ -17,6 +17,7 @@ import (
 	"github.com/heraldhq/herald/internal/webui"
 	"github.com/heraldhq/herald/outbox"
 	"github.com/heraldhq/herald/outbox/migration"
+	"github.com/heraldhq/herald/outbox/pgcdc"
 	"github.com/heraldhq/herald/outbox/sqlitestore"
 )
 
@@ -48,6 +49,8 @@ type App struct {
 	DB     *Database
 	Broker *Broker
 	Relay  *outbox.Relay
+	// CDC is the relay's change-data-capture source with RelayModeCDC.
+	CDC *pgcdc.Source
 
 	// live samples the relay for the web UI's overview, with Options.HTTP.
 	live *webui.Live
@@ -133,11 +136,26 @@ func Start(ctx context.Context, cfg Config, opts Options) (_ *App, err error) {
 	if a.tracer != nil {
 		rc.Tracer = a.tracer.Tracer(tracerName)
 	}
-	a.Relay = outbox.NewRelay(a.DB.Source, a.Broker.Publisher, rc)
+	src := a.DB.Source
+	if cfg.RelayMode == RelayModeCDC {
+		if a.CDC, err = OpenCDC(a.DB, cfg); err != nil {
+			return nil, err
+		}
+		// Clear errors for wal_level and the REPLICATION attribute first.
+		if err := a.CDC.Setup(ctx); err != nil {
+			return nil, err
+		}
+		src = a.CDC
+		rc.PollOnly = false // the stream is the source's Listen
+	}
+	a.Relay = outbox.NewRelay(src, a.Broker.Publisher, rc)
 
 	if opts.HTTP {
 		a.live = webui.NewLive(a.Relay)
 		reg := newRegistry(a.DB.Admin, a.Relay.Counters, events, cfg.Version)
+		if a.CDC != nil {
+			reg.MustRegister(slotCollector{a.CDC})
+		}
 		handler, err := newHandler(a, reg)
 		if err != nil {
 			return nil, err

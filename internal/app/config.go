@@ -72,6 +72,18 @@ type Config struct {
 
 	// Relay tunes the relay; Source is the CloudEvents source.
 	Relay outbox.RelayConfig
+	// RelayMode is how the relay finds events: RelayModePoll (the default)
+	// claims rows from the outbox table; RelayModeCDC reads them from
+	// PostgreSQL's write-ahead log through a replication slot (package
+	// pgcdc).
+	RelayMode string
+	// CDCSlot names the replication slot (and publication) of RelayModeCDC;
+	// empty means herald_order_outbox.
+	CDCSlot string
+	// DeleteInTx makes the orders service delete each event's row in its
+	// own transaction, so that the outbox table never grows; only with
+	// RelayModeCDC, which reads the inserts from the write-ahead log.
+	DeleteInTx bool
 	// NoMigrate skips applying migrations at start.
 	NoMigrate bool
 	// ShutdownTimeout bounds how long a graceful stop waits for in-flight
@@ -217,7 +229,55 @@ func (c Config) ValidateRelay() error {
 	if c.ShutdownTimeout < 0 {
 		return usagef("--shutdown-timeout must be positive, got %s", c.ShutdownTimeout)
 	}
+	if err := c.ValidateRelayMode(); err != nil {
+		return err
+	}
 	return ValidateRelayConfig(c.withDefaults().Relay)
+}
+
+// Relay modes (Config.RelayMode).
+const (
+	RelayModePoll = "poll"
+	RelayModeCDC  = "cdc"
+)
+
+// ValidateRelayMode checks RelayMode, CDCSlot and DeleteInTx: CDC needs
+// PostgreSQL, and rows deleted in their transaction are seen only by CDC.
+func (c Config) ValidateRelayMode() error {
+	switch c.RelayMode {
+	case "", RelayModePoll:
+		if c.DeleteInTx {
+			return usagef("--delete-in-tx needs --mode cdc: the polling relay never sees an event whose row was deleted in its transaction")
+		}
+		return nil
+	case RelayModeCDC:
+	default:
+		return usagef("--mode must be poll or cdc, got %q", c.RelayMode)
+	}
+	spec, err := ParseDatabaseURL(c.DatabaseURL, c.withDefaults().DataDir)
+	if err != nil {
+		return err
+	}
+	if spec.Kind != Postgres {
+		return usagef("--mode cdc needs PostgreSQL (--db postgres://…): it reads the write-ahead log")
+	}
+	if c.CDCSlot != "" && !validSlotName(c.CDCSlot) {
+		return usagef("--cdc-slot must be lower-case letters, digits and underscores (a letter first), at most 63 bytes, got %q", c.CDCSlot)
+	}
+	return nil
+}
+
+func validSlotName(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for i, c := range s {
+		letter := c >= 'a' && c <= 'z' || c == '_'
+		if !letter && (i == 0 || c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // RelayDefaults fills the zero fields of r with the engine's defaults

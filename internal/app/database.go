@@ -35,6 +35,8 @@ type Database struct {
 	Audit ordersvc.Auditor
 	// ordersStore is the orders' store under Orders, for a traced service.
 	ordersStore ordersvc.Store
+	// pg is the PostgreSQL driver, nil on SQLite.
+	pg *pgstore.Driver
 
 	sets []migrationSet
 	ping func(ctx context.Context) error
@@ -69,7 +71,7 @@ func OpenDatabase(ctx context.Context, cfg Config) (*Database, error) {
 	}
 	switch spec.Kind {
 	case Postgres:
-		return openPostgres(ctx, spec, cfg.Relay.Workers)
+		return openPostgres(ctx, spec, cfg.Relay.Workers, cfg.DeleteInTx)
 	default:
 		return openSQLite(spec)
 	}
@@ -124,7 +126,7 @@ const poolHeadroom = 8
 // openPostgres opens a pool on spec. Unless the URL sets pool_max_conns,
 // the pool holds enough connections for the relay's workers (each holds one
 // through a batch), its wake-up listener, and the API.
-func openPostgres(ctx context.Context, spec DatabaseSpec, relayWorkers int) (*Database, error) {
+func openPostgres(ctx context.Context, spec DatabaseSpec, relayWorkers int, deleteInTx bool) (*Database, error) {
 	pcfg, err := pgxpool.ParseConfig(spec.URL)
 	if err != nil {
 		return nil, usagef("--db: invalid PostgreSQL connection string %s: %s", RedactURL(spec.URL), parseProblem(err, spec.URL))
@@ -152,13 +154,14 @@ func openPostgres(ctx context.Context, spec DatabaseSpec, relayWorkers int) (*Da
 	// The wake-up goes out after each commit, not inside the writing
 	// transaction: PostgreSQL serialises the commits of notifying
 	// transactions (docs/BENCHMARKS.md measures what that costs).
-	store, err := pgstore.New(pool, pgstore.Config{Name: ordersvc.OutboxName})
+	store, err := pgstore.New(pool, pgstore.Config{Name: ordersvc.OutboxName, DeleteInTx: deleteInTx})
 	if err != nil {
 		pool.Close()
 		return nil, err
 	}
 	db := &Database{
 		Spec:   spec,
+		pg:     store,
 		Source: store,
 		Admin:  store,
 		ping:   pool.Ping,

@@ -23,6 +23,7 @@ func newHandler(a *App, reg *prometheus.Registry) (http.Handler, error) {
 		Outbox:           a.DB.Admin,
 		RelayCounters:    a.Relay.Counters,
 		HealthThresholds: a.cfg.Health,
+		Slot:             a.slotHealth(),
 		Checks: []httpapi.Check{
 			{Name: "database", Required: true, Probe: a.DB.Ping},
 			{Name: "broker", Probe: a.Broker.Ping},

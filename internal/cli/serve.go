@@ -2,10 +2,12 @@ package cli
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/spf13/cobra"
 
 	"github.com/heraldhq/herald/internal/app"
+	"github.com/heraldhq/herald/internal/ordersvc"
 )
 
 func (c *cli) serveCommand() *cobra.Command {
@@ -37,6 +39,8 @@ at once as --max-connections allows; more wait until one closes.`,
 		},
 	}
 	c.s.addRelay(cmd.Flags())
+	c.s.addMode(cmd.Flags())
+	c.s.addWriters(cmd.Flags())
 	c.s.addLifecycle(cmd.Flags())
 	c.s.addHTTP(cmd.Flags())
 	c.s.addHealth(cmd.Flags(), true)
@@ -52,17 +56,38 @@ func (c *cli) relayCommand() *cobra.Command {
 Several relays, on one machine or many, may run against one PostgreSQL
 database to scale out; events of one order still reach the broker in order.
 It applies pending schema migrations first (unless --no-migrate) and stops
-gracefully on SIGINT or SIGTERM, finishing its batch in flight.`,
+gracefully on SIGINT or SIGTERM, finishing its batch in flight.
+
+With --mode cdc (PostgreSQL only) it reads the events from the write-ahead log
+through a replication slot instead of claiming rows: PostgreSQL needs
+wal_level = logical and the role the REPLICATION attribute (it says so at start
+otherwise). One relay streams the slot at a time; others started alongside wait
+and take over when it stops. A slot keeps write-ahead log on the server until
+its relay confirms it: when an outbox is no longer relayed by CDC, drop the slot
+with --drop-slot (it refuses while a relay streams it).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := c.longRunningConfig(false)
 			if err != nil {
 				return err
 			}
+			if c.s.dropSlot {
+				if err := app.DropSlot(cmd.Context(), cfg); err != nil {
+					return err
+				}
+				slot := cfg.CDCSlot
+				if slot == "" {
+					slot = "herald_" + ordersvc.OutboxName
+				}
+				_, err := fmt.Fprintf(cmd.OutOrStdout(), "dropped the replication slot and publication %s\n", slot)
+				return err
+			}
 			return app.Run(cmd.Context(), cfg, app.Options{}, nil)
 		},
 	}
 	c.s.addRelay(cmd.Flags())
+	c.s.addMode(cmd.Flags())
+	cmd.Flags().BoolVar(&c.s.dropSlot, "drop-slot", false, "with --mode cdc: drop the replication slot and publication, then exit")
 	c.s.addLifecycle(cmd.Flags())
 	return cmd
 }
@@ -70,7 +95,7 @@ gracefully on SIGINT or SIGTERM, finishing its batch in flight.`,
 // longRunningConfig checks the settings of serve (withHTTP) or relay.
 func (c *cli) longRunningConfig(withHTTP bool) (app.Config, error) {
 	cfg := c.config()
-	errs := []error{cfg.ValidateDatabase(), cfg.ValidateBroker(), app.ValidateRelayConfig(cfg.Relay), cfg.ValidateHealth()}
+	errs := []error{cfg.ValidateDatabase(), cfg.ValidateBroker(), app.ValidateRelayConfig(cfg.Relay), cfg.ValidateHealth(), cfg.ValidateRelayMode()}
 	if c.s.shutdownTimeout <= 0 {
 		errs = append(errs, usagef("--shutdown-timeout must be positive, got %s", c.s.shutdownTimeout))
 	}

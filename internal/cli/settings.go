@@ -24,6 +24,8 @@ type settings struct {
 	pollOnly, moveOn                bool
 	retryBase, retryCap             time.Duration
 	source                          string
+	relayMode, cdcSlot              string
+	deleteInTx, dropSlot            bool
 
 	// Process lifecycle, of serve and relay.
 	noMigrate       bool
@@ -98,6 +100,20 @@ func (s *settings) addRelay(fs *pflag.FlagSet) {
 	fs.StringVar(&s.source, "source", ordersvc.EventSource, "CloudEvents source of the published events")
 }
 
+// addMode adds the relay's mode and its replication slot (serve, relay).
+func (s *settings) addMode(fs *pflag.FlagSet) {
+	fs.StringVar(&s.relayMode, "mode", app.RelayModePoll, "how the relay finds events: poll (claim rows from the outbox table) or cdc "+
+		"(read them from PostgreSQL's write-ahead log through a replication slot; needs wal_level = logical and a role with REPLICATION)")
+	fs.StringVar(&s.cdcSlot, "cdc-slot", "", "replication slot and publication of --mode cdc (default herald_order_outbox; "+
+		"slots belong to the whole server: give each database its own)")
+}
+
+// addWriters adds the settings of the orders service's writes (serve).
+func (s *settings) addWriters(fs *pflag.FlagSet) {
+	fs.BoolVar(&s.deleteInTx, "delete-in-tx", false, "delete each event's row in the transaction that writes it, so the outbox table never grows "+
+		"(only with --mode cdc, which reads the inserts from the write-ahead log)")
+}
+
 // addLifecycle adds the flags of the long-running commands.
 func (s *settings) addLifecycle(fs *pflag.FlagSet) {
 	fs.BoolVar(&s.noMigrate, "no-migrate", false, "do not apply schema migrations at start (fail if any is pending)")
@@ -138,6 +154,9 @@ func (c *cli) config() app.Config {
 			MoveOnPastDeadLetters: s.moveOn,
 			Source:                s.source,
 		},
+		RelayMode:       s.relayMode,
+		CDCSlot:         s.cdcSlot,
+		DeleteInTx:      s.deleteInTx,
 		NoMigrate:       s.noMigrate,
 		ShutdownTimeout: s.shutdownTimeout,
 		Logger:          c.log,
