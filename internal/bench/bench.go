@@ -54,11 +54,14 @@ const (
 	// ModeAPIBaseline and ModeAPICompare run on PostgreSQL only.
 	ModeAPIBaseline Mode = "api-baseline"
 	ModeAPICompare  Mode = "api-compare"
+	// ModeCDC compares the change-data-capture relay with the polling
+	// relay (PostgreSQL and NATS only).
+	ModeCDC Mode = "cdc"
 )
 
 // Modes lists every mode.
 func Modes() []Mode {
-	return []Mode{ModeFull, ModeRelay, ModeBaseline, ModeCompare, ModeLatency, ModeEnqueue, ModeAPIBaseline, ModeAPICompare}
+	return []Mode{ModeFull, ModeRelay, ModeBaseline, ModeCompare, ModeLatency, ModeEnqueue, ModeAPIBaseline, ModeAPICompare, ModeCDC}
 }
 
 // Workloads of the full mode.
@@ -185,7 +188,7 @@ func (c Config) Validate() error {
 	}
 	switch c.Mode {
 	case "", ModeFull, ModeRelay, ModeBaseline, ModeCompare, ModeLatency, ModeEnqueue:
-	case ModeAPIBaseline, ModeAPICompare:
+	case ModeAPIBaseline, ModeAPICompare, ModeCDC:
 		if spec, err := app.ParseDatabaseURL(c.App.DatabaseURL, ""); err == nil && spec.Kind != app.Postgres {
 			bad("--mode %s runs on PostgreSQL only: give --db postgres://…", c.Mode)
 		}
@@ -266,6 +269,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return runAPIBaseline(ctx, cfg)
 	case ModeAPICompare:
 		return runAPICompare(ctx, cfg)
+	case ModeCDC:
+		return runCDC(ctx, cfg)
 	}
 	return nil, fmt.Errorf("bench: unknown mode %q", cfg.Mode)
 }

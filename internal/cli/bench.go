@@ -123,7 +123,7 @@ Herald's events where it publishes them (not with a webhook --broker).`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&mode, "mode", string(bench.ModeFull), "full, relay, baseline, compare, latency, enqueue, api-baseline or api-compare")
+	fs.StringVar(&mode, "mode", string(bench.ModeFull), "full, relay, baseline, compare, latency, enqueue, api-baseline, api-compare or cdc")
 	fs.StringVar(&cfg.URL, "url", "", "full mode: the base URL of a running Herald to drive (default: start one in the process)")
 	fs.IntVar(&cfg.Concurrency, "concurrency", bench.DefaultConcurrency, "full, api-baseline and api-compare modes: concurrent workers (HTTP clients, or database clients)")
 	fs.DurationVar(&cfg.Duration, "duration", bench.DefaultDuration, "how long the full, latency, enqueue and api-* modes run (enqueue: per variant; api-compare: per run)")
