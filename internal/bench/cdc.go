@@ -73,13 +73,13 @@ func (r *CDCResult) Failure() error { return nil }
 // WriteSummary writes the table of runs.
 func (r *CDCResult) WriteSummary(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "cdc mode: relay workers %d, batch %d, writers %d\n", r.Workers, r.Batch, r.Writers)
-	fmt.Fprintln(tw, "part\tkind\tevents\tseconds\tevents/s\trate\tp50 ms\tp99 ms\tload1")
+	_, _ = fmt.Fprintf(tw, "cdc mode: relay workers %d, batch %d, writers %d\n", r.Workers, r.Batch, r.Writers)
+	_, _ = fmt.Fprintln(tw, "part\tkind\tevents\tseconds\tevents/s\trate\tp50 ms\tp99 ms\tload1")
 	for _, x := range r.Runs {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\n", x.Part, x.Kind, x.Events, x.Seconds, x.EventsPerSec, x.Rate, x.P50ms, x.P99ms, x.Load1)
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\n", x.Part, x.Kind, x.Events, x.Seconds, x.EventsPerSec, x.Rate, x.P50ms, x.P99ms, x.Load1)
 	}
 	if j, ok := r.JSON().(map[string]any)["drain_ratio_cdc_over_poll"]; ok {
-		fmt.Fprintf(tw, "drain: cdc / poll = %v\n", j)
+		_, _ = fmt.Fprintf(tw, "drain: cdc / poll = %v\n", j)
 	}
 	return tw.Flush()
 }
@@ -98,7 +98,7 @@ func runCDC(ctx context.Context, cfg Config) (*CDCResult, error) {
 	res := &CDCResult{Workers: rc.Workers, Batch: rc.BatchSize, Writers: cfg.Clients}
 	progress := func(format string, args ...any) {
 		if cfg.Progress != nil {
-			fmt.Fprintf(cfg.Progress, format+"\n", args...)
+			_, _ = fmt.Fprintf(cfg.Progress, format+"\n", args...)
 		}
 	}
 	for _, kind := range []string{"keep", "delete", "keep", "delete"} {
@@ -384,7 +384,9 @@ func cdcLatency(ctx context.Context, cfg Config, natsURL, kind string, rate floa
 	go func() { done <- relay.Run(rctx) }()
 	defer func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil && cfg.Logger != nil {
+			cfg.Logger.Warn("bench: relay", "err", err)
+		}
 	}()
 	if c, ok := e.src.(*pgcdc.Source); ok {
 		for !c.Streaming() && ctx.Err() == nil {

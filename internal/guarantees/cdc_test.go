@@ -55,18 +55,7 @@ func cdcBackend(t *testing.T, deleteInTx bool) (b *backend, slot string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		client := outbox.NewClient[pgx.Tx](d)
-		b.tx = func(ctx context.Context, fn func(h txHandle) error) error {
-			return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-				return fn(txHandle{
-					exec: func(q string, args ...any) error { _, err := tx.Exec(ctx, q, args...); return err },
-					enqueue: func(events ...outbox.Event) error {
-						_, err := client.EnqueueTx(ctx, tx, events...)
-						return err
-					},
-				})
-			})
-		}
+		b.tx = pgTx(pool, outbox.NewClient[pgx.Tx](d))
 	}
 	return b, slot
 }
@@ -267,24 +256,7 @@ func TestCDCNoLossAcrossBrokerOutage(t *testing.T) {
 	b, slot := cdcBackend(t, true)
 	src := newCDCSource(t, b, slot, "", pgcdc.Config{})
 	br := newNATSServer(t)
-	r := runRelay(t, src, br.publisher(t), outbox.RelayConfig{
-		BatchSize: 20, PublishTimeout: time.Second, Retry: outbox.RetryPolicy{Base: 10 * time.Millisecond, Cap: 200 * time.Millisecond, MaxAttempts: 1000},
-	})
-	l := newLedger()
-	ctx := context.Background()
-	produce(ctx, t, b, l, "before", 10, 10)
-	waitUntil(t, "events before the outage on the broker", func() bool { return r.Counters().Published > 0 })
-	br.down(t)
-	produce(ctx, t, b, l, "during", 10, 10)
-	waitUntil(t, "the relay to meet the outage", func() bool { return r.Counters().Outages > 0 })
-	time.Sleep(300 * time.Millisecond)
-	br.up(t)
-	produce(ctx, t, b, l, "after", 10, 10)
-	waitReceived(t, br, l)
-	st, err := b.store.Stats(ctx)
-	if err != nil || st.DeadLetters != 0 {
-		t.Fatalf("dead letters after the outage: %d (err %v)", st.DeadLetters, err)
-	}
+	noLossAcrossOutageOf(t, b, br, src, func(l *ledger) { waitReceived(t, br, l) })
 }
 
 // Two CDC relays started at once on one slot: one streams, the other

@@ -183,7 +183,13 @@ func TestG2NoLossAcrossBrokerOutage(t *testing.T) {
 }
 
 func noLossAcrossOutage(t *testing.T, b *backend, br outageBroker) {
-	r := runRelay(t, b.store, br.publisher(t), outbox.RelayConfig{
+	noLossAcrossOutageOf(t, b, br, b.store, func(*ledger) { waitDrained(t, b.store) })
+}
+
+// noLossAcrossOutageOf runs the outage test with a relay on src; drained
+// waits until every event of the ledger is out.
+func noLossAcrossOutageOf(t *testing.T, b *backend, br outageBroker, src outbox.Source, drained func(l *ledger)) {
+	r := runRelay(t, src, br.publisher(t), outbox.RelayConfig{
 		BatchSize: 20, PublishTimeout: time.Second, Retry: outbox.RetryPolicy{Base: 10 * time.Millisecond, Cap: 200 * time.Millisecond, MaxAttempts: 1000},
 	})
 	l := newLedger()
@@ -199,7 +205,7 @@ func noLossAcrossOutage(t *testing.T, b *backend, br outageBroker) {
 	time.Sleep(300 * time.Millisecond)
 	br.up(t)
 	produce(ctx, t, b, l, "after", 10, 10)
-	waitDrained(t, b.store)
+	drained(l)
 	st, err := b.store.Stats(context.Background())
 	if err != nil || st.DeadLetters != 0 {
 		t.Fatalf("dead letters after the outage: %d (err %v)", st.DeadLetters, err)

@@ -112,17 +112,7 @@ func newPostgres(t *testing.T) *backend {
 		concurrentWriters: true,
 		store:             d,
 		openStore:         func(t *testing.T) outbox.Store { return open(t) },
-		tx: func(ctx context.Context, fn func(h txHandle) error) error {
-			return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-				return fn(txHandle{
-					exec: func(q string, args ...any) error { _, err := tx.Exec(ctx, q, args...); return err },
-					enqueue: func(events ...outbox.Event) error {
-						_, err := client.EnqueueTx(ctx, tx, events...)
-						return err
-					},
-				})
-			})
-		},
+		tx:                pgTx(pool, client),
 		rowsFor: func(ctx context.Context, id uuid.UUID) (int, int, error) {
 			var o, d int
 			err := pool.QueryRow(ctx, `SELECT
@@ -135,6 +125,21 @@ func newPostgres(t *testing.T) *backend {
 			err = pool.QueryRow(ctx, q).Scan(&n)
 			return n, err
 		},
+	}
+}
+
+// pgTx runs a test's transaction on pool, enqueueing through client.
+func pgTx(pool *pgxpool.Pool, client *outbox.Client[pgx.Tx]) func(ctx context.Context, fn func(h txHandle) error) error {
+	return func(ctx context.Context, fn func(h txHandle) error) error {
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			return fn(txHandle{
+				exec: func(q string, args ...any) error { _, err := tx.Exec(ctx, q, args...); return err },
+				enqueue: func(events ...outbox.Event) error {
+					_, err := client.EnqueueTx(ctx, tx, events...)
+					return err
+				},
+			})
+		})
 	}
 }
 

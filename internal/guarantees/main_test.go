@@ -66,25 +66,7 @@ func runChildRelay() error {
 		src   outbox.Source
 	)
 	switch os.Getenv(childDriver) {
-	case "postgres-cdc":
-		pool, err := pgxpool.New(ctx, os.Getenv(childDB))
-		if err != nil {
-			return err
-		}
-		defer pool.Close()
-		d, err := pgstore.New(pool, pgstore.Config{Name: ordersvc.OutboxName})
-		if err != nil {
-			return err
-		}
-		cdc, err := pgcdc.New(d, os.Getenv(childDB), pgcdc.Config{Slot: os.Getenv(childSlot), Publication: os.Getenv(childSlot)})
-		if err != nil {
-			return err
-		}
-		if err := cdc.Setup(ctx); err != nil {
-			return err
-		}
-		store, src = d, cdc
-	case "postgres":
+	case "postgres", "postgres-cdc":
 		pool, err := pgxpool.New(ctx, os.Getenv(childDB))
 		if err != nil {
 			return err
@@ -95,6 +77,16 @@ func runChildRelay() error {
 			return err
 		}
 		store = d
+		if os.Getenv(childDriver) == "postgres-cdc" {
+			cdc, err := pgcdc.New(d, os.Getenv(childDB), pgcdc.Config{Slot: os.Getenv(childSlot), Publication: os.Getenv(childSlot)})
+			if err != nil {
+				return err
+			}
+			if err := cdc.Setup(ctx); err != nil {
+				return err
+			}
+			src = cdc
+		}
 	case "sqlite":
 		d, err := sqlitestore.Open(os.Getenv(childDB), sqlitestore.Config{Name: ordersvc.OutboxName})
 		if err != nil {
