@@ -28,7 +28,12 @@ GET /metrics is open to anyone who reaches the API's listener; with
 its own address, --metrics-addr, it is served only there, where only your
 Prometheus need reach it. The outbox figures it reports are read from the
 database at most once every 5 seconds. The API holds as many connections
-at once as --max-connections allows; more wait until one closes.`,
+at once as --max-connections allows; more wait until one closes.
+
+With --mode cdc (PostgreSQL only) its relay reads the events from the
+write-ahead log through a replication slot (see herald relay --help), and
+with --delete-in-tx each order change deletes its event rows in its own
+transaction, so that the outbox table never grows.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := c.longRunningConfig(true)
