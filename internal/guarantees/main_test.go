@@ -78,7 +78,9 @@ func runChildRelay() error {
 		}
 		store = d
 		if os.Getenv(childDriver) == "postgres-cdc" {
-			cdc, err := pgcdc.New(d, os.Getenv(childDB), pgcdc.Config{Slot: os.Getenv(childSlot), Publication: os.Getenv(childSlot)})
+			cdc, err := pgcdc.New(d, os.Getenv(childDB), pgcdc.Config{
+				Slot: os.Getenv(childSlot), Publication: os.Getenv(childSlot), RetryInterval: 20 * time.Millisecond,
+			})
 			if err != nil {
 				return err
 			}
@@ -114,7 +116,22 @@ func runChildRelay() error {
 	relay := outbox.NewRelay(src, p, outbox.RelayConfig{
 		BatchSize: 20, Workers: 2, PollInterval: 20 * time.Millisecond,
 	})
-	fmt.Println(childReady)
+	cdc, streams := src.(*pgcdc.Source)
+	if !streams {
+		fmt.Println(childReady)
+		return relay.Run(ctx)
+	}
+	// A CDC relay is ready once it streams the slot: the killed child's
+	// walsender may hold it a moment longer.
+	go func() {
+		for !cdc.Streaming() {
+			if ctx.Err() != nil {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		fmt.Println(childReady)
+	}()
 	return relay.Run(ctx)
 }
 
