@@ -66,11 +66,19 @@ func (s *Source) park(ctx context.Context, aggs []*aggState) {
 	s.mu.Lock()
 	var entries []*entry
 	for _, a := range aggs {
+		if !a.held {
+			// Released while this claim waited for parkMu: its events
+			// (the rows read back among them) flow instead.
+			continue
+		}
 		entries = append(entries, a.queue...)
 		a.queue = nil
 	}
 	s.mu.Unlock()
-	err := s.writeParked(ctx, entries)
+	var err error
+	if len(entries) > 0 {
+		err = s.writeParked(ctx, entries)
+	}
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
