@@ -153,3 +153,64 @@ func PruneBatches(ctx context.Context, limit int, deleteBatch func(ctx context.C
 		}
 	}
 }
+
+// BatchDriver is a Driver that admits a whole batch of events in a few
+// statements (HandleBatch); pginbox implements it. HandleBatch takes the
+// events of a batch through Driver.Admit one by one on a driver that does
+// not.
+type BatchDriver[TTx any] interface {
+	Driver[TTx]
+
+	// AdmitBatch records the ids (distinct), creates the aggregates'
+	// rows that do not exist yet (last applied sequence 0), locks every
+	// aggregate's row until tx ends, and returns what the batch needs to
+	// know. It takes its locks in a fixed order (the ids' first, then the
+	// aggregates', each sorted), so that concurrent batches cannot
+	// deadlock on them. The state of each aggregate is read after its lock
+	// is held.
+	AdmitBatch(ctx context.Context, tx TTx, ids []string, aggregates []AggregateKey) (BatchAdmission, error)
+
+	// SettleBatch writes what a batch decided, in tx: each aggregate's new
+	// last applied sequence, the events to hold, and it removes the held
+	// events to release and returns their bodies, in the order of s.Take.
+	SettleBatch(ctx context.Context, tx TTx, s Settlement) (taken [][]byte, err error)
+}
+
+// AggregateKey names an aggregate: its type and id (the event's subject).
+type AggregateKey struct {
+	Type string
+	ID   string
+}
+
+// BatchAdmission is a BatchDriver's answer to AdmitBatch.
+type BatchAdmission struct {
+	// Seen[i] says that ids[i] was recorded before the batch: a duplicate.
+	Seen []bool
+	// Aggregates[j] is the state of aggregates[j], read under its lock.
+	Aggregates []AggregateState
+}
+
+// AggregateState is an aggregate's position and what waits for it.
+type AggregateState struct {
+	Last int64   // the last applied sequence (0 for a new aggregate)
+	Held []int64 // the sequences held for it, in any order
+}
+
+// Settlement is what a batch writes once it has decided on every event.
+type Settlement struct {
+	Advance []Position  // aggregates whose last applied sequence moved
+	Hold    []HeldEvent // events to hold
+	Take    []Position  // held events to release: removed, their bodies returned
+}
+
+// Position is an aggregate and a sequence of it.
+type Position struct {
+	Aggregate AggregateKey
+	Sequence  int64
+}
+
+// HeldEvent is an event to hold and its encoded form.
+type HeldEvent struct {
+	Event *Event
+	Body  []byte
+}

@@ -18,6 +18,7 @@ package inboxtest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -71,6 +72,11 @@ func Run[TTx any](t *testing.T, h Harness[TTx]) {
 		{"Prune", testPrune[TTx]},
 		{"InvalidEvents", testInvalid[TTx]},
 		{"CrashLosesAndRepeatsNothing", testCrash[TTx]},
+		{"BatchOutcomes", testBatchOutcomes[TTx]},
+		{"BatchHandlerFailure", testBatchHandlerFailure[TTx]},
+		{"BatchReleaseFailure", testBatchReleaseFailure[TTx]},
+		{"BatchInvalidEvents", testBatchInvalid[TTx]},
+		{"ShuffledBatches", testShuffledBatches[TTx]},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -186,6 +192,15 @@ func CheckInSequence(t testing.TB, rows []Applied, aggregates, perAggregate int)
 			t.Errorf("aggregate %s applied %v, want 1…%d once each, in order", id, got, perAggregate)
 		}
 	}
+}
+
+func mustJSON(t testing.TB, ev inbox.Event) []byte {
+	t.Helper()
+	b, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func process[TTx any](t testing.TB, in *inbox.Inbox[TTx], ctx context.Context, ev inbox.Event) inbox.Result {
