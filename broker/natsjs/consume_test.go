@@ -56,3 +56,42 @@ func TestConsumeRefusesBadNames(t *testing.T) {
 		}
 	}
 }
+
+// The same, with the messages handed over in batches to one inbox
+// transaction each.
+func TestConsumeBatchIntoInbox(t *testing.T) {
+	t.Parallel()
+	url := localURL()
+	cfg := uniqueConfig(t, url)
+	connect(t, url, cfg) // creates the stream
+	nc := dial(t, url)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inboxtest.RunConsumer(t, inboxtest.Broker{
+		Invalid: true,
+		Publish: func(t *testing.T, bodies [][]byte) {
+			for _, b := range bodies {
+				if _, err := js.Publish(testCtx(t), cfg.Subject("thing.changed"), b); err != nil {
+					t.Fatal(err)
+				}
+			}
+		},
+		StartBatch: func(t *testing.T, name string, handle func(context.Context, [][]byte) []error) func() {
+			c, err := natsjs.ConsumeBatch(testCtx(t), nc, cfg, natsjs.ConsumeConfig{
+				Durable: name, Workers: 2, Batch: 16, RetryDelay: 10 * time.Millisecond,
+			}, func(ctx context.Context, ds []natsjs.Delivery) []error {
+				bodies := make([][]byte, len(ds))
+				for i, d := range ds {
+					bodies[i] = d.Body
+				}
+				return handle(ctx, bodies)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c.Stop
+		},
+	})
+}

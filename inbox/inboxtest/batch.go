@@ -21,12 +21,16 @@ func processBatch[TTx any](t testing.TB, s *suite[TTx], in *inbox.Inbox[TTx], ev
 
 func expectBatch(t testing.TB, what string, got []inbox.BatchResult, want ...inbox.Result) {
 	t.Helper()
-	for i, r := range got {
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d results, want %d", what, len(got), len(want))
+	}
+	for i, w := range want {
+		r := got[i]
 		if r.Err != nil {
 			t.Fatalf("%s: event %d: %v", what, i, r.Err)
 		}
-		if r.Result != want[i] {
-			t.Fatalf("%s: event %d: got %+v (%v), want %+v (%v)", what, i, r.Result, r.Outcome, want[i], want[i].Outcome)
+		if r.Result != w {
+			t.Fatalf("%s: event %d: got %+v (%v), want %+v (%v)", what, i, r.Result, r.Outcome, w, w.Outcome)
 		}
 	}
 }
