@@ -121,7 +121,7 @@ func (in *Inbox[TTx]) handleBatch(ctx context.Context, tx TTx, bd BatchDriver[TT
 		ids     = make([]string, 0, len(evs))
 		idOf    = make(map[string]int, len(evs)) // id → its position in ids
 		primary = make([]int, 0, len(evs))       // indexes of the events taken, in order
-		aggs    []AggregateKey
+		aggs    []BatchAggregate
 	)
 	for _, i := range order {
 		ev := &evs[i]
@@ -132,8 +132,16 @@ func (in *Inbox[TTx]) handleBatch(ctx context.Context, tx TTx, bd BatchDriver[TT
 		idOf[ev.ID] = len(ids)
 		ids = append(ids, ev.ID)
 		primary = append(primary, i)
-		if k := (AggregateKey{ev.AggregateType, ev.Subject}); len(aggs) == 0 || aggs[len(aggs)-1] != k {
-			aggs = append(aggs, k)
+		// The guess: the aggregate's events are the next ones, without a
+		// gap nor a repeat.
+		k := AggregateKey{ev.AggregateType, ev.Subject}
+		switch a := lastOf(aggs); {
+		case a == nil || a.AggregateKey != k:
+			aggs = append(aggs, BatchAggregate{AggregateKey: k, Expect: ev.Sequence - 1, Upto: ev.Sequence})
+		case a.Expect >= 0 && ev.Sequence == a.Upto+1:
+			a.Upto = ev.Sequence
+		default:
+			a.Expect = -1
 		}
 	}
 	adm, err := bd.AdmitBatch(ctx, tx, ids, aggs)
@@ -154,9 +162,9 @@ func (in *Inbox[TTx]) handleBatch(ctx context.Context, tx TTx, bd BatchDriver[TT
 	)
 	for n, i := range primary {
 		ev := &evs[i]
-		if k := (AggregateKey{ev.AggregateType, ev.Subject}); j < 0 || aggs[j] != k {
-			if j >= 0 && cur != adm.Aggregates[j].Last {
-				set.Advance = append(set.Advance, Position{aggs[j], cur})
+		if k := (AggregateKey{ev.AggregateType, ev.Subject}); j < 0 || aggs[j].AggregateKey != k {
+			if j >= 0 {
+				set.Advance = advance(set.Advance, aggs[j], adm.Aggregates[j], cur)
 			}
 			j++
 			cur, held, early = adm.Aggregates[j].Last, nil, nil
@@ -197,14 +205,14 @@ func (in *Inbox[TTx]) handleBatch(ctx context.Context, tx TTx, bd BatchDriver[TT
 				cur++
 				delete(held, cur)
 				steps = append(steps, step{index: i, take: len(set.Take)})
-				set.Take = append(set.Take, Position{aggs[j], cur})
+				set.Take = append(set.Take, Position{aggs[j].AggregateKey, cur})
 				released++
 			}
 			res[i] = Result{Outcome: Applied, Released: released, Last: cur}
 		}
 	}
-	if j >= 0 && cur != adm.Aggregates[j].Last {
-		set.Advance = append(set.Advance, Position{aggs[j], cur})
+	if j >= 0 {
+		set.Advance = advance(set.Advance, aggs[j], adm.Aggregates[j], cur)
 	}
 
 	taken, err := bd.SettleBatch(ctx, tx, set)
@@ -228,6 +236,27 @@ func (in *Inbox[TTx]) handleBatch(ctx context.Context, tx TTx, bd BatchDriver[TT
 		}
 	}
 	return res, nil
+}
+
+func lastOf(aggs []BatchAggregate) *BatchAggregate {
+	if len(aggs) == 0 {
+		return nil
+	}
+	return &aggs[len(aggs)-1]
+}
+
+// advance appends the aggregate's new position to ps unless the database
+// holds it already: the driver advanced it to the guess, or it did not
+// move.
+func advance(ps []Position, a BatchAggregate, st AggregateState, last int64) []Position {
+	written := st.Last
+	if st.Advanced {
+		written = a.Upto
+	}
+	if last == written {
+		return ps
+	}
+	return append(ps, Position{a.AggregateKey, last})
 }
 
 func (in *Inbox[TTx]) warnRepeated(ctx context.Context, ev *Event, msg string, last int64) {

@@ -101,10 +101,22 @@ func New(pool *pgxpool.Pool, cfg Config) (*Driver, error) {
 			createBatch: r.Replace(`INSERT INTO {{aggregates}} (aggregate_type, aggregate_id, last_sequence)
 				SELECT t, i, 0 FROM unnest($1::text[], $2::text[]) AS u (t, i) ORDER BY t, i
 				ON CONFLICT DO NOTHING`),
-			lockBatch: r.Replace(`SELECT a.aggregate_type, a.aggregate_id, a.last_sequence
-				FROM {{aggregates}} AS a JOIN unnest($1::text[], $2::text[]) AS u (t, i)
-					ON a.aggregate_type = u.t AND a.aggregate_id = u.i
-				ORDER BY a.aggregate_type, a.aggregate_id FOR UPDATE OF a`),
+			// The lock, and the advance of the aggregates at their guess: the
+			// UPDATE finds the rows the CTE locked (re-reading a row a
+			// committed transaction changed meanwhile).
+			lockBatch: r.Replace(`WITH locked AS (
+					SELECT a.aggregate_type, a.aggregate_id, a.last_sequence, u.expect, u.upto
+					FROM {{aggregates}} AS a
+					JOIN unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS u (t, i, expect, upto)
+						ON a.aggregate_type = u.t AND a.aggregate_id = u.i
+					ORDER BY a.aggregate_type, a.aggregate_id FOR UPDATE OF a),
+				advanced AS (
+					UPDATE {{aggregates}} AS a SET last_sequence = l.upto FROM locked AS l
+					WHERE a.aggregate_type = l.aggregate_type AND a.aggregate_id = l.aggregate_id
+						AND l.last_sequence = l.expect
+					RETURNING a.aggregate_type, a.aggregate_id)
+				SELECT l.aggregate_type, l.aggregate_id, l.last_sequence, v.aggregate_id IS NOT NULL
+				FROM locked AS l LEFT JOIN advanced AS v USING (aggregate_type, aggregate_id)`),
 			// A statement of its own, after the locks: it sees what the
 			// transactions it waited for held and released.
 			heldBatch: r.Replace(`SELECT h.aggregate_type, h.aggregate_id, h.sequence
@@ -187,16 +199,17 @@ func (d *Driver) LockAggregate(ctx context.Context, tx pgx.Tx, aggregateType, ag
 }
 
 // AdmitBatch implements inbox.BatchDriver in one round trip: four
-// statements sent at once.
-func (d *Driver) AdmitBatch(ctx context.Context, tx pgx.Tx, ids []string, aggregates []inbox.AggregateKey) (inbox.BatchAdmission, error) {
-	types, aggIDs := make([]string, len(aggregates)), make([]string, len(aggregates))
-	for j, k := range aggregates {
-		types[j], aggIDs[j] = k.Type, k.ID
+// statements sent at once. It advances the aggregates at their guess.
+func (d *Driver) AdmitBatch(ctx context.Context, tx pgx.Tx, ids []string, aggregates []inbox.BatchAggregate) (inbox.BatchAdmission, error) {
+	n := len(aggregates)
+	types, aggIDs, expect, upto := make([]string, n), make([]string, n), make([]int64, n), make([]int64, n)
+	for j, a := range aggregates {
+		types[j], aggIDs[j], expect[j], upto[j] = a.Type, a.ID, a.Expect, a.Upto
 	}
 	b := &pgx.Batch{}
 	b.Queue(d.q.seenBatch, ids)
 	b.Queue(d.q.createBatch, types, aggIDs)
-	b.Queue(d.q.lockBatch, types, aggIDs)
+	b.Queue(d.q.lockBatch, types, aggIDs, expect, upto)
 	b.Queue(d.q.heldBatch, types, aggIDs)
 	br := tx.SendBatch(ctx, b)
 	adm, err := readAdmission(br, ids, aggregates)
@@ -206,7 +219,7 @@ func (d *Driver) AdmitBatch(ctx context.Context, tx pgx.Tx, ids []string, aggreg
 	return adm, err
 }
 
-func readAdmission(br pgx.BatchResults, ids []string, aggregates []inbox.AggregateKey) (inbox.BatchAdmission, error) {
+func readAdmission(br pgx.BatchResults, ids []string, aggregates []inbox.BatchAggregate) (inbox.BatchAdmission, error) {
 	adm := inbox.BatchAdmission{Seen: make([]bool, len(ids)), Aggregates: make([]inbox.AggregateState, len(aggregates))}
 	fresh := make(map[string]bool, len(ids))
 	var id string
@@ -220,17 +233,18 @@ func readAdmission(br pgx.BatchResults, ids []string, aggregates []inbox.Aggrega
 		return adm, fmt.Errorf("create the aggregates: %w", err)
 	}
 	at := make(map[inbox.AggregateKey]int, len(aggregates))
-	for j, k := range aggregates {
-		at[k] = j
+	for j, a := range aggregates {
+		at[a.AggregateKey] = j
 	}
 	var (
-		k    inbox.AggregateKey
-		last int64
+		k        inbox.AggregateKey
+		last     int64
+		advanced bool
 	)
 	locked := 0
-	if _, err := forEach(br, []any{&k.Type, &k.ID, &last}, func() error {
+	if _, err := forEach(br, []any{&k.Type, &k.ID, &last, &advanced}, func() error {
 		if j, ok := at[k]; ok {
-			adm.Aggregates[j].Last = last
+			adm.Aggregates[j].Last, adm.Aggregates[j].Advanced = last, advanced
 			locked++
 		}
 		return nil
