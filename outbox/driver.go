@@ -141,9 +141,25 @@ type ClaimParams struct {
 	MoveOnPastDeadLetters bool
 	// RunLength is the most events of one aggregate the batch may hold:
 	// its head and the events after it. 0 and 1 mean heads only. The relay
-	// asks for runs only when its publisher keeps them (RunPublisher); a
+	// asks for runs unless the source claims serially (SerialClaims); a
 	// driver may always return fewer.
 	RunLength int
+	// Follow lets the claim continue runs that a batch still in flight
+	// holds: for each tail, the events after it in its aggregate, in
+	// sequence order, up to the first that is not due or is parked, within
+	// Limit. The caller holds the tails' batch itself (so no other claim
+	// can take the aggregate), publishes what follows only once that batch
+	// has published the aggregate's events, and gives it back otherwise.
+	// This lets one hot aggregate's next batch be claimed while the current
+	// one publishes. A driver may ignore Follow; the relay passes it only
+	// to a source that does not claim serially.
+	Follow []Tail
+}
+
+// Tail is the last event a batch in flight holds of an aggregate.
+type Tail struct {
+	AggregateType, AggregateID string
+	Sequence                   int64
 }
 
 // Batch is a set of claimed events. Exactly one of Finish or Release must be

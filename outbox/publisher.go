@@ -57,6 +57,16 @@ type RunPublisher interface {
 	KeepsRuns() bool
 }
 
+// KeepsRuns reports whether p is a RunPublisher that keeps runs now. A type
+// that wraps a Publisher (to time or trace it) should pass the answer on,
+// or the relay sends a run-keeping broker one event per aggregate per call:
+//
+//	func (w wrapper) KeepsRuns() bool { return outbox.KeepsRuns(w.Publisher) }
+func KeepsRuns(p Publisher) bool {
+	rp, ok := p.(RunPublisher)
+	return ok && rp.KeepsRuns()
+}
+
 // ErrRunBroken is a RunPublisher's error for a message it did not send (or
 // the broker refused) because an earlier message of the same aggregate in
 // the same call failed. The relay gives such events back without charging

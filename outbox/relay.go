@@ -156,9 +156,13 @@ func (r *Relay) listen(ctx context.Context) {
 
 // work is one worker: it claims a batch, publishes it and records the
 // outcomes, and claims the next batch while it publishes the current one, so
-// that the database's claim and the broker's acks overlap. The two batches
-// never hold events of one aggregate (a claim skips aggregates another
-// batch holds), so order is kept as with two workers.
+// that the database's claim and the broker's acks overlap. The next batch
+// holds no head of an aggregate the current one holds (a claim skips
+// aggregates another batch holds); it may continue the current batch's runs
+// (ClaimParams.Follow), and those events go out only if the current batch
+// published every event of their aggregate, else they are given back. So
+// order is kept as with two workers, and one hot aggregate drains without
+// waiting for a claim between batches.
 func (r *Relay) work(ctx context.Context, worker int, wake <-chan struct{}) {
 	log := r.cfg.Logger.With("worker", worker)
 	var next <-chan claimed // the claim running ahead, if any
@@ -168,6 +172,7 @@ func (r *Relay) work(ctx context.Context, worker int, wake <-chan struct{}) {
 		}
 	}()
 	failures := 0
+	var stopped map[aggregateOf]bool // aggregates the last batch did not publish whole
 	for ctx.Err() == nil {
 		var c claimed
 		ahead := next != nil
@@ -180,15 +185,16 @@ func (r *Relay) work(ctx context.Context, worker int, wake <-chan struct{}) {
 				continue
 			}
 		} else {
-			c = r.claim(ctx)
+			c = r.claim(ctx, nil)
 		}
 		var n int
 		err := c.err
 		if err == nil {
-			if len(c.batch.Records()) > 0 && r.claimsAhead() {
-				next = r.claimAhead(ctx)
+			records, held := c.batch.Records(), c.held(stopped)
+			if len(records) > 0 && r.claimsAhead() {
+				next = r.claimAhead(ctx, r.follow(records, held))
 			}
-			n, err = r.deliver(ctx, c.batch)
+			n, stopped, err = r.deliver(ctx, c.batch, held)
 		}
 		r.workerLog.claimed(worker, n, err, time.Now())
 		if err != nil && next != nil {
@@ -227,19 +233,61 @@ func (r *Relay) work(ctx context.Context, worker int, wake <-chan struct{}) {
 
 // claimed is the result of one claim.
 type claimed struct {
-	batch Batch
-	err   error
-	at    time.Time
+	batch  Batch
+	err    error
+	at     time.Time
+	follow map[aggregateOf]bool // the aggregates whose runs it may continue
 }
 
-// claim takes one batch: heads, and the runs that follow them.
-func (r *Relay) claim(ctx context.Context) claimed {
+// held returns the aggregates whose events in c must go back unsent:
+// those it continues from a batch that did not publish them all (stopped).
+func (c claimed) held(stopped map[aggregateOf]bool) map[aggregateOf]bool {
+	var held map[aggregateOf]bool
+	for k := range c.follow {
+		if stopped[k] {
+			if held == nil {
+				held = map[aggregateOf]bool{}
+			}
+			held[k] = true
+		}
+	}
+	return held
+}
+
+// follow returns the tails of a batch whose runs the next claim may
+// continue: a full batch's (its runs the limit may have cut short; a batch
+// with room left took every run to its natural end), but not those of held
+// aggregates, which go back unsent.
+func (r *Relay) follow(records []Record, held map[aggregateOf]bool) []Tail {
+	if len(records) < r.cfg.BatchSize {
+		return nil
+	}
+	last := make(map[aggregateOf]int, len(records))
+	var tails []Tail
+	for i := range records {
+		k := aggregateOf{records[i].AggregateType, records[i].AggregateID}
+		if held[k] {
+			continue
+		}
+		if j, ok := last[k]; ok {
+			tails[j].Sequence = max(tails[j].Sequence, records[i].Sequence)
+			continue
+		}
+		last[k] = len(tails)
+		tails = append(tails, Tail{AggregateType: k.typ, AggregateID: k.id, Sequence: records[i].Sequence})
+	}
+	return tails
+}
+
+// claim takes one batch: heads, the runs that follow them, and what
+// follows the tails of the batch in flight.
+func (r *Relay) claim(ctx context.Context, follow []Tail) claimed {
 	// Runs: a RunPublisher takes a run in one call, any other publisher in
 	// waves (see publish), both cheaper than a claim per event — but not
 	// from a source whose claim holds every writer back (SQLite): a run
 	// lengthens the batch, and the application's writes wait for it (a
 	// lifecycle workload on SQLite ran at a quarter of its rate).
-	p := ClaimParams{Limit: r.cfg.BatchSize, MoveOnPastDeadLetters: r.cfg.MoveOnPastDeadLetters}
+	p := ClaimParams{Limit: r.cfg.BatchSize, MoveOnPastDeadLetters: r.cfg.MoveOnPastDeadLetters, Follow: follow}
 	if r.claimsAhead() {
 		p.RunLength = r.cfg.BatchSize
 	}
@@ -247,13 +295,20 @@ func (r *Relay) claim(ctx context.Context) claimed {
 	if err != nil {
 		return claimed{err: fmt.Errorf("claim: %w", err)}
 	}
-	return claimed{batch: b, at: time.Now()}
+	c := claimed{batch: b, at: time.Now()}
+	if len(follow) > 0 {
+		c.follow = make(map[aggregateOf]bool, len(follow))
+		for _, t := range follow {
+			c.follow[aggregateOf{t.AggregateType, t.AggregateID}] = true
+		}
+	}
+	return c
 }
 
 // claimAhead starts the next claim and returns where its result will be.
-func (r *Relay) claimAhead(ctx context.Context) <-chan claimed {
+func (r *Relay) claimAhead(ctx context.Context, follow []Tail) <-chan claimed {
 	ch := make(chan claimed, 1)
-	go func() { ch <- r.claim(ctx) }()
+	go func() { ch <- r.claim(ctx, follow) }()
 	return ch
 }
 
@@ -286,14 +341,12 @@ func (r *Relay) claimsAhead() bool {
 }
 
 // keepsRuns reports whether the publisher may be given runs now.
-func (r *Relay) keepsRuns() bool {
-	rp, ok := r.pub.(RunPublisher)
-	return ok && rp.KeepsRuns()
-}
+func (r *Relay) keepsRuns() bool { return KeepsRuns(r.pub) }
 
-// deliver publishes a claimed batch and records the outcomes. It returns
-// how many events the batch held.
-func (r *Relay) deliver(ctx context.Context, batch Batch) (int, error) {
+// deliver publishes a claimed batch and records the outcomes; the events
+// of held aggregates go back unsent. It returns how many events the batch
+// held and the aggregates whose events it did not all publish.
+func (r *Relay) deliver(ctx context.Context, batch Batch, held map[aggregateOf]bool) (int, map[aggregateOf]bool, error) {
 	// From here on the batch is finished even if ctx ends: stopping must not
 	// abandon acks that the broker has already given.
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*r.cfg.PublishTimeout)
@@ -301,29 +354,39 @@ func (r *Relay) deliver(ctx context.Context, batch Batch) (int, error) {
 
 	records := batch.Records()
 	if len(records) == 0 {
-		return 0, batch.Release(bctx)
+		return 0, nil, batch.Release(bctx)
 	}
-	outcomes, outage := r.publish(bctx, records)
+	outcomes, outage := r.publish(bctx, records, held)
 	if outage != nil {
 		if err := batch.Release(bctx); err != nil {
-			return 0, fmt.Errorf("release after a broker outage: %w", err)
+			return 0, nil, fmt.Errorf("release after a broker outage: %w", err)
 		}
 		r.brokerUnavailable(outage, len(records))
-		return 0, errOutage
+		return 0, nil, errOutage
 	}
 	r.brokerAvailable()
 	if err := batch.Finish(bctx, outcomes); err != nil {
 		releaseErr := batch.Release(bctx)
-		return 0, errors.Join(fmt.Errorf("finish: %w", err), releaseErr)
+		return 0, nil, errors.Join(fmt.Errorf("finish: %w", err), releaseErr)
 	}
 	r.count(outcomes)
 	r.logFailures(records, outcomes)
+	var stopped map[aggregateOf]bool
+	for i := range records {
+		if outcomes[i].Kind == OutcomePublished {
+			continue
+		}
+		if stopped == nil {
+			stopped = map[aggregateOf]bool{}
+		}
+		stopped[aggregateOf{records[i].AggregateType, records[i].AggregateID}] = true
+	}
 	if r.cfg.OnOutcome != nil {
 		for i := range records {
 			r.cfg.OnOutcome(&records[i], outcomes[i])
 		}
 	}
-	return len(records), nil
+	return len(records), stopped, nil
 }
 
 // publish sends records and returns each one's outcome, or, when the
@@ -333,16 +396,23 @@ func (r *Relay) deliver(ctx context.Context, batch Batch) (int, error) {
 // publisher gets them in waves, one event of each aggregate per call, each
 // wave sent once the one before it is acknowledged. In both, the events
 // after one that failed are given back unsent.
-func (r *Relay) publish(ctx context.Context, records []Record) (_ []Outcome, outage error) {
+func (r *Relay) publish(ctx context.Context, records []Record, held map[aggregateOf]bool) (_ []Outcome, outage error) {
 	ctx, span := r.startPublishSpan(ctx, records)
 	outcomes := make([]Outcome, len(records))
 	defer func() { endPublishSpan(span, outcomes, outage) }()
 	pctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
 	defer cancel()
 	runs := newRunBreaks(records)
-	pending := make([]int, len(records))
-	for i := range pending {
-		pending[i] = i
+	pending := make([]int, 0, len(records))
+	for i := range records {
+		if held[aggregateOf{records[i].AggregateType, records[i].AggregateID}] {
+			outcomes[i] = Outcome{Kind: OutcomeReleased}
+			continue
+		}
+		pending = append(pending, i)
+	}
+	if len(pending) == 0 {
+		return outcomes, nil
 	}
 	if runs == nil || r.keepsRuns() {
 		return outcomes, r.publishWave(pctx, records, pending, outcomes, runs)

@@ -36,8 +36,8 @@ func TestCloseWaitsForPublish(t *testing.T) {
 	closed := make(chan error)
 	go func() { closed <- p.Close() }()
 	select {
-	case <-closed:
-		t.Fatal("Close returned while a Publish was in flight")
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a Publish was in flight", err)
 	case <-time.After(300 * time.Millisecond):
 	}
 	close(release)

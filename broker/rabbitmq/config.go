@@ -12,7 +12,7 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultURL            = "amqp://guest:guest@localhost:5672/"
+	DefaultURL            = "amqp://guest:guest@localhost:5672/" //nolint:gosec // RabbitMQ's well-known guest account, which it accepts from localhost only
 	DefaultExchange       = "outbox.events"
 	DefaultConfirmTimeout = 30 * time.Second
 	DefaultConnectTimeout = 10 * time.Second

@@ -79,8 +79,8 @@ func (s *server) halt(sig syscall.Signal) {
 		return
 	}
 	_ = s.cmd.Process.Signal(sig)
-	done := make(chan error, 1)
-	go func() { done <- s.cmd.Wait() }()
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):

@@ -373,8 +373,8 @@ func TestCloseWaits(t *testing.T) {
 	closed := make(chan error, 1)
 	go func() { closed <- p.Close() }()
 	select {
-	case <-closed:
-		t.Fatal("Close returned while a Publish was in flight")
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a Publish was in flight", err)
 	case <-time.After(200 * time.Millisecond):
 	}
 	close(release)

@@ -36,6 +36,9 @@ func (a ackRecorder) Publish(ctx context.Context, msgs []outbox.Message) []error
 	return errs
 }
 
+// KeepsRuns passes on the wrapped publisher's answer (outbox.RunPublisher).
+func (a ackRecorder) KeepsRuns() bool { return outbox.KeepsRuns(a.Publisher) }
+
 // enqueuer writes one event in a transaction of its own and returns when the
 // commit has returned.
 type enqueuer func(ctx context.Context, e outbox.Event) error

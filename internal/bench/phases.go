@@ -79,3 +79,7 @@ func (t timedPublisher) Publish(ctx context.Context, msgs []outbox.Message) []er
 	t.p.publish.Add(time.Since(t0))
 	return errs
 }
+
+// KeepsRuns passes on the wrapped publisher's answer (outbox.RunPublisher):
+// without it the relay would send a run-keeping broker waves.
+func (t timedPublisher) KeepsRuns() bool { return outbox.KeepsRuns(t.Publisher) }

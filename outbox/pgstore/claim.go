@@ -71,7 +71,8 @@ const parkedSQL = `AND NOT EXISTS (
 // per head and $1 in all, in sequence order, each run stopping at the first
 // event that is not due or (%[1]s) is parked. No other claim can hold them:
 // a claim takes an aggregate's later events only with its head, which this
-// claim holds.
+// claim holds (or, for ClaimParams.Follow, a batch of the same worker
+// still in flight holds).
 const runSQL = `
 DELETE FROM {{outbox}}
 WHERE ctid = ANY (ARRAY(
@@ -97,7 +98,28 @@ type aggregateKey struct{ typ, id string }
 
 // Claim deletes up to p.Limit due head events in a transaction that stays
 // open in the returned Batch until Finish or Release.
+//
+// A run read past rows another transaction held (a batch claimed with
+// Follow that gave them back) skips them, leaving a gap: such a claim is
+// rolled back and taken again, which finds the rows given back in place.
 func (d *Driver) Claim(ctx context.Context, p outbox.ClaimParams) (outbox.Batch, error) {
+	for attempt := 1; ; attempt++ {
+		b, gap, err := d.claimOnce(ctx, p)
+		if err != nil || gap == "" {
+			return b, err
+		}
+		if attempt == maxClaimAttempts {
+			return nil, fmt.Errorf("pgstore: claim: %d tries found runs with gaps, the last at %s", attempt, gap)
+		}
+	}
+}
+
+// maxClaimAttempts bounds the claims Claim retries after a gap.
+const maxClaimAttempts = 3
+
+// claimOnce makes one claim. When the runs it read have a gap, it rolls
+// the claim back and returns where the gap was.
+func (d *Driver) claimOnce(ctx context.Context, p outbox.ClaimParams) (_ outbox.Batch, gap string, _ error) {
 	limit := p.Limit
 	if limit <= 0 {
 		limit = DefaultClaimLimit
@@ -108,7 +130,7 @@ func (d *Driver) Claim(ctx context.Context, p outbox.ClaimParams) (outbox.Batch,
 	}
 	tx, err := d.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: d.sql.claimBegin})
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: claim: begin: %w", err)
+		return nil, "", fmt.Errorf("pgstore: claim: begin: %w", err)
 	}
 	d.cursorMu.Lock()
 	from := d.cursor
@@ -126,14 +148,20 @@ func (d *Driver) Claim(ctx context.Context, p outbox.ClaimParams) (outbox.Batch,
 	if err == nil && p.RunLength > 1 && len(records) > 0 && len(records) < limit {
 		records, pos, err = d.claimRuns(ctx, tx, p, limit, records, pos)
 	}
-	if err != nil {
-		return nil, rollbackAfter(ctx, tx, err)
+	if err == nil && len(p.Follow) > 0 && len(records) < limit {
+		records, pos, err = d.claimFollow(ctx, tx, p, limit, records, pos)
+	}
+	if err == nil {
+		gap = gapIn(records, p.Follow)
+	}
+	if err != nil || gap != "" {
+		return nil, gap, rollbackAfter(ctx, tx, err)
 	}
 	if len(records) == 0 {
 		if err := rollbackAfter(ctx, tx, nil); err != nil {
-			return nil, fmt.Errorf("pgstore: claim: %w", err)
+			return nil, "", fmt.Errorf("pgstore: claim: %w", err)
 		}
-		return &batch{d: d}, nil
+		return &batch{d: d}, "", nil
 	}
 	d.cursorMu.Lock()
 	d.cursor = walkEnd(from, records)
@@ -143,23 +171,70 @@ func (d *Driver) Claim(ctx context.Context, p outbox.ClaimParams) (outbox.Batch,
 	for j, i := range idx {
 		b.records[j], b.pos[j] = records[i], pos[i]
 	}
-	return b, nil
+	return b, "", nil
+}
+
+// gapIn returns the first aggregate whose events in records are not
+// consecutive sequences (continuing its tail in follow, if it has one
+// there and the walk took no head of it), as "type/id#sequence", or "".
+func gapIn(records []outbox.Record, follow []outbox.Tail) string {
+	seqs := make(map[aggregateKey][]int64, len(records))
+	for i := range records {
+		k := aggregateKey{records[i].AggregateType, records[i].AggregateID}
+		seqs[k] = append(seqs[k], records[i].Sequence)
+	}
+	tails := make(map[aggregateKey]int64, len(follow))
+	for _, t := range follow {
+		tails[aggregateKey{t.AggregateType, t.AggregateID}] = t.Sequence
+	}
+	for k, s := range seqs {
+		slices.Sort(s)
+		prev, ok := tails[k]
+		if ok && s[0] <= prev {
+			ok = false // the walk took its head: the batch in flight ended
+		}
+		for i, q := range s {
+			if (i > 0 || ok) && q != prev+1 {
+				return fmt.Sprintf("%s/%s#%d", k.typ, k.id, q)
+			}
+			prev = q
+		}
+	}
+	return ""
 }
 
 // claimRuns appends to a claim's heads the runs that follow them, within
 // the batch's limit.
 func (d *Driver) claimRuns(ctx context.Context, tx pgx.Tx, p outbox.ClaimParams, limit int, records []outbox.Record, pos []int64) ([]outbox.Record, []int64, error) {
+	heads := make([]outbox.Tail, len(records))
+	for i := range records {
+		heads[i] = outbox.Tail{AggregateType: records[i].AggregateType, AggregateID: records[i].AggregateID, Sequence: records[i].Sequence}
+	}
+	budget := limit - len(records)
+	return d.claimAfter(ctx, tx, p, heads, min(p.RunLength-1, budget), budget, records, pos)
+}
+
+// claimFollow appends the events that follow p.Follow's tails, within the
+// batch's limit. Rows this claim took already are gone for it, so an
+// aggregate whose head the walk took (its batch in flight having ended)
+// continues where that run stopped.
+func (d *Driver) claimFollow(ctx context.Context, tx pgx.Tx, p outbox.ClaimParams, limit int, records []outbox.Record, pos []int64) ([]outbox.Record, []int64, error) {
+	budget := limit - len(records)
+	return d.claimAfter(ctx, tx, p, p.Follow, budget, budget, records, pos)
+}
+
+// claimAfter runs the run statement after each of heads: at most each
+// events per head and budget in all.
+func (d *Driver) claimAfter(ctx context.Context, tx pgx.Tx, p outbox.ClaimParams, heads []outbox.Tail, each, budget int, records []outbox.Record, pos []int64) ([]outbox.Record, []int64, error) {
 	query := d.sql.runs[1]
 	if p.MoveOnPastDeadLetters {
 		query = d.sql.runs[0]
 	}
-	heads := len(records)
-	types, ids, seqs := make([]string, heads), make([]string, heads), make([]int64, heads)
-	for i := range records[:heads] {
-		types[i], ids[i], seqs[i] = records[i].AggregateType, records[i].AggregateID, records[i].Sequence
+	types, ids, seqs := make([]string, len(heads)), make([]string, len(heads)), make([]int64, len(heads))
+	for i, h := range heads {
+		types[i], ids[i], seqs[i] = h.AggregateType, h.AggregateID, h.Sequence
 	}
-	budget := limit - heads
-	return claimPass(ctx, tx, query, budget, records, pos, types, ids, seqs, min(p.RunLength-1, budget))
+	return claimPass(ctx, tx, query, budget, records, pos, types, ids, seqs, each)
 }
 
 // batchOrder returns the order a batch hands its records out in:

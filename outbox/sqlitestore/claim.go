@@ -181,30 +181,36 @@ func (d *Driver) scanClaim(ctx context.Context, tx *sql.Tx, query string, now in
 func (d *Driver) claimRuns(ctx context.Context, tx *sql.Tx, p outbox.ClaimParams, now int64, limit int, records []outbox.Record, pos []int64) ([]outbox.Record, []int64, error) {
 	heads := len(records)
 	for i := 0; i < heads && len(records) < limit; i++ {
-		h := records[i]
-		n := min(p.RunLength-1, limit-len(records))
-		rows, err := d.txQuery(ctx, tx, d.q.runs, h.AggregateType, h.AggregateID, h.Sequence, now, n)
+		var err error
+		records, pos, err = d.claimRun(ctx, tx, p, records[i], now, min(p.RunLength-1, limit-len(records)), records, pos)
 		if err != nil {
-			return nil, nil, err
-		}
-		for rows.Next() {
-			var due, parked bool
-			r, rp, err := scanRecord(rows, &due, &parked)
-			if err != nil {
-				_ = rows.Close()
-				return nil, nil, err
-			}
-			if !due || parked && !p.MoveOnPastDeadLetters {
-				break
-			}
-			records = append(records, r)
-			pos = append(pos, rp)
-		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 			return nil, nil, err
 		}
 	}
 	return records, pos, nil
+}
+
+// claimRun appends up to n events that follow head h, up to the first one
+// that is not due or (unless moving on) is parked.
+func (d *Driver) claimRun(ctx context.Context, tx *sql.Tx, p outbox.ClaimParams, h outbox.Record, now int64, n int, records []outbox.Record, pos []int64) ([]outbox.Record, []int64, error) {
+	rows, err := d.txQuery(ctx, tx, d.q.runs, h.AggregateType, h.AggregateID, h.Sequence, now, n)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() { _ = rows.Close() }()
+	for rows.Next() {
+		var due, parked bool
+		r, rp, err := scanRecord(rows, &due, &parked)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !due || parked && !p.MoveOnPastDeadLetters {
+			break
+		}
+		records = append(records, r)
+		pos = append(pos, rp)
+	}
+	return records, pos, errors.Join(rows.Err(), rows.Close())
 }
 
 // scanRecord reads the claim columns of one row, and extra after them.
