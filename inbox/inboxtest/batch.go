@@ -210,23 +210,14 @@ func testShuffledBatches[TTx any](t *testing.T, s *suite[TTx]) {
 	in := s.inbox()
 	next := make(chan []inbox.Event)
 	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		outcomes = map[inbox.Outcome]int{}
-		released int
-		firstErr error
+		wg sync.WaitGroup
+		c  tally
 	)
 	for range workers {
 		wg.Go(func() {
 			for batch := range next {
 				for _, r := range in.ProcessBatch(s.ctx, batch) {
-					mu.Lock()
-					if r.Err != nil && firstErr == nil {
-						firstErr = r.Err
-					}
-					outcomes[r.Outcome]++
-					released += r.Released
-					mu.Unlock()
+					c.add(r.Result, r.Err)
 				}
 			}
 		})
@@ -236,20 +227,5 @@ func testShuffledBatches[TTx any](t *testing.T, s *suite[TTx]) {
 	}
 	close(next)
 	wg.Wait()
-	if firstErr != nil {
-		t.Fatal(firstErr)
-	}
-	CheckInSequence(t, s.applied(t), aggregates, per)
-	if got, want := outcomes[inbox.Applied]+released, aggregates*per; got != want {
-		t.Errorf("applied %d + released %d = %d, want %d", outcomes[inbox.Applied], released, got, want)
-	}
-	if got, want := outcomes[inbox.Duplicate], len(evs)-aggregates*per; got != want {
-		t.Errorf("%d duplicates, want %d", got, want)
-	}
-	if outcomes[inbox.Repeated] != 0 {
-		t.Errorf("%d repeated, want none", outcomes[inbox.Repeated])
-	}
-	if gaps, err := s.d.Gaps(s.ctx, 0); err != nil || len(gaps) != 0 {
-		t.Errorf("Gaps after the stream: %v, %v; want none", gaps, err)
-	}
+	checkStream(t, s, &c, len(evs), aggregates, per)
 }
