@@ -95,11 +95,11 @@ func New(pool *pgxpool.Pool, cfg Config) (*Driver, error) {
 
 			// The ids first, sorted, so that two batches wait for each other's
 			// ids in the same order.
-			seenBatch: r.Replace(`INSERT INTO {{seen}} (event_id) SELECT id FROM unnest($1::text[]) AS id ORDER BY id
+			seenBatch: r.Replace(`INSERT INTO {{seen}} (event_id) SELECT id FROM unnest($1::text[]) AS id ORDER BY id COLLATE "C"
 				ON CONFLICT DO NOTHING RETURNING event_id`),
 			// Then the aggregates: created if need be, then locked, sorted.
 			createBatch: r.Replace(`INSERT INTO {{aggregates}} (aggregate_type, aggregate_id, last_sequence)
-				SELECT t, i, 0 FROM unnest($1::text[], $2::text[]) AS u (t, i) ORDER BY t, i
+				SELECT t, i, 0 FROM unnest($1::text[], $2::text[]) AS u (t, i) ORDER BY t COLLATE "C", i COLLATE "C"
 				ON CONFLICT DO NOTHING`),
 			// The lock, and the advance of the aggregates at their guess: the
 			// UPDATE finds the rows the CTE locked (re-reading a row a
