@@ -103,7 +103,9 @@ func New(pool *pgxpool.Pool, cfg Config) (*Driver, error) {
 				ON CONFLICT DO NOTHING`),
 			// The lock, and the advance of the aggregates at their guess: the
 			// UPDATE finds the rows the CTE locked (re-reading a row a
-			// committed transaction changed meanwhile).
+			// committed transaction changed meanwhile) and, as they are
+			// locked, advances every one whose locked position is its guess's
+			// (a data-modifying CTE runs to completion unread).
 			lockBatch: r.Replace(`WITH locked AS (
 					SELECT a.aggregate_type, a.aggregate_id, a.last_sequence, u.expect, u.upto
 					FROM {{aggregates}} AS a
@@ -113,10 +115,8 @@ func New(pool *pgxpool.Pool, cfg Config) (*Driver, error) {
 				advanced AS (
 					UPDATE {{aggregates}} AS a SET last_sequence = l.upto FROM locked AS l
 					WHERE a.aggregate_type = l.aggregate_type AND a.aggregate_id = l.aggregate_id
-						AND l.last_sequence = l.expect
-					RETURNING a.aggregate_type, a.aggregate_id)
-				SELECT l.aggregate_type, l.aggregate_id, l.last_sequence, v.aggregate_id IS NOT NULL
-				FROM locked AS l LEFT JOIN advanced AS v USING (aggregate_type, aggregate_id)`),
+						AND l.last_sequence = l.expect)
+				SELECT aggregate_type, aggregate_id, last_sequence, last_sequence = expect FROM locked`),
 			// A statement of its own, after the locks: it sees what the
 			// transactions it waited for held and released.
 			heldBatch: r.Replace(`SELECT h.aggregate_type, h.aggregate_id, h.sequence
