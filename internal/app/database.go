@@ -152,7 +152,7 @@ func openPostgres(ctx context.Context, spec DatabaseSpec, relayWorkers int) (*Da
 	// The wake-up goes out after each commit, not inside the writing
 	// transaction: PostgreSQL serialises the commits of notifying
 	// transactions (docs/BENCHMARKS.md measures what that costs).
-	store, err := pgstore.New(pool, pgstore.Config{Name: ordersvc.OutboxName})
+	store, err := pgstore.New(pool, pgstore.Config{Name: ordersvc.OutboxName, SpreadStart: true})
 	if err != nil {
 		pool.Close()
 		return nil, err

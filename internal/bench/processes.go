@@ -62,7 +62,7 @@ func RunRelayChild(ctx context.Context, spec string, in io.Reader, out io.Writer
 		return err
 	}
 	defer pool.Close()
-	store, err := pgstore.New(pool, pgstore.Config{Name: ordersvc.OutboxName})
+	store, err := pgstore.New(pool, pgstore.Config{Name: ordersvc.OutboxName, SpreadStart: true})
 	if err != nil {
 		return err
 	}

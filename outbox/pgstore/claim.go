@@ -132,9 +132,10 @@ func (d *Driver) claimOnce(ctx context.Context, p outbox.ClaimParams) (_ outbox.
 	if err != nil {
 		return nil, "", fmt.Errorf("pgstore: claim: begin: %w", err)
 	}
-	d.cursorMu.Lock()
-	from := d.cursor
-	d.cursorMu.Unlock()
+	from, err := d.startOfWalk(ctx, tx)
+	if err != nil {
+		return nil, "", rollbackAfter(ctx, tx, err)
+	}
 	// From the cursor to the last aggregate, then from the first one back to
 	// the cursor; rows the first pass deleted are gone for the second.
 	var (
@@ -172,6 +173,36 @@ func (d *Driver) claimOnce(ctx context.Context, p outbox.ClaimParams) (_ outbox.
 		b.records[j], b.pos[j] = records[i], pos[i]
 	}
 	return b, "", nil
+}
+
+// randomAggregateSQL picks the aggregate of an event at a random position
+// (Config.SpreadStart); both ends of pos come from its index.
+const randomAggregateSQL = `
+SELECT aggregate_type, aggregate_id FROM {{outbox}}
+WHERE pos >= (SELECT min(pos) + floor(random() * (max(pos) - min(pos) + 1))::bigint FROM {{outbox}})
+ORDER BY pos LIMIT 1`
+
+// startOfWalk returns where a claim's walk starts: the cursor, set at
+// random by the first claim that finds events with Config.SpreadStart.
+func (d *Driver) startOfWalk(ctx context.Context, tx pgx.Tx) (aggregateKey, error) {
+	d.cursorMu.Lock()
+	from, spread := d.cursor, d.spread
+	d.cursorMu.Unlock()
+	if !spread {
+		return from, nil
+	}
+	var k aggregateKey
+	err := tx.QueryRow(ctx, d.sql.randomAggregate).Scan(&k.typ, &k.id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return from, nil // nothing to spread over yet: try again next time
+	}
+	if err != nil {
+		return from, fmt.Errorf("pgstore: claim: a random start: %w", err)
+	}
+	d.cursorMu.Lock()
+	d.spread = false
+	d.cursorMu.Unlock()
+	return k, nil
 }
 
 // gapIn returns the first aggregate whose events in records are not

@@ -93,6 +93,13 @@ type Config struct {
 	// are claimable again. Default DefaultClaimTimeout. It must exceed the
 	// longest a relay holds a batch (outbox.Relay: twice its PublishTimeout).
 	ClaimTimeout time.Duration
+	// SpreadStart begins the driver's first claim at a random event's
+	// aggregate instead of the first aggregate in key order. Relays in
+	// several processes on one outbox then walk different aggregates
+	// instead of all starting at the same place and stepping over each
+	// other's held heads. herald relay and serve set it; leave it off where
+	// a test expects the first claim to take the first aggregates.
+	SpreadStart bool
 }
 
 // Driver is the PostgreSQL outbox driver. It is safe for concurrent use.
@@ -106,6 +113,7 @@ type Driver struct {
 
 	cursorMu sync.Mutex
 	cursor   aggregateKey // where the next claim's walk starts (exclusive)
+	spread   bool         // the cursor is still to be set at random (Config.SpreadStart)
 
 	notifyMu      sync.Mutex
 	notifying     bool // a goroutine is sending notifications
@@ -124,6 +132,7 @@ type queries struct {
 	claims                 [2][2]string // [parking][wrap]
 	runs                   [2]string    // [parking]
 	claimBegin             string
+	randomAggregate        string
 	retry, deadLetter      string
 	release                string
 	listen                 string
@@ -153,6 +162,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Driver, error) {
 	render := func(s string) string { return r.Replace(s) }
 	replay := render(replaySQL)
 	return &Driver{
+		spread:     cfg.SpreadStart,
 		pool:       pool,
 		cfg:        cfg,
 		names:      names,
@@ -166,19 +176,20 @@ func New(pool *pgxpool.Pool, cfg Config) (*Driver, error) {
 			},
 			runs: [2]string{render(fmt.Sprintf(runSQL, "")), render(fmt.Sprintf(runSQL, parkedSQL))},
 			// SET LOCAL takes no parameters; the value is an integer we format.
-			claimBegin:    "BEGIN; SET LOCAL idle_in_transaction_session_timeout = " + strconv.FormatInt(ms, 10),
-			retry:         render(retrySQL),
-			release:       render(releaseSQL),
-			deadLetter:    render(deadLetterSQL),
-			listen:        "LISTEN " + pgx.Identifier{names.Channel}.Sanitize(),
-			dlqSelect:     render("SELECT " + dlqColumns + " FROM {{dlq}} WHERE "),
-			getDeadLetter: render("SELECT " + dlqColumns + " FROM {{dlq}} WHERE id = $1"),
-			replay:        replay,
-			replayOne:     fmt.Sprintf(replay, "id = $1"),
-			replaySelect:  render("SELECT id FROM {{dlq}} WHERE "),
-			discard:       render(discardSQL),
-			stats:         render(statsSQL),
-			prune:         render(pruneSQL),
+			claimBegin:      "BEGIN; SET LOCAL idle_in_transaction_session_timeout = " + strconv.FormatInt(ms, 10),
+			randomAggregate: render(randomAggregateSQL),
+			retry:           render(retrySQL),
+			release:         render(releaseSQL),
+			deadLetter:      render(deadLetterSQL),
+			listen:          "LISTEN " + pgx.Identifier{names.Channel}.Sanitize(),
+			dlqSelect:       render("SELECT " + dlqColumns + " FROM {{dlq}} WHERE "),
+			getDeadLetter:   render("SELECT " + dlqColumns + " FROM {{dlq}} WHERE id = $1"),
+			replay:          replay,
+			replayOne:       fmt.Sprintf(replay, "id = $1"),
+			replaySelect:    render("SELECT id FROM {{dlq}} WHERE "),
+			discard:         render(discardSQL),
+			stats:           render(statsSQL),
+			prune:           render(pruneSQL),
 		},
 	}, nil
 }

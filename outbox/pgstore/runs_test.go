@@ -305,3 +305,47 @@ func TestClaimFollowAndGapRetry(t *testing.T) {
 		t.Fatalf("the claim after the given-back continuation took %v, want #2…#10 in order", s)
 	}
 }
+
+// With SpreadStart, drivers on one outbox begin their walks at different
+// aggregates, and each still takes every head once it wraps around.
+func TestSpreadStart(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool, schema := newPool(t, 4)
+	cfg := pgstore.Config{Name: schema, SpreadStart: true}
+	d := migrated(t, pool, cfg)
+	const aggregates = 200
+	var events []outbox.Event
+	for i := range aggregates {
+		events = append(events, outbox.Event{AggregateType: "a", AggregateID: fmt.Sprintf("%04d", i), Type: "t", Payload: []byte(`{}`)})
+	}
+	if _, err := outbox.NewClient(d).Enqueue(ctx, events...); err != nil {
+		t.Fatal(err)
+	}
+	starts := map[string]bool{}
+	for range 5 {
+		fresh := migrated(t, pool, cfg)
+		b, err := fresh.Claim(ctx, outbox.ClaimParams{Limit: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b.Records()) != 1 {
+			t.Fatalf("a claim took %d events", len(b.Records()))
+		}
+		starts[b.Records()[0].AggregateID] = true
+		if err := b.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(starts) < 2 {
+		t.Errorf("five drivers all began at %v", starts)
+	}
+	b, err := migrated(t, pool, cfg).Claim(ctx, outbox.ClaimParams{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = b.Release(ctx) }()
+	if got := len(b.Records()); got != aggregates {
+		t.Errorf("a claim from a random start took %d heads, want all %d", got, aggregates)
+	}
+}
