@@ -86,9 +86,14 @@ func TestTracingConnectsRequestAndPublish(t *testing.T) {
 			request = s
 		case "ordersvc.create_order transaction":
 			tx = s
-		case "outbox publish":
+		}
+	}
+	// Spans are exported as they end, and the relay may publish before
+	// the request's span has ended: look for the link once all are known.
+	for i := range spans {
+		if s := &spans[i]; s.Name == "outbox publish" && request != nil {
 			for _, l := range s.Links {
-				if request != nil && l.SpanContext.SpanID() == request.SpanContext.SpanID() {
+				if l.SpanContext.SpanID() == request.SpanContext.SpanID() {
 					publish = s
 				}
 			}
