@@ -197,16 +197,16 @@ func testBatchInvalid[TTx any](t *testing.T, s *suite[TTx]) {
 	}
 }
 
-// 10,000 events over 100 aggregates, shuffled, one in twenty delivered
-// again later, in batches of 20 taken by 4 workers at once (each batch
+// 4,000 events over 100 aggregates, shuffled, one in twenty delivered
+// again later, in batches of 50 taken by 4 workers at once (each batch
 // holds many aggregates, and the workers' batches overlap in them, which
 // a lock order that is not fixed would deadlock on): every aggregate ends
-// applied 1…100 in order, nothing is held, and the outcomes add up. An
+// applied 1…40 in order, nothing is held, and the outcomes add up. An
 // event refused because the database is busy (outbox.ErrBusy: SQLite's
 // write lock not had in time, under the race detector on a busy machine)
 // is delivered again after the stream, as a broker would.
 func testShuffledBatches[TTx any](t *testing.T, s *suite[TTx]) {
-	const aggregates, per, workers, size = 100, 100, 4, 50
+	const aggregates, per, workers, size = 100, 40, 4, 50
 	evs := Stream(aggregates, per, 2)
 	for i := 0; i < len(evs); i += 20 {
 		evs = append(evs, evs[i])
