@@ -40,6 +40,13 @@
 // you follow: the sequence counts them all, and a missing one holds the
 // aggregate's later events back.
 //
+// HandleBatch, ProcessBatch and DeliverBatch take a batch of events in one
+// transaction, as if one by one in aggregate and sequence order, so that
+// one commit covers them all; a handler error fails its event only (the
+// batch is taken again without it). pginbox admits a whole batch in one
+// round trip (BatchDriver). natsjs.ConsumeBatch and kafka.ConsumeBatch hand
+// the broker's messages over in batches.
+//
 // Gaps lists the aggregates whose held events have waited longer than a
 // threshold: a missing event that may never come (its dead letter was
 // discarded upstream). SkipGap moves such an aggregate on. Prune deletes id

@@ -153,3 +153,80 @@ func PruneBatches(ctx context.Context, limit int, deleteBatch func(ctx context.C
 		}
 	}
 }
+
+// BatchDriver is a Driver that admits a whole batch of events in a few
+// statements (HandleBatch); pginbox implements it. HandleBatch takes the
+// events of a batch through Driver.Admit one by one on a driver that does
+// not.
+type BatchDriver[TTx any] interface {
+	Driver[TTx]
+
+	// AdmitBatch records the ids (distinct), creates the aggregates'
+	// rows that do not exist yet (last applied sequence 0), locks every
+	// aggregate's row until tx ends, and returns what the batch needs to
+	// know, the state of each aggregate read once its lock is held. It
+	// takes its locks in a fixed order (the ids' first, then the
+	// aggregates', each sorted), so that concurrent batches cannot
+	// deadlock on them. Where an aggregate is at its guess's Expect, the
+	// driver may advance it to Upto at once (AggregateState.Advanced).
+	AdmitBatch(ctx context.Context, tx TTx, ids []string, aggregates []BatchAggregate) (BatchAdmission, error)
+
+	// SettleBatch writes what a batch decided, in tx: each aggregate's new
+	// last applied sequence, the events to hold, and it removes the held
+	// events to release and returns their bodies, in the order of s.Take.
+	SettleBatch(ctx context.Context, tx TTx, s Settlement) (taken [][]byte, err error)
+}
+
+// AggregateKey names an aggregate: its type and id (the event's subject).
+type AggregateKey struct {
+	Type string
+	ID   string
+}
+
+// BatchAggregate is an aggregate of a batch and the batch's guess of its
+// position: the common case, a batch holding the aggregate's next events
+// Expect+1 … Upto. If the aggregate's last applied sequence is Expect
+// under its lock, the batch will set it to Upto unless some of those
+// events are duplicates or held events follow Upto; a driver may write
+// Upto at once, with the lock, and save the batch a statement. Expect -1
+// makes no guess.
+type BatchAggregate struct {
+	AggregateKey
+	Expect, Upto int64
+}
+
+// BatchAdmission is a BatchDriver's answer to AdmitBatch.
+type BatchAdmission struct {
+	// Seen[i] says that ids[i] was recorded before the batch: a duplicate.
+	Seen []bool
+	// Aggregates[j] is the state of aggregates[j], read under its lock.
+	Aggregates []AggregateState
+}
+
+// AggregateState is an aggregate's position and what waits for it.
+type AggregateState struct {
+	Last int64   // the last applied sequence (0 for a new aggregate)
+	Held []int64 // the sequences held for it, in any order
+	// Advanced says that AdmitBatch has set the last applied sequence to
+	// the guess's Upto (Last is the sequence before).
+	Advanced bool
+}
+
+// Settlement is what a batch writes once it has decided on every event.
+type Settlement struct {
+	Advance []Position  // aggregates whose last applied sequence is to be set
+	Hold    []HeldEvent // events to hold
+	Take    []Position  // held events to release: removed, their bodies returned
+}
+
+// Position is an aggregate and a sequence of it.
+type Position struct {
+	Aggregate AggregateKey
+	Sequence  int64
+}
+
+// HeldEvent is an event to hold and its encoded form.
+type HeldEvent struct {
+	Event *Event
+	Body  []byte
+}

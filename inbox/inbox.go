@@ -234,8 +234,9 @@ func (in *Inbox[TTx]) Process(ctx context.Context, ev Event) (Result, error) {
 }
 
 // Deliver decodes a message body (Decode) and processes it (Process): the
-// function the broker consumers (packages natsjsconsumer, kafkaconsumer,
-// rabbitconsumer, redisconsumer, webhookconsumer) call for each message.
+// function to call for each message from the broker consumers
+// (natsjs.Consume, kafka.Consume, rabbitmq.Consume, redisstream.Consume,
+// webhook.DeliverTo); DeliverBatch takes a batch of them.
 // They acknowledge the message when it returns nil and have it delivered
 // again on an error, except a body that is no event the inbox can take: its
 // error wraps ErrInvalidEvent and is marked outbox.Permanent, and the

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -12,8 +13,11 @@ import (
 	"github.com/heraldhq/herald/outbox"
 )
 
-// DefaultConsumeRetryDelay is ConsumeConfig.RetryDelay when it is zero.
-const DefaultConsumeRetryDelay = time.Second
+// Defaults of ConsumeConfig.
+const (
+	DefaultConsumeRetryDelay = time.Second
+	DefaultConsumeBatch      = 64
+)
 
 // ConsumeConfig configures Consume.
 type ConsumeConfig struct {
@@ -24,6 +28,10 @@ type ConsumeConfig struct {
 	// handler failed to the handler again; default
 	// DefaultConsumeRetryDelay.
 	RetryDelay time.Duration
+	// Batch is the most records of a partition ConsumeBatch hands to its
+	// handler at once; default DefaultConsumeBatch. Consume hands one at a
+	// time.
+	Batch int
 }
 
 // Consume reads cfg's topic as a member of a consumer group and calls
@@ -44,6 +52,22 @@ type ConsumeConfig struct {
 // stop finishes the records being handled, commits them, leaves the group
 // and returns; it is idempotent.
 func Consume(ctx context.Context, cfg Config, ccfg ConsumeConfig, handle func(ctx context.Context, d broker.Delivery) error) (stop func(), err error) {
+	ccfg.Batch = 1
+	return ConsumeBatch(ctx, cfg, ccfg, func(ctx context.Context, ds []broker.Delivery) []error {
+		return []error{handle(ctx, ds[0])}
+	})
+}
+
+// ConsumeBatch is Consume handing a partition's records to handle in
+// batches of up to ccfg.Batch, in partition order: each record is settled
+// by the error at its position in what handle returns, as Consume settles
+// it (a Permanent error is logged and committed past). The records whose
+// handle failed are handed to it again, together, after RetryDelay; the
+// partition waits for them, and its offset is committed only past records
+// handled. handle returns one error per delivery; a slice of another
+// length fails the whole batch. It is the consumer for inbox.DeliverBatch,
+// which commits a batch in one transaction.
+func ConsumeBatch(ctx context.Context, cfg Config, ccfg ConsumeConfig, handle func(ctx context.Context, ds []broker.Delivery) []error) (stop func(), err error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -53,6 +77,9 @@ func Consume(ctx context.Context, cfg Config, ccfg ConsumeConfig, handle func(ct
 	}
 	if ccfg.RetryDelay <= 0 {
 		ccfg.RetryDelay = DefaultConsumeRetryDelay
+	}
+	if ccfg.Batch <= 0 {
+		ccfg.Batch = DefaultConsumeBatch
 	}
 	base, err := clientOptions(cfg)
 	if err != nil {
@@ -95,7 +122,7 @@ func Consume(ctx context.Context, cfg Config, ccfg ConsumeConfig, handle func(ct
 
 // runGroup polls until ctx ends; each poll's records are handled and
 // committed before the next poll.
-func runGroup(ctx context.Context, cl *kgo.Client, cfg Config, ccfg ConsumeConfig, handle func(context.Context, broker.Delivery) error) {
+func runGroup(ctx context.Context, cl *kgo.Client, cfg Config, ccfg ConsumeConfig, handle func(context.Context, []broker.Delivery) []error) {
 	for {
 		fetches := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
@@ -112,13 +139,14 @@ func runGroup(ctx context.Context, cl *kgo.Client, cfg Config, ccfg ConsumeConfi
 		)
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 			wg.Go(func() {
-				for _, r := range p.Records {
-					if !handleRecord(ctx, cfg, ccfg, r, handle) {
+				for recs := range slices.Chunk(p.Records, ccfg.Batch) {
+					n := handleRecords(ctx, cfg, ccfg, recs, handle)
+					mu.Lock()
+					handled = append(handled, recs[:n]...)
+					mu.Unlock()
+					if n < len(recs) {
 						return // stopping: the rest is read again
 					}
-					mu.Lock()
-					handled = append(handled, r)
-					mu.Unlock()
 				}
 			})
 		})
@@ -135,26 +163,51 @@ func runGroup(ctx context.Context, cl *kgo.Client, cfg Config, ccfg ConsumeConfi
 	}
 }
 
-// handleRecord hands r to handle until it succeeds or fails for good, and
-// reports whether it is done with (false: ctx ended first).
-func handleRecord(ctx context.Context, cfg Config, ccfg ConsumeConfig, r *kgo.Record, handle func(context.Context, broker.Delivery) error) bool {
-	d, _ := delivery(r, broker.SubscribeOptions{}) // no type filter: every record
+// handleRecords hands recs to handle until each has succeeded or failed
+// for good, the failed ones again after RetryDelay, and returns how many
+// of them, from the first, are done with (fewer than all: ctx ended
+// first).
+func handleRecords(ctx context.Context, cfg Config, ccfg ConsumeConfig, recs []*kgo.Record, handle func(context.Context, []broker.Delivery) []error) int {
+	pending := make([]int, len(recs)) // indexes into recs, ascending
+	ds := make([]broker.Delivery, len(recs))
+	for i, r := range recs {
+		pending[i] = i
+		ds[i], _ = delivery(r, broker.SubscribeOptions{}) // no type filter: every record
+	}
+	batch := make([]broker.Delivery, 0, len(recs))
 	for {
-		err := handle(context.WithoutCancel(ctx), d)
-		switch {
-		case err == nil:
-			return true
-		case outbox.IsPermanent(err):
-			cfg.Logger.Error("kafka: record refused for good; committed", "where", d.Where, "err", err)
-			return true
+		batch = batch[:0]
+		for _, i := range pending {
+			batch = append(batch, ds[i])
 		}
-		cfg.Logger.Warn("kafka: handler failed; handing the record again", "where", d.Where, "err", err, "in", ccfg.RetryDelay)
+		errs := handle(context.WithoutCancel(ctx), batch)
+		if len(errs) != len(batch) {
+			err := fmt.Errorf("kafka: the handler returned %d results for %d records", len(errs), len(batch))
+			errs = make([]error, len(batch))
+			for k := range errs {
+				errs[k] = err
+			}
+		}
+		failed := pending[:0]
+		for k, i := range pending {
+			switch err := errs[k]; {
+			case err == nil:
+			case outbox.IsPermanent(err):
+				cfg.Logger.Error("kafka: record refused for good; committed", "where", ds[i].Where, "err", err)
+			default:
+				cfg.Logger.Warn("kafka: handler failed; handing the record again", "where", ds[i].Where, "err", err, "in", ccfg.RetryDelay)
+				failed = append(failed, i)
+			}
+		}
+		if pending = failed; len(pending) == 0 {
+			return len(recs)
+		}
 		t := time.NewTimer(ccfg.RetryDelay)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return false
+			return pending[0]
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 const (
 	DefaultConsumeAckWait    = 30 * time.Second
 	DefaultConsumeRetryDelay = time.Second
+	DefaultConsumeBatch      = 64
 )
 
 // ConsumeConfig configures Consume.
@@ -38,6 +39,9 @@ type ConsumeConfig struct {
 	// RetryDelay is how long the server waits before it delivers a message
 	// whose handler failed again; default DefaultConsumeRetryDelay.
 	RetryDelay time.Duration
+	// Batch is the most messages ConsumeBatch hands to its handler at
+	// once; default DefaultConsumeBatch. Consume hands one at a time.
+	Batch int
 }
 
 // Consumer is a running Consume.
@@ -61,6 +65,30 @@ type Consumer struct {
 //
 // Call Stop to end it.
 func Consume(ctx context.Context, nc *nats.Conn, cfg Config, ccfg ConsumeConfig, handle func(ctx context.Context, d Delivery) error) (*Consumer, error) {
+	ccfg.Batch = 1
+	return ConsumeBatch(ctx, nc, cfg, ccfg, func(ctx context.Context, ds []Delivery) []error {
+		return []error{handle(ctx, ds[0])}
+	})
+}
+
+// ConsumeBatch is Consume handing the messages to handle in batches: each
+// worker takes what has arrived, up to ccfg.Batch messages (at least one;
+// it waits for none beyond what is there), and settles each message by
+// the error at its position in what handle returns, as Consume does: nil
+// acknowledges it, an error has it delivered again after RetryDelay, an
+// outbox.Permanent one terminates it. handle returns one error per
+// delivery; a slice of another length has the whole batch delivered again.
+// It is the consumer for inbox.DeliverBatch, which commits a batch in one
+// transaction before any of its messages is acknowledged:
+//
+//	natsjs.ConsumeBatch(ctx, nc, cfg, ccfg, func(ctx context.Context, ds []natsjs.Delivery) []error {
+//		bodies := make([][]byte, len(ds))
+//		for i, d := range ds {
+//			bodies[i] = d.Body
+//		}
+//		return in.DeliverBatch(ctx, bodies)
+//	})
+func ConsumeBatch(ctx context.Context, nc *nats.Conn, cfg Config, ccfg ConsumeConfig, handle func(ctx context.Context, ds []Delivery) []error) (*Consumer, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -77,6 +105,11 @@ func Consume(ctx context.Context, nc *nats.Conn, cfg Config, ccfg ConsumeConfig,
 	if ccfg.RetryDelay <= 0 {
 		ccfg.RetryDelay = DefaultConsumeRetryDelay
 	}
+	if ccfg.Batch <= 0 {
+		ccfg.Batch = DefaultConsumeBatch
+	}
+	// What the workers may hold at once: the server's pull and ack window.
+	inFlight := ccfg.Workers * ccfg.Batch
 	subjects := []string{cfg.SubjectPrefix + ">"}
 	if len(ccfg.Types) > 0 {
 		subjects = subjects[:0]
@@ -99,7 +132,7 @@ func Consume(ctx context.Context, nc *nats.Conn, cfg Config, ccfg ConsumeConfig,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       ccfg.AckWait,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
-		MaxAckPending: max(64, 4*ccfg.Workers),
+		MaxAckPending: max(64, 4*inFlight),
 	}
 	if len(subjects) == 1 { // servers before 2.10 know one filter only
 		cc.FilterSubject = subjects[0]
@@ -110,18 +143,22 @@ func Consume(ctx context.Context, nc *nats.Conn, cfg Config, ccfg ConsumeConfig,
 	if err != nil {
 		return nil, fmt.Errorf("natsjs: durable consumer %s on stream %s: %w", ccfg.Durable, cfg.Stream, err)
 	}
-	c := &Consumer{work: make(chan jetstream.Msg)}
+	// A batch is what waits in work when a worker comes for it.
+	c := &Consumer{work: make(chan jetstream.Msg, inFlight)}
 	// Handlers run on a context of their own: Stop lets them finish.
 	hctx := context.WithoutCancel(ctx)
 	for range ccfg.Workers {
 		c.wg.Go(func() {
+			batch := make([]jetstream.Msg, 0, ccfg.Batch)
 			for m := range c.work {
-				handleMsg(hctx, cfg, ccfg, m, handle)
+				batch = append(batch[:0], m)
+				batch = takeWaiting(c.work, batch, ccfg.Batch)
+				handleBatch(hctx, cfg, ccfg, batch, handle)
 			}
 		})
 	}
 	c.cc, err = cons.Consume(func(m jetstream.Msg) { c.work <- m },
-		jetstream.PullMaxMessages(max(16, 2*ccfg.Workers)),
+		jetstream.PullMaxMessages(max(16, 2*inFlight)),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			cfg.Logger.Debug("natsjs: durable consumer", "stream", cfg.Stream, "durable", ccfg.Durable, "err", err)
 		}))
@@ -133,24 +170,60 @@ func Consume(ctx context.Context, nc *nats.Conn, cfg Config, ccfg ConsumeConfig,
 	return c, nil
 }
 
-// handleMsg hands m to handle and settles it with the server.
-func handleMsg(ctx context.Context, cfg Config, ccfg ConsumeConfig, m jetstream.Msg, handle func(context.Context, Delivery) error) {
-	d := Delivery{Body: m.Data(), Subject: m.Subject(), Header: m.Headers()}
-	if md, err := m.Metadata(); err == nil {
-		d.StreamSeq, d.Stored = md.Sequence.Stream, md.Timestamp
+// takeWaiting appends to batch the messages waiting in work, up to limit in
+// all, without waiting for more.
+func takeWaiting(work <-chan jetstream.Msg, batch []jetstream.Msg, limit int) []jetstream.Msg {
+	for len(batch) < limit {
+		select {
+		case m, ok := <-work:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, m)
+		default:
+			return batch
+		}
 	}
-	d.Event, d.Err = outbox.ParseCloudEvent(d.Body)
-	err := handle(ctx, d)
+	return batch
+}
+
+// handleBatch hands ms to handle and settles each with the server.
+func handleBatch(ctx context.Context, cfg Config, ccfg ConsumeConfig, ms []jetstream.Msg, handle func(context.Context, []Delivery) []error) {
+	ds := make([]Delivery, len(ms))
+	for i, m := range ms {
+		d := Delivery{Body: m.Data(), Subject: m.Subject(), Header: m.Headers()}
+		if md, err := m.Metadata(); err == nil {
+			d.StreamSeq, d.Stored = md.Sequence.Stream, md.Timestamp
+		}
+		d.Event, d.Err = outbox.ParseCloudEvent(d.Body)
+		ds[i] = d
+	}
+	errs := handle(ctx, ds)
+	if len(errs) != len(ds) {
+		err := fmt.Errorf("natsjs: the handler returned %d results for %d messages", len(errs), len(ds))
+		errs = make([]error, len(ds))
+		for i := range errs {
+			errs[i] = err
+		}
+	}
+	for i, m := range ms {
+		settle(cfg, ccfg, m, ds[i].StreamSeq, errs[i])
+	}
+}
+
+// settle acknowledges m, or terminates it, or has it delivered again, by
+// its handler's err.
+func settle(cfg Config, ccfg ConsumeConfig, m jetstream.Msg, streamSeq uint64, err error) {
 	switch {
 	case err == nil:
 		err = m.Ack()
 	case outbox.IsPermanent(err):
 		cfg.Logger.Error("natsjs: message refused for good; terminated", "stream", cfg.Stream,
-			"durable", ccfg.Durable, "stream_seq", d.StreamSeq, "err", err)
+			"durable", ccfg.Durable, "stream_seq", streamSeq, "err", err)
 		err = m.TermWithReason(truncate(err.Error(), 200))
 	default:
 		cfg.Logger.Warn("natsjs: handler failed; the message is delivered again", "stream", cfg.Stream,
-			"durable", ccfg.Durable, "stream_seq", d.StreamSeq, "err", err)
+			"durable", ccfg.Durable, "stream_seq", streamSeq, "err", err)
 		err = m.NakWithDelay(ccfg.RetryDelay)
 	}
 	if err != nil && !errors.Is(err, nats.ErrConnectionClosed) {

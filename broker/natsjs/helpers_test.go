@@ -20,7 +20,16 @@ import (
 	"github.com/heraldhq/herald/outbox/publishertest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// nats.go v1.55 jetstream: the first asynchronous publish starts
+		// resetPendingAcksOnReconnect, which reads the status channel under
+		// the publisher's lock; a Publisher closed before it got the lock
+		// (cleanupReplySub sets the channel to nil) leaves it receiving from
+		// a nil channel forever. Upstream's race, seen under load with the
+		// consumer suites running beside the publisher's.
+		goleak.IgnoreTopFunction("github.com/nats-io/nats.go/jetstream.(*jetStream).resetPendingAcksOnReconnect"))
+}
 
 // localURL is the machine's NATS server (JetStream enabled):
 // $HERALD_TEST_NATS_URL, or nats://127.0.0.1:4222.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -14,8 +15,11 @@ import (
 	"github.com/heraldhq/herald/outbox"
 )
 
-// DefaultConsumeRetryDelay is ConsumeConfig.RetryDelay when it is zero.
-const DefaultConsumeRetryDelay = time.Second
+// Defaults of ConsumeConfig.
+const (
+	DefaultConsumeRetryDelay = time.Second
+	DefaultConsumeBatch      = 64
+)
 
 // ConsumeConfig configures Consume.
 type ConsumeConfig struct {
@@ -33,6 +37,9 @@ type ConsumeConfig struct {
 	// default DefaultConsumeRetryDelay. It must exceed the longest a
 	// handler takes.
 	RetryDelay time.Duration
+	// Batch is the most entries ConsumeBatch hands to its handler at once;
+	// default DefaultConsumeBatch. Consume hands one at a time.
+	Batch int
 }
 
 // Consume reads cfg's stream with XREADGROUP in a consumer group and calls
@@ -49,6 +56,20 @@ type ConsumeConfig struct {
 // stop ends it after the entries being handled are settled; it is
 // idempotent.
 func Consume(ctx context.Context, cfg Config, ccfg ConsumeConfig, handle func(ctx context.Context, d broker.Delivery) error) (stop func(), err error) {
+	ccfg.Batch = 1
+	return ConsumeBatch(ctx, cfg, ccfg, func(ctx context.Context, ds []broker.Delivery) []error {
+		return []error{handle(ctx, ds[0])}
+	})
+}
+
+// ConsumeBatch is Consume handing the entries to handle in batches: the
+// entries of one read are shared among the workers in batches of up to
+// ccfg.Batch, and each entry is settled by the error at its position in
+// what handle returns, as Consume settles it; the acknowledged entries of a
+// batch go in one XACK. handle returns one error per delivery; a slice of
+// another length leaves the whole batch pending. It is the consumer for
+// inbox.DeliverBatch, which commits a batch in one transaction.
+func ConsumeBatch(ctx context.Context, cfg Config, ccfg ConsumeConfig, handle func(ctx context.Context, ds []broker.Delivery) []error) (stop func(), err error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -61,6 +82,9 @@ func Consume(ctx context.Context, cfg Config, ccfg ConsumeConfig, handle func(ct
 	}
 	if ccfg.RetryDelay <= 0 {
 		ccfg.RetryDelay = DefaultConsumeRetryDelay
+	}
+	if ccfg.Batch <= 0 {
+		ccfg.Batch = DefaultConsumeBatch
 	}
 	c := &groupConsumer{rdb: newClient(cfg), cfg: cfg, ccfg: ccfg, handle: handle}
 	err = c.rdb.XGroupCreateMkStream(ctx, cfg.Stream, ccfg.Group, "0").Err()
@@ -88,7 +112,7 @@ type groupConsumer struct {
 	rdb    *redis.Client
 	cfg    Config
 	ccfg   ConsumeConfig
-	handle func(context.Context, broker.Delivery) error
+	handle func(context.Context, []broker.Delivery) []error
 }
 
 // consumeBlock bounds a blocked XREADGROUP, so that stop and the claims of
@@ -97,7 +121,7 @@ const consumeBlock = 250 * time.Millisecond
 
 func (c *groupConsumer) run(ctx context.Context) {
 	wait := retryMin
-	count := int64(max(16, 2*c.ccfg.Workers))
+	count := int64(max(16, 2*c.ccfg.Workers*c.ccfg.Batch))
 	own := "0" // first this consumer's own pending entries, from before a restart
 	for ctx.Err() == nil {
 		// Entries pending too long (failed, or their consumer died).
@@ -135,40 +159,62 @@ func (c *groupConsumer) run(ctx context.Context) {
 	}
 }
 
-// settleAll handles msgs on the workers and acknowledges those handled.
+// settleAll handles msgs on the workers, in batches spread over them, and
+// acknowledges those handled.
 func (c *groupConsumer) settleAll(ctx context.Context, msgs []redis.XMessage) {
-	next := make(chan redis.XMessage)
+	if len(msgs) == 0 {
+		return
+	}
+	size := max(1, min(c.ccfg.Batch, (len(msgs)+c.ccfg.Workers-1)/c.ccfg.Workers))
+	next := make(chan []redis.XMessage)
 	var wg sync.WaitGroup
-	for range min(c.ccfg.Workers, len(msgs)) {
+	for range min(c.ccfg.Workers, (len(msgs)+size-1)/size) {
 		wg.Go(func() {
-			for m := range next {
-				c.settle(ctx, m)
+			for ms := range next {
+				c.settle(ctx, ms)
 			}
 		})
 	}
-	for _, m := range msgs {
-		next <- m
+	for ms := range slices.Chunk(msgs, size) {
+		next <- ms
 	}
 	close(next)
 	wg.Wait()
 }
 
-func (c *groupConsumer) settle(ctx context.Context, m redis.XMessage) {
-	d, _ := (&subscription{}).delivery(m) // no type filter: every entry
-	err := c.handle(context.WithoutCancel(ctx), d)
-	switch {
-	case err == nil:
-	case outbox.IsPermanent(err):
-		c.cfg.Logger.Error("redisstream: entry refused for good; acknowledged", "stream", c.cfg.Stream, "entry", m.ID, "err", err)
-	default:
-		c.cfg.Logger.Warn("redisstream: handler failed; the entry stays pending", "stream", c.cfg.Stream, "entry", m.ID, "err", err)
+func (c *groupConsumer) settle(ctx context.Context, ms []redis.XMessage) {
+	ds := make([]broker.Delivery, len(ms))
+	for i, m := range ms {
+		ds[i], _ = (&subscription{}).delivery(m) // no type filter: every entry
+	}
+	errs := c.handle(context.WithoutCancel(ctx), ds)
+	if len(errs) != len(ds) {
+		err := fmt.Errorf("redisstream: the handler returned %d results for %d entries", len(errs), len(ds))
+		errs = make([]error, len(ds))
+		for i := range errs {
+			errs[i] = err
+		}
+	}
+	acks := make([]string, 0, len(ms))
+	for i, m := range ms {
+		switch err := errs[i]; {
+		case err == nil:
+		case outbox.IsPermanent(err):
+			c.cfg.Logger.Error("redisstream: entry refused for good; acknowledged", "stream", c.cfg.Stream, "entry", m.ID, "err", err)
+		default:
+			c.cfg.Logger.Warn("redisstream: handler failed; the entry stays pending", "stream", c.cfg.Stream, "entry", m.ID, "err", err)
+			continue
+		}
+		acks = append(acks, m.ID)
+	}
+	if len(acks) == 0 {
 		return
 	}
-	// An acknowledgement that fails leaves the entry pending: it is
-	// claimed again and is a duplicate, nothing worse.
+	// An acknowledgement that fails leaves the entries pending: they are
+	// claimed again and are duplicates, nothing worse.
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := c.rdb.XAck(actx, c.cfg.Stream, c.ccfg.Group, m.ID).Err(); err != nil {
-		c.cfg.Logger.Warn("redisstream: XACK failed", "stream", c.cfg.Stream, "entry", m.ID, "err", err)
+	if err := c.rdb.XAck(actx, c.cfg.Stream, c.ccfg.Group, acks...).Err(); err != nil {
+		c.cfg.Logger.Warn("redisstream: XACK failed", "stream", c.cfg.Stream, "entries", len(acks), "err", err)
 	}
 }

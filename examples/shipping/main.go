@@ -86,9 +86,17 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	in := inbox.New(d, apply, inbox.Config{Logger: log})
 	// Every event of the orders, not only those the handler acts on: an
 	// order's sequence counts all of them, and a missing one would hold
-	// the order's later events back.
-	c, err := natsjs.Consume(ctx, nc, stream, natsjs.ConsumeConfig{Durable: "shipping", Workers: 4},
-		func(ctx context.Context, d natsjs.Delivery) error { return in.Deliver(ctx, d.Body) })
+	// the order's later events back. The messages come in batches, each
+	// taken through the inbox in one transaction (one commit for all), and
+	// each message is acknowledged by its own result once it committed.
+	c, err := natsjs.ConsumeBatch(ctx, nc, stream, natsjs.ConsumeConfig{Durable: "shipping", Workers: 2, Batch: 64},
+		func(ctx context.Context, ds []natsjs.Delivery) []error {
+			bodies := make([][]byte, len(ds))
+			for i, d := range ds {
+				bodies[i] = d.Body
+			}
+			return in.DeliverBatch(ctx, bodies)
+		})
 	if err != nil {
 		return err
 	}

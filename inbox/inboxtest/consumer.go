@@ -24,6 +24,11 @@ type Broker struct {
 	// message and acknowledges it once handle returns nil; stop stops it,
 	// letting the messages being handled finish.
 	Start func(t *testing.T, name string, handle func(ctx context.Context, body []byte) error) (stop func())
+	// StartBatch, when set, replaces Start: a consumer that hands the
+	// messages over in batches (handle returns each one's error at its
+	// position) and acknowledges each whose error is nil. The suite hands
+	// its batches to inbox.DeliverBatch.
+	StartBatch func(t *testing.T, name string, handle func(ctx context.Context, bodies [][]byte) []error) (stop func())
 	// Push says that the broker pushes messages to a running consumer
 	// (a webhook): the suite starts it before it publishes, and Publish
 	// retries what the consumer refused until it is accepted.
@@ -78,7 +83,11 @@ func RunConsumer(t *testing.T, b Broker) {
 		if !b.Push {
 			b.Publish(t, bodies)
 		}
-		stop = b.Start(t, "inboxtest", sink.deliver)
+		if b.StartBatch != nil {
+			stop = b.StartBatch(t, "inboxtest", sink.deliverBatch)
+		} else {
+			stop = b.Start(t, "inboxtest", sink.deliver)
+		}
 		if b.Push {
 			b.Publish(t, bodies)
 		}
@@ -99,6 +108,9 @@ func RunConsumer(t *testing.T, b Broker) {
 	if sink.failures == 0 {
 		t.Error("the handler never failed: the redelivery path went untested")
 	}
+	if b.StartBatch != nil {
+		t.Logf("%d batches, the largest of %d messages", sink.batches, sink.largest)
+	}
 	if b.Invalid && sink.invalid != 1 {
 		t.Errorf("the invalid message was refused %d times, want once", sink.invalid)
 	}
@@ -115,6 +127,8 @@ type sink struct {
 	failed   map[string]bool // ids whose first delivery failed
 	failures int
 	invalid  int
+	batches  int // the batches handed to deliverBatch
+	largest  int // the most messages in one of them
 }
 
 func newSink(t *testing.T, ctx context.Context) *sink {
@@ -155,6 +169,20 @@ func (s *sink) deliver(ctx context.Context, body []byte) error {
 		s.mu.Unlock()
 	}
 	return err
+}
+
+func (s *sink) deliverBatch(ctx context.Context, bodies [][]byte) []error {
+	errs := s.in.DeliverBatch(ctx, bodies)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.batches++
+	s.largest = max(s.largest, len(bodies))
+	for _, err := range errs {
+		if errors.Is(err, inbox.ErrInvalidEvent) {
+			s.invalid++
+		}
+	}
+	return errs
 }
 
 // waitApplied waits until the consumer table has n rows and returns them.

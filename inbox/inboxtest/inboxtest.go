@@ -18,6 +18,7 @@ package inboxtest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -71,6 +72,11 @@ func Run[TTx any](t *testing.T, h Harness[TTx]) {
 		{"Prune", testPrune[TTx]},
 		{"InvalidEvents", testInvalid[TTx]},
 		{"CrashLosesAndRepeatsNothing", testCrash[TTx]},
+		{"BatchOutcomes", testBatchOutcomes[TTx]},
+		{"BatchHandlerFailure", testBatchHandlerFailure[TTx]},
+		{"BatchReleaseFailure", testBatchReleaseFailure[TTx]},
+		{"BatchInvalidEvents", testBatchInvalid[TTx]},
+		{"ShuffledBatches", testShuffledBatches[TTx]},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -188,6 +194,15 @@ func CheckInSequence(t testing.TB, rows []Applied, aggregates, perAggregate int)
 	}
 }
 
+func mustJSON(t testing.TB, ev inbox.Event) []byte {
+	t.Helper()
+	b, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func process[TTx any](t testing.TB, in *inbox.Inbox[TTx], ctx context.Context, ev inbox.Event) inbox.Result {
 	t.Helper()
 	res, err := in.Process(ctx, ev)
@@ -287,23 +302,14 @@ func testShuffled[TTx any](t *testing.T, s *suite[TTx]) {
 	in := s.inbox()
 	next := make(chan inbox.Event)
 	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		outcomes = map[inbox.Outcome]int{}
-		released int
-		firstErr error
+		wg sync.WaitGroup
+		c  tally
 	)
 	for range workers {
 		wg.Go(func() {
 			for ev := range next {
 				res, err := in.Process(s.ctx, ev)
-				mu.Lock()
-				if err != nil && firstErr == nil {
-					firstErr = err
-				}
-				outcomes[res.Outcome]++
-				released += res.Released
-				mu.Unlock()
+				c.add(res, err)
 			}
 		})
 	}
@@ -312,21 +318,49 @@ func testShuffled[TTx any](t *testing.T, s *suite[TTx]) {
 	}
 	close(next)
 	wg.Wait()
-	if firstErr != nil {
-		t.Fatal(firstErr)
+	checkStream(t, s, &c, len(evs), aggregates, per)
+}
+
+// tally adds up the outcomes of a stream taken by concurrent workers.
+type tally struct {
+	mu       sync.Mutex
+	outcomes map[inbox.Outcome]int
+	released int
+	firstErr error
+}
+
+func (c *tally) add(res inbox.Result, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.outcomes == nil {
+		c.outcomes = map[inbox.Outcome]int{}
+	}
+	if err != nil && c.firstErr == nil {
+		c.firstErr = err
+	}
+	c.outcomes[res.Outcome]++
+	c.released += res.Released
+}
+
+// checkStream fails t unless the stream of delivered events (aggregates
+// × per events, the rest redeliveries) was applied once each, in order,
+// with nothing left held.
+func checkStream[TTx any](t *testing.T, s *suite[TTx], c *tally, delivered, aggregates, per int) {
+	t.Helper()
+	if c.firstErr != nil {
+		t.Fatal(c.firstErr)
 	}
 	CheckInSequence(t, s.applied(t), aggregates, per)
-	if got, want := outcomes[inbox.Applied]+released, aggregates*per; got != want {
-		t.Errorf("applied %d + released %d = %d, want %d", outcomes[inbox.Applied], released, got, want)
+	if got, want := c.outcomes[inbox.Applied]+c.released, aggregates*per; got != want {
+		t.Errorf("applied %d + released %d = %d, want %d", c.outcomes[inbox.Applied], c.released, got, want)
 	}
-	if got, want := outcomes[inbox.Duplicate], len(evs)-aggregates*per; got != want {
+	if got, want := c.outcomes[inbox.Duplicate], delivered-aggregates*per; got != want {
 		t.Errorf("%d duplicates, want %d", got, want)
 	}
-	if outcomes[inbox.Repeated] != 0 {
-		t.Errorf("%d repeated, want none", outcomes[inbox.Repeated])
+	if c.outcomes[inbox.Repeated] != 0 {
+		t.Errorf("%d repeated, want none", c.outcomes[inbox.Repeated])
 	}
-	gaps, err := s.d.Gaps(s.ctx, 0)
-	if err != nil || len(gaps) != 0 {
+	if gaps, err := s.d.Gaps(s.ctx, 0); err != nil || len(gaps) != 0 {
 		t.Errorf("Gaps after the stream: %v, %v; want none", gaps, err)
 	}
 }
