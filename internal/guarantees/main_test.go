@@ -148,6 +148,7 @@ func startChild(t *testing.T, b *backend, br *broker, env ...string) *exec.Cmd {
 		childPrefix+"="+br.cfg.SubjectPrefix,
 	), env...)
 	cmd.Stderr = os.Stderr
+	dieWithParent(cmd)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
