@@ -223,6 +223,11 @@ func (e *cdcEnv) write(ctx context.Context, agg string, n int) ([]uuid.UUID, err
 		_, err := client.EnqueueTx(ctx, tx, events...)
 		return err
 	})
+	if err == nil && e.src == outbox.Source(e.store) {
+		// Wake the polling relay after the commit, as herald serve does;
+		// without it the relay finds events only at its poll interval.
+		e.store.Notify()
+	}
 	return ids, err
 }
 
