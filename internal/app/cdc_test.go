@@ -1,10 +1,16 @@
 package app_test
 
 import (
+	"context"
+	"net/http"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/heraldhq/herald/internal/app"
+	"github.com/heraldhq/herald/internal/testdb"
+	"github.com/jackc/pgx/v5"
 )
 
 func TestValidateRelayMode(t *testing.T) {
@@ -21,6 +27,9 @@ func TestValidateRelayMode(t *testing.T) {
 		{app.Config{RelayMode: "wal"}, "--mode must be poll or cdc"},
 		{app.Config{RelayMode: app.RelayModeCDC}, "needs PostgreSQL"},
 		{app.Config{DeleteInTx: true, DatabaseURL: pg}, "--delete-in-tx needs --mode cdc"},
+		{app.Config{RelayMode: app.RelayModeCDC, DatabaseURL: pg, WALMessages: true}, ""},
+		{app.Config{WALMessages: true, DatabaseURL: pg}, "--wal-messages needs --mode cdc"},
+		{app.Config{RelayMode: app.RelayModeCDC, DatabaseURL: pg, WALMessages: true, DeleteInTx: true}, "exclude each other"},
 		{app.Config{RelayMode: app.RelayModeCDC, DatabaseURL: pg, CDCSlot: "Herald-1"}, "--cdc-slot"},
 		{app.Config{RelayMode: app.RelayModeCDC, DatabaseURL: pg, CDCSlot: "1herald"}, "--cdc-slot"},
 	}
@@ -32,5 +41,85 @@ func TestValidateRelayMode(t *testing.T) {
 		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want) || !app.IsUsageError(err)):
 			t.Errorf("%+v: got %v, want a usage error with %q", tt.cfg, err, tt.want)
 		}
+	}
+}
+
+// herald serve --mode cdc, with each way of writing events that only the
+// log holds: an order's event reaches the broker, /metrics reports the
+// slot (the series the alert rules in deploy/prometheus query among
+// them), and the outbox table stays empty.
+func TestServeCDC(t *testing.T) {
+	t.Parallel()
+	for _, w := range []struct {
+		name                    string
+		deleteInTx, walMessages bool
+	}{{"delete-in-tx", true, false}, {"wal-messages", false, true}} {
+		t.Run(w.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			events := &lockedBuffer{}
+			cfg := testConfig(t, events)
+			url, schema := testdb.PostgresSchema(t)
+			slot := "herald_test_" + schema
+			cfg.DatabaseURL, cfg.RelayMode, cfg.CDCSlot = url, app.RelayModeCDC, slot
+			cfg.DeleteInTx, cfg.WALMessages = w.deleteInTx, w.walMessages
+			a, err := app.Start(ctx, cfg, app.Options{HTTP: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				_ = a.Shutdown(context.Background())
+				dropSlot(t, slot)
+			})
+			createOrderPublished(t, a, events)
+			conn, err := pgx.Connect(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = conn.Close(ctx) }()
+			var rows int
+			if err := conn.QueryRow(ctx, "SELECT count(*) FROM order_outbox").Scan(&rows); err != nil || rows != 0 {
+				t.Fatalf("%d rows in the outbox table (%v)", rows, err)
+			}
+			_, body := get(t, http.DefaultClient, a.URL()+"/metrics")
+			for _, want := range []string{`herald_cdc_slot_active{slot="` + slot + `"} 1`, `herald_cdc_slot_lag_bytes{slot="` + slot + `"}`} {
+				if !strings.Contains(body, want) {
+					t.Errorf("/metrics lacks %s", want)
+				}
+			}
+			rules, err := os.ReadFile("../../deploy/prometheus/alerts.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, name := range metricName.FindAllString(string(rules), -1) {
+				if strings.HasPrefix(name, "herald_cdc_") && !strings.Contains(body, name+"{") {
+					t.Errorf("%s is queried by deploy/prometheus but /metrics in CDC mode does not expose it", name)
+				}
+			}
+		})
+	}
+}
+
+// dropSlot drops a test's replication slot and publication.
+func dropSlot(t *testing.T, slot string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, testdb.PostgresURL())
+	if err != nil {
+		t.Errorf("drop slot %s: %v", slot, err)
+		return
+	}
+	defer func() { _ = conn.Close(ctx) }()
+	for ctx.Err() == nil {
+		if _, err = conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, slot); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // the walsender may still be going away
+	}
+	if err != nil {
+		t.Errorf("drop slot %s: %v", slot, err)
+	}
+	if _, err := conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{slot}.Sanitize()); err != nil {
+		t.Errorf("drop publication %s: %v", slot, err)
 	}
 }

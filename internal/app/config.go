@@ -84,6 +84,10 @@ type Config struct {
 	// own transaction, so that the outbox table never grows; only with
 	// RelayModeCDC, which reads the inserts from the write-ahead log.
 	DeleteInTx bool
+	// WALMessages makes the orders service write each event as a logical
+	// decoding message in the write-ahead log instead of a row: the
+	// cheapest write, and nothing in the table; only with RelayModeCDC.
+	WALMessages bool
 	// NoMigrate skips applying migrations at start.
 	NoMigrate bool
 	// ShutdownTimeout bounds how long a graceful stop waits for in-flight
@@ -241,13 +245,20 @@ const (
 	RelayModeCDC  = "cdc"
 )
 
-// ValidateRelayMode checks RelayMode, CDCSlot and DeleteInTx: CDC needs
-// PostgreSQL, and rows deleted in their transaction are seen only by CDC.
+// ValidateRelayMode checks RelayMode, CDCSlot, DeleteInTx and WALMessages:
+// CDC needs PostgreSQL, and events that only the write-ahead log holds are
+// seen only by CDC.
 func (c Config) ValidateRelayMode() error {
+	if c.DeleteInTx && c.WALMessages {
+		return usagef("--delete-in-tx and --wal-messages exclude each other: an event is written as a row (deleted or not) or as a message")
+	}
 	switch c.RelayMode {
 	case "", RelayModePoll:
 		if c.DeleteInTx {
 			return usagef("--delete-in-tx needs --mode cdc: the polling relay never sees an event whose row was deleted in its transaction")
+		}
+		if c.WALMessages {
+			return usagef("--wal-messages needs --mode cdc: the polling relay never sees an event written as a message")
 		}
 		return nil
 	case RelayModeCDC:

@@ -71,7 +71,7 @@ func OpenDatabase(ctx context.Context, cfg Config) (*Database, error) {
 	}
 	switch spec.Kind {
 	case Postgres:
-		return openPostgres(ctx, spec, cfg.Relay.Workers, cfg.DeleteInTx)
+		return openPostgres(ctx, spec, cfg.Relay.Workers, writes{deleteInTx: cfg.DeleteInTx, walMessages: cfg.WALMessages})
 	default:
 		return openSQLite(spec)
 	}
@@ -126,7 +126,11 @@ const poolHeadroom = 8
 // openPostgres opens a pool on spec. Unless the URL sets pool_max_conns,
 // the pool holds enough connections for the relay's workers (each holds one
 // through a batch), its wake-up listener, and the API.
-func openPostgres(ctx context.Context, spec DatabaseSpec, relayWorkers int, deleteInTx bool) (*Database, error) {
+// writes is how the orders service writes its events on PostgreSQL
+// (Config.DeleteInTx, Config.WALMessages).
+type writes struct{ deleteInTx, walMessages bool }
+
+func openPostgres(ctx context.Context, spec DatabaseSpec, relayWorkers int, w writes) (*Database, error) {
 	pcfg, err := pgxpool.ParseConfig(spec.URL)
 	if err != nil {
 		return nil, usagef("--db: invalid PostgreSQL connection string %s: %s", RedactURL(spec.URL), parseProblem(err, spec.URL))
@@ -154,7 +158,8 @@ func openPostgres(ctx context.Context, spec DatabaseSpec, relayWorkers int, dele
 	// The wake-up goes out after each commit, not inside the writing
 	// transaction: PostgreSQL serialises the commits of notifying
 	// transactions (docs/BENCHMARKS.md measures what that costs).
-	store, err := pgstore.New(pool, pgstore.Config{Name: ordersvc.OutboxName, SpreadStart: true, DeleteInTx: deleteInTx})
+	store, err := pgstore.New(pool, pgstore.Config{Name: ordersvc.OutboxName, SpreadStart: true,
+		DeleteInTx: w.deleteInTx, WALMessages: w.walMessages})
 	if err != nil {
 		pool.Close()
 		return nil, err

@@ -107,6 +107,10 @@ type Config struct {
 	// many times.
 	Repeat int
 
+	// Parts are the parts the cdc mode runs: write, drain, latency; empty
+	// runs all three.
+	Parts []string
+
 	// NoRelay runs api-baseline (and api-compare's baseline) without the
 	// relay and the consumer that otherwise run beside its writers.
 	NoRelay bool

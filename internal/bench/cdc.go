@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -24,7 +26,30 @@ import (
 // relay in one run, each on a fresh schema and stream: the drain of a
 // backlog written by concurrent writers, the commit → broker-ack latency at
 // steady rates, and the write cost of deleting the row in the writing
-// transaction against keeping it.
+// transaction, or of writing a message instead of a row, against keeping
+// the row. The CDC relay runs twice in the drain and latency parts: on
+// rows deleted in their transaction ("cdc") and on messages ("cdc-msg").
+
+// writeStyle is how the bench's writers write an event.
+type writeStyle string
+
+const (
+	keepRow    writeStyle = "keep"    // a row, kept for the relay
+	deleteRow  writeStyle = "delete"  // a row deleted in its transaction (pgstore.Config.DeleteInTx)
+	logMessage writeStyle = "message" // a logical decoding message (pgstore.Config.WALMessages)
+)
+
+// cdcKinds are the relays the drain and latency parts compare, each with
+// the writers' style.
+var cdcKinds = []struct {
+	kind  string
+	cdc   bool
+	style writeStyle
+}{
+	{"poll", false, keepRow},
+	{"cdc", true, deleteRow},
+	{"cdc-msg", true, logMessage},
+}
 
 // cdcRates are the steady rates of the latency part, events/s.
 var cdcRates = []float64{1000, 10000}
@@ -32,7 +57,7 @@ var cdcRates = []float64{1000, 10000}
 // CDCRun is one measurement of the cdc mode.
 type CDCRun struct {
 	Part         string  `json:"part"` // drain, latency or write
-	Kind         string  `json:"kind"` // poll or cdc (write: keep or delete)
+	Kind         string  `json:"kind"` // poll, cdc or cdc-msg (write: keep, delete or message)
 	Events       int     `json:"events"`
 	Seconds      float64 `json:"seconds"`
 	EventsPerSec float64 `json:"events_per_sec"`
@@ -51,8 +76,8 @@ type CDCResult struct {
 // JSON is the result's line.
 func (r *CDCResult) JSON() any {
 	out := map[string]any{"mode": ModeCDC, "workers": r.Workers, "batch": r.Batch, "writers": r.Writers, "runs": r.Runs}
-	if p, c := r.find("drain", "poll"), r.find("drain", "cdc"); p != nil && c != nil && p.EventsPerSec > 0 {
-		out["drain_ratio_cdc_over_poll"] = round2(c.EventsPerSec / p.EventsPerSec)
+	for key, v := range r.drainRatios() {
+		out[key] = v
 	}
 	return out
 }
@@ -78,10 +103,28 @@ func (r *CDCResult) WriteSummary(w io.Writer) error {
 	for _, x := range r.Runs {
 		_, _ = fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\n", x.Part, x.Kind, x.Events, x.Seconds, x.EventsPerSec, x.Rate, x.P50ms, x.P99ms, x.Load1)
 	}
-	if j, ok := r.JSON().(map[string]any)["drain_ratio_cdc_over_poll"]; ok {
-		_, _ = fmt.Fprintf(tw, "drain: cdc / poll = %v\n", j)
+	for _, k := range cdcKinds[1:] {
+		if v, ok := r.drainRatios()["drain_ratio_"+k.kind+"_over_poll"]; ok {
+			_, _ = fmt.Fprintf(tw, "drain: %s / poll = %v\n", k.kind, v)
+		}
 	}
 	return tw.Flush()
+}
+
+// drainRatios are each CDC drain's rate over the polling relay's, keyed
+// drain_ratio_KIND_over_poll (KIND with "_" for "-").
+func (r *CDCResult) drainRatios() map[string]float64 {
+	out := make(map[string]float64)
+	p := r.find("drain", "poll")
+	if p == nil || p.EventsPerSec <= 0 {
+		return out
+	}
+	for _, k := range cdcKinds[1:] {
+		if c := r.find("drain", k.kind); c != nil {
+			out["drain_ratio_"+strings.ReplaceAll(k.kind, "-", "_")+"_over_poll"] = round2(c.EventsPerSec / p.EventsPerSec)
+		}
+	}
+	return out
 }
 
 // runCDC runs the three parts.
@@ -101,51 +144,80 @@ func runCDC(ctx context.Context, cfg Config) (*CDCResult, error) {
 			_, _ = fmt.Fprintf(cfg.Progress, format+"\n", args...)
 		}
 	}
-	for _, kind := range []string{"keep", "delete", "keep", "delete"} {
-		run, err := cdcWrite(ctx, cfg, kind == "delete")
+	parts, err := cdcParts(cfg.Parts)
+	if err != nil {
+		return nil, err
+	}
+	styles := []writeStyle{keepRow, deleteRow, logMessage}
+	if !parts["write"] {
+		styles = nil
+	}
+	for _, style := range append(styles, styles...) {
+		run, err := cdcWrite(ctx, cfg, style)
 		if err != nil {
 			return nil, err
 		}
-		run.Kind = kind
-		progress("write %s: %.0f events/s, p50 %.2f ms, p99 %.2f ms", kind, run.EventsPerSec, run.P50ms, run.P99ms)
+		progress("write %s: %.0f events/s, p50 %.2f ms, p99 %.2f ms", style, run.EventsPerSec, run.P50ms, run.P99ms)
 		res.Runs = append(res.Runs, run)
 	}
-	for _, kind := range []string{"poll", "cdc"} {
-		run, err := cdcDrain(ctx, cfg, br.url, kind)
+	for _, k := range cdcKinds {
+		if !parts["drain"] {
+			break
+		}
+		run, err := cdcDrain(ctx, cfg, br.url, k.kind, k.cdc, k.style)
 		if err != nil {
 			return nil, err
 		}
-		progress("drain %s: %d events in %.1fs, %.0f events/s", kind, run.Events, run.Seconds, run.EventsPerSec)
+		progress("drain %s: %d events in %.1fs, %.0f events/s", k.kind, run.Events, run.Seconds, run.EventsPerSec)
 		res.Runs = append(res.Runs, run)
 	}
 	rates := cdcRates
 	if cfg.Rate > 0 {
 		rates = []float64{cfg.Rate}
 	}
+	if !parts["latency"] {
+		rates = nil
+	}
 	for _, rate := range rates {
-		for _, kind := range []string{"poll", "cdc"} {
-			run, err := cdcLatency(ctx, cfg, br.url, kind, rate)
+		for _, k := range cdcKinds {
+			run, err := cdcLatency(ctx, cfg, br.url, k.kind, k.cdc, k.style, rate)
 			if err != nil {
 				return nil, err
 			}
-			progress("latency %s at %.0f/s: %.0f events/s written, p50 %.2f ms, p99 %.2f ms", kind, rate, run.EventsPerSec, run.P50ms, run.P99ms)
+			progress("latency %s at %.0f/s: %.0f events/s written, p50 %.2f ms, p99 %.2f ms", k.kind, rate, run.EventsPerSec, run.P50ms, run.P99ms)
 			res.Runs = append(res.Runs, run)
 		}
 	}
 	return res, nil
 }
 
+// cdcParts checks --parts: empty means every part.
+func cdcParts(names []string) (map[string]bool, error) {
+	all := []string{"write", "drain", "latency"}
+	if len(names) == 0 {
+		names = all
+	}
+	parts := make(map[string]bool)
+	for _, n := range names {
+		if !slices.Contains(all, n) {
+			return nil, &app.UsageError{Err: fmt.Errorf("--parts: unknown part %q: use write, drain or latency", n)}
+		}
+		parts[n] = true
+	}
+	return parts, nil
+}
+
 // cdcEnv is a fresh schema with the outbox migrated, and for CDC a slot.
 type cdcEnv struct {
 	url    string
 	pool   *pgxpool.Pool
-	writer *pgstore.Driver // the writers' driver (DeleteInTx for CDC)
+	writer *pgstore.Driver // the writers' driver, in the env's write style
 	store  *pgstore.Driver
 	src    outbox.Source
 	close  cleanups
 }
 
-func openCDCEnv(ctx context.Context, cfg Config, cdc, deleteInTx bool) (_ *cdcEnv, err error) {
+func openCDCEnv(ctx context.Context, cfg Config, cdc bool, style writeStyle) (_ *cdcEnv, err error) {
 	e := &cdcEnv{}
 	defer func() {
 		if err != nil {
@@ -174,8 +246,9 @@ func openCDCEnv(ctx context.Context, cfg Config, cdc, deleteInTx bool) (_ *cdcEn
 		return nil, err
 	}
 	e.writer = e.store
-	if deleteInTx {
-		if e.writer, err = pgstore.New(e.pool, pgstore.Config{Name: "order_outbox", DeleteInTx: true}); err != nil {
+	if style != keepRow {
+		wc := pgstore.Config{Name: "order_outbox", DeleteInTx: style == deleteRow, WALMessages: style == logMessage}
+		if e.writer, err = pgstore.New(e.pool, wc); err != nil {
 			return nil, err
 		}
 	}
@@ -231,10 +304,10 @@ func (e *cdcEnv) write(ctx context.Context, agg string, n int) ([]uuid.UUID, err
 	return ids, err
 }
 
-// cdcWrite measures writers enqueueing transactions of two events, rows
-// kept or deleted in the transaction, for cfg.Duration/4.
-func cdcWrite(ctx context.Context, cfg Config, deleteInTx bool) (CDCRun, error) {
-	e, err := openCDCEnv(ctx, cfg, false, deleteInTx)
+// cdcWrite measures writers enqueueing transactions of two events in the
+// given style, for cfg.Duration/4.
+func cdcWrite(ctx context.Context, cfg Config, style writeStyle) (CDCRun, error) {
+	e, err := openCDCEnv(ctx, cfg, false, style)
 	if err != nil {
 		return CDCRun{}, err
 	}
@@ -276,15 +349,14 @@ func cdcWrite(ctx context.Context, cfg Config, deleteInTx bool) (CDCRun, error) 
 	default:
 	}
 	s := summarize(lats)
-	return CDCRun{Part: "write", Events: int(n.Load()), Seconds: round2(secs), EventsPerSec: round2(float64(n.Load()) / secs),
+	return CDCRun{Part: "write", Kind: string(style), Events: int(n.Load()), Seconds: round2(secs), EventsPerSec: round2(float64(n.Load()) / secs),
 		P50ms: ms(s.P50), P99ms: ms(s.P99), Load1: ReadLoad().One}, nil
 }
 
 // cdcDrain writes cfg.Events events with cfg.Clients concurrent writers,
 // then starts the relay and times it until every event is acknowledged.
-func cdcDrain(ctx context.Context, cfg Config, natsURL, kind string) (CDCRun, error) {
-	cdc := kind == "cdc"
-	e, err := openCDCEnv(ctx, cfg, cdc, cdc)
+func cdcDrain(ctx context.Context, cfg Config, natsURL, kind string, cdc bool, style writeStyle) (CDCRun, error) {
+	e, err := openCDCEnv(ctx, cfg, cdc, style)
 	if err != nil {
 		return CDCRun{}, err
 	}
@@ -368,9 +440,8 @@ func (a *ackClock) Publish(ctx context.Context, msgs []outbox.Message) []error {
 // cdcLatency writes at a steady rate for cfg.Duration with the relay
 // running, and measures each event's time from its writer's commit to its
 // broker acknowledgement.
-func cdcLatency(ctx context.Context, cfg Config, natsURL, kind string, rate float64) (CDCRun, error) {
-	cdc := kind == "cdc"
-	e, err := openCDCEnv(ctx, cfg, cdc, cdc)
+func cdcLatency(ctx context.Context, cfg Config, natsURL, kind string, cdc bool, style writeStyle, rate float64) (CDCRun, error) {
+	e, err := openCDCEnv(ctx, cfg, cdc, style)
 	if err != nil {
 		return CDCRun{}, err
 	}

@@ -62,6 +62,15 @@ Modes (--mode):
   api-compare
             api-baseline, then full, --repeat pairs with one seed: the API's
             request rate over the raw transactions'.
+  cdc       PostgreSQL and NATS only: the change-data-capture relay against
+            the polling relay, each on a fresh schema and stream (and slot):
+            write (--clients writers for --duration/4 per style: rows kept,
+            rows deleted in their transaction, logical decoding messages),
+            drain (a backlog of --events written by the writers, then timed
+            until every event is acknowledged: poll on kept rows, cdc on
+            deleted rows, cdc-msg on messages) and latency (commit → broker
+            ack at 1,000 and 10,000 events/s, or --rate, for --duration).
+            --parts picks some of them.
 
 Every mode other than full (and full when it starts its own Herald) runs on a
 database of its own: a fresh PostgreSQL schema (--fresh-schema, dropped at the
@@ -135,6 +144,7 @@ Herald's events where it publishes them (not with a webhook --broker).`,
 	fs.IntVar(&cfg.Processes, "processes", 0, "relay mode: drain with this many relay processes (this binary re-run) instead of a relay in the bench; PostgreSQL and NATS only")
 	fs.IntVar(&cfg.Clients, "clients", bench.DefaultClients, "enqueue and latency modes: concurrent writers")
 	fs.IntVar(&cfg.Repeat, "repeat", 1, "compare mode: baseline/relay pairs to run (the ratio is of the medians); api-compare: api-baseline/full pairs")
+	fs.StringSliceVar(&cfg.Parts, "parts", nil, "cdc mode: the parts to run, of write, drain and latency (default all)")
 	fs.BoolVar(&cfg.NoRelay, "no-relay", false, "api-baseline and api-compare modes: run the raw transactions without the relay and the consumer")
 	fs.BoolVar(&cfg.FreshSchema, "fresh-schema", true, "on PostgreSQL, run in a new schema and drop it at the end")
 	fs.BoolVar(&cfg.Verify, "verify", true, "relay, baseline and compare modes: read the stream back and check every event")

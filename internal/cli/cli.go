@@ -226,7 +226,7 @@ var deploymentSettings = map[string]bool{
 	"api-token": true, "admin-token": true, "log-level": true, "log-format": true,
 	"batch-size": true, "workers": true, "poll-interval": true, "poll-only": true, "max-attempts": true,
 	"retry-base": true, "retry-cap": true, "move-on-past-dead-letters": true, "source": true,
-	"no-migrate": true, "shutdown-timeout": true, "mode": true, "cdc-slot": true, "delete-in-tx": true,
+	"no-migrate": true, "shutdown-timeout": true, "mode": true, "cdc-slot": true, "delete-in-tx": true, "wal-messages": true,
 	"health-max-lag": true, "health-max-dead-letters": true, "health-max-retry-rate": true,
 }
 

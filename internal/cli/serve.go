@@ -33,7 +33,9 @@ at once as --max-connections allows; more wait until one closes.
 With --mode cdc (PostgreSQL only) its relay reads the events from the
 write-ahead log through a replication slot (see herald relay --help), and
 with --delete-in-tx each order change deletes its event rows in its own
-transaction, so that the outbox table never grows.`,
+transaction, so that the outbox table never grows; with --wal-messages it
+writes its events as logical decoding messages instead of rows, the
+cheapest write of the three.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := c.longRunningConfig(true)

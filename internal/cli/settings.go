@@ -25,7 +25,8 @@ type settings struct {
 	retryBase, retryCap             time.Duration
 	source                          string
 	relayMode, cdcSlot              string
-	deleteInTx, dropSlot            bool
+	deleteInTx, walMessages         bool
+	dropSlot                        bool
 
 	// Process lifecycle, of serve and relay.
 	noMigrate       bool
@@ -112,6 +113,8 @@ func (s *settings) addMode(fs *pflag.FlagSet) {
 func (s *settings) addWriters(fs *pflag.FlagSet) {
 	fs.BoolVar(&s.deleteInTx, "delete-in-tx", false, "delete each event's row in the transaction that writes it, so the outbox table never grows "+
 		"(only with --mode cdc, which reads the inserts from the write-ahead log)")
+	fs.BoolVar(&s.walMessages, "wal-messages", false, "write each event as a logical decoding message in the write-ahead log instead of a row: "+
+		"the cheapest write, and nothing in the table (only with --mode cdc; not with --delete-in-tx)")
 }
 
 // addLifecycle adds the flags of the long-running commands.
@@ -157,6 +160,7 @@ func (c *cli) config() app.Config {
 		RelayMode:       s.relayMode,
 		CDCSlot:         s.cdcSlot,
 		DeleteInTx:      s.deleteInTx,
+		WALMessages:     s.walMessages,
 		NoMigrate:       s.noMigrate,
 		ShutdownTimeout: s.shutdownTimeout,
 		Logger:          c.log,

@@ -32,10 +32,22 @@ import (
 // recognised (and dropped by dropStaleCDCSlots) once its schema is gone.
 const cdcSlotPrefix = "herald_test_"
 
-// cdcBackend is a PostgreSQL backend whose writers delete each event's row
-// in their own transaction (deleteInTx) or keep it, with a slot and a
-// publication of its own, dropped when the test ends.
-func cdcBackend(t *testing.T, deleteInTx bool) (b *backend, slot string) {
+// cdcWrites is how a CDC backend's writers write their events.
+type cdcWrites int
+
+const (
+	keepRows    cdcWrites = iota // rows kept for the relay to delete
+	deleteRows                   // rows deleted in their transaction (pgstore.Config.DeleteInTx)
+	walMessages                  // no rows, logical decoding messages (pgstore.Config.WALMessages)
+)
+
+func (w cdcWrites) String() string {
+	return [...]string{"kept rows", "rows deleted in their transaction", "messages"}[w]
+}
+
+// cdcBackend is a PostgreSQL backend whose writers write in the given way,
+// with a slot and a publication of its own, dropped when the test ends.
+func cdcBackend(t *testing.T, writes cdcWrites) (b *backend, slot string) {
 	t.Helper()
 	dropStaleCDCSlots(t)
 	b = newPostgres(t)
@@ -45,13 +57,14 @@ func cdcBackend(t *testing.T, deleteInTx bool) (b *backend, slot string) {
 	}
 	slot = cdcSlotPrefix + u.Query().Get("search_path")
 	t.Cleanup(func() { dropCDCSlot(t, slot) })
-	if deleteInTx {
+	if writes != keepRows {
 		pool, err := pgxpool.New(context.Background(), b.url)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(pool.Close)
-		d, err := pgstore.New(pool, pgstore.Config{Name: ordersvc.OutboxName, DeleteInTx: true})
+		d, err := pgstore.New(pool, pgstore.Config{Name: ordersvc.OutboxName,
+			DeleteInTx: writes == deleteRows, WALMessages: writes == walMessages})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,11 +189,21 @@ func waitReceived(t *testing.T, br eventBroker, l *ledger) (verdict, []outbox.Cl
 }
 
 // G2 for CDC: a child CDC relay killed with SIGKILL mid-stream, again and
-// again while writers delete their rows in their transactions, loses
-// nothing; the next relay starts from the slot's confirmed position.
+// again while writers write events that only the log holds (rows deleted
+// in their transactions, or messages), loses nothing; the next relay
+// starts from the slot's confirmed position.
 func TestCDCNoLossWhenRelayIsKilled(t *testing.T) {
 	t.Parallel()
-	b, slot := cdcBackend(t, true)
+	for _, w := range []cdcWrites{deleteRows, walMessages} {
+		t.Run(w.String(), func(t *testing.T) {
+			t.Parallel()
+			cdcNoLossWhenRelayIsKilled(t, w)
+		})
+	}
+}
+
+func cdcNoLossWhenRelayIsKilled(t *testing.T, writes cdcWrites) {
+	b, slot := cdcBackend(t, writes)
 	newCDCSource(t, b, slot, "", pgcdc.Config{}) // creates the slot before anything is written
 	br := newBroker(t, machineNATSURL())
 	l := newLedger()
@@ -214,7 +237,7 @@ func TestCDCNoLossWhenRelayIsKilled(t *testing.T) {
 // included) again and again loses nothing.
 func TestCDCNoLossAcrossConnectionTermination(t *testing.T) {
 	t.Parallel()
-	b, slot := cdcBackend(t, true)
+	b, slot := cdcBackend(t, deleteRows)
 	app := "cdc_" + randomName()
 	src := newCDCSource(t, b, slot, app, pgcdc.Config{})
 	br := newBroker(t, machineNATSURL())
@@ -253,7 +276,7 @@ func TestCDCNoLossAcrossConnectionTermination(t *testing.T) {
 // G2 for CDC: a broker outage loses nothing and charges no attempt.
 func TestCDCNoLossAcrossBrokerOutage(t *testing.T) {
 	t.Parallel()
-	b, slot := cdcBackend(t, true)
+	b, slot := cdcBackend(t, deleteRows)
 	src := newCDCSource(t, b, slot, "", pgcdc.Config{})
 	br := newNATSServer(t)
 	noLossAcrossOutageOf(t, b, br, src, func(l *ledger) { waitReceived(t, br, l) })
@@ -264,7 +287,7 @@ func TestCDCNoLossAcrossBrokerOutage(t *testing.T) {
 // reordered, and without a crash nothing is published twice.
 func TestCDCTwoRelaysOneSlot(t *testing.T) {
 	t.Parallel()
-	b, slot := cdcBackend(t, false) // rows kept: the table must drain too
+	b, slot := cdcBackend(t, keepRows) // the table must drain too
 	br := newBroker(t, machineNATSURL())
 	pub := br.publisher(t)
 	srcs := []*pgcdc.Source{
@@ -359,10 +382,20 @@ func (p *poisonPublisher) Publish(ctx context.Context, msgs []outbox.Message) []
 // G6/G7 for CDC: a poison event is dead-lettered; its aggregate's later
 // events are parked in the outbox table (the polling relay's rules see them
 // as parked) while other aggregates flow; a replay publishes the dead
-// letter and then the parked events, in order, ahead of newer ones.
+// letter and then the parked events, in order, ahead of newer ones. Events
+// written as messages have no row until they are parked.
 func TestCDCPoisonIsParkedAndReplayedInOrder(t *testing.T) {
 	t.Parallel()
-	b, slot := cdcBackend(t, true)
+	for _, w := range []cdcWrites{deleteRows, walMessages} {
+		t.Run(w.String(), func(t *testing.T) {
+			t.Parallel()
+			cdcPoisonIsParkedAndReplayedInOrder(t, w)
+		})
+	}
+}
+
+func cdcPoisonIsParkedAndReplayedInOrder(t *testing.T, writes cdcWrites) {
+	b, slot := cdcBackend(t, writes)
 	src := newCDCSource(t, b, slot, "", pgcdc.Config{})
 	br := newBroker(t, machineNATSURL())
 	pub := &poisonPublisher{Publisher: br.publisher(t)}
@@ -410,7 +443,7 @@ func TestCDCPoisonIsParkedAndReplayedInOrder(t *testing.T) {
 // afterwards finds nothing to publish again.
 func TestCDCKeptRowsAreDeleted(t *testing.T) {
 	t.Parallel()
-	b, slot := cdcBackend(t, false)
+	b, slot := cdcBackend(t, keepRows)
 	// Rows written before the slot exists are read from the table.
 	l := newLedger()
 	produce(context.Background(), t, b, l, "pre", 5, 4)

@@ -23,7 +23,10 @@
 // Writers may keep their rows or delete them in the writing transaction
 // (pgstore.Config.DeleteInTx): the write-ahead log carries the insert
 // either way. A kept row is deleted once its event is acknowledged, so the
-// polling relay still works on the same tables.
+// polling relay still works on the same tables. Or they may write no row
+// at all, only a logical decoding message that carries the event
+// (pgstore.Config.WALMessages): the cheapest write, and the least for the
+// server to decode.
 //
 // A poison event is dead-lettered into the outbox's dead-letter table as
 // the polling relay does it; its aggregate's later events are then written
@@ -38,6 +41,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -133,7 +137,10 @@ type Source struct {
 	cfg   Config
 	names outbox.Names
 	table string // the outbox table, schema-qualified
-	sql   statements
+	// messages is the prefix of the logical decoding messages that carry
+	// the outbox's events (pgstore.Config.WALMessages).
+	messages string
+	sql      statements
 
 	mu     sync.Mutex
 	q      queue
@@ -244,15 +251,19 @@ func (s *Source) Setup(ctx context.Context) error {
 	if err := s.Check(ctx); err != nil {
 		return err
 	}
-	var schema string
-	if err := s.pool.QueryRow(ctx, `SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.oid = to_regclass($1)`, s.names.Name).Scan(&schema); err != nil {
+	var (
+		schema string
+		oid    uint32
+	)
+	if err := s.pool.QueryRow(ctx, `SELECT n.nspname, c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.oid = to_regclass($1)`, s.names.Name).Scan(&schema, &oid); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("pgcdc: the outbox table %s does not exist: migrate first", s.names.Name)
 		}
 		return pgstore.Unavailable(fmt.Errorf("pgcdc: find the outbox table: %w", err))
 	}
 	s.table = pgx.Identifier{schema, s.names.Name}.Sanitize()
+	s.messages = pgstore.MessagePrefix + strconv.FormatUint(uint64(oid), 10)
 	create := fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s WITH (publish = 'insert, delete')",
 		pgx.Identifier{s.cfg.Publication}.Sanitize(), s.table)
 	var exists bool

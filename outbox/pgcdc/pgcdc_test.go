@@ -2,15 +2,24 @@ package pgcdc_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"maps"
 	"net/url"
+	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/goleak"
 
 	"github.com/heraldhq/herald/internal/testdb"
+	"github.com/heraldhq/herald/outbox"
 	"github.com/heraldhq/herald/outbox/pgcdc"
 	"github.com/heraldhq/herald/outbox/pgstore"
 )
@@ -44,19 +53,27 @@ func newDriver(t *testing.T, connURL string) (*pgstore.Driver, string) {
 	return d, "herald_test_" + u.Query().Get("search_path")
 }
 
-func TestSetupLagAndDropSlot(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	connURL, _ := testdb.PostgresSchema(t)
-	d, slot := newDriver(t, connURL)
+// newSource sets up a source of d's outbox on a slot of its own, dropped
+// at cleanup.
+func newSource(t *testing.T, d *pgstore.Driver, connURL, slot string) *pgcdc.Source {
+	t.Helper()
 	src, err := pgcdc.New(d, connURL, pgcdc.Config{Slot: slot, Publication: slot})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = src.DropSlot(context.Background()) })
-	if err := src.Setup(ctx); err != nil {
+	if err := src.Setup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	return src
+}
+
+func TestSetupLagAndDropSlot(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	connURL, _ := testdb.PostgresSchema(t)
+	d, slot := newDriver(t, connURL)
+	src := newSource(t, d, connURL, slot)
 	if err := src.Setup(ctx); err != nil { // again: nothing to create
 		t.Fatalf("second Setup: %v", err)
 	}
@@ -154,5 +171,143 @@ func TestSetupNeedsTheTables(t *testing.T) {
 	_ = pool.QueryRow(context.Background(), "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'herald_test_unused'").Scan(&n)
 	if n != 0 {
 		t.Fatal("Setup created a slot for an outbox without tables")
+	}
+}
+
+// recorder is a publisher that keeps what it is given.
+type recorder struct {
+	mu   sync.Mutex
+	seen []outbox.Record
+}
+
+func (r *recorder) Publish(_ context.Context, msgs []outbox.Message) []error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range msgs {
+		r.seen = append(r.seen, m.Record)
+	}
+	return make([]error, len(msgs))
+}
+
+func (r *recorder) Close() error { return nil }
+
+func (r *recorder) records() []outbox.Record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.seen)
+}
+
+// Events written as logical decoding messages (pgstore.Config.WALMessages)
+// reach the relay whole: numbered by the outbox's counter or by the
+// caller, with headers, an idempotency key, a null payload; beside events
+// written as rows; and the messages of another outbox of the same name in
+// another schema of the database are not read.
+func TestMessagesCarryTheEvent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	connURL, _ := testdb.PostgresSchema(t)
+	d, slot := newDriver(t, connURL)
+	src := newSource(t, d, connURL, slot)
+	msgs, err := pgstore.New(d.Pool(), pgstore.Config{Name: "order_outbox", WALMessages: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherURL, _ := testdb.PostgresSchema(t)
+	other, _ := newDriver(t, otherURL)
+	otherMsgs, err := pgstore.New(other.Pool(), pgstore.Config{Name: "order_outbox", WALMessages: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	event := func(agg string, seq int64, payload string) outbox.Event {
+		return outbox.Event{ID: uuid.Must(uuid.NewV7()), AggregateType: "order", AggregateID: agg,
+			Type: "order.created", Payload: json.RawMessage(payload), Sequence: seq}
+	}
+	counted := event("o-1", 0, `{"total": 12, "note": "crème <b>brûlée</b>"}`)
+	counted.Headers = map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+	counted.IdempotencyKey = "key-1"
+	counted2 := event("o-1", 0, `null`)
+	numbered := event("o-2", 7, `[1, 2, 3]`)
+	row := event("o-3", 0, `{"as": "a row"}`)
+	written := []outbox.Event{counted, counted2, numbered, row}
+	for _, w := range []struct {
+		d      *pgstore.Driver
+		events []outbox.Event
+	}{
+		{msgs, []outbox.Event{counted, counted2}},
+		{otherMsgs, []outbox.Event{event("o-1", 0, `{"other": true}`)}},
+		{msgs, []outbox.Event{numbered}},
+		{d, []outbox.Event{row}},
+	} {
+		if _, err := outbox.NewClient[pgx.Tx](w.d).Enqueue(ctx, w.events...); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	rec := &recorder{}
+	relay := outbox.NewRelay(src, rec, outbox.RelayConfig{BatchSize: 10})
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- relay.Run(rctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for len(rec.records()) < len(written) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // room for an event that should not come
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got := rec.records()
+	if len(got) != len(written) {
+		t.Fatalf("published %d events, want %d: %+v", len(got), len(written), got)
+	}
+	byID := make(map[uuid.UUID]outbox.Record)
+	for _, r := range got {
+		byID[r.ID] = r
+	}
+	wantSeq := map[uuid.UUID]int64{counted.ID: 1, counted2.ID: 2, numbered.ID: 7, row.ID: 1}
+	for _, w := range written {
+		r, ok := byID[w.ID]
+		if !ok {
+			t.Fatalf("event %s (%s) not published", w.ID, w.Payload)
+		}
+		var a, b any
+		if err := json.Unmarshal(r.Payload, &a); err != nil {
+			t.Fatalf("payload %q: %v", r.Payload, err)
+		}
+		_ = json.Unmarshal(w.Payload, &b)
+		if r.AggregateType != w.AggregateType || r.AggregateID != w.AggregateID || r.Type != w.Type ||
+			!reflect.DeepEqual(a, b) || !maps.Equal(r.Headers, w.Headers) || r.IdempotencyKey != w.IdempotencyKey ||
+			r.Sequence != wantSeq[w.ID] || time.Since(r.CreatedAt) > time.Minute {
+			t.Errorf("published %+v\nwritten %+v (sequence %d)", r, w, wantSeq[w.ID])
+		}
+	}
+	var rows int
+	if err := d.Pool().QueryRow(ctx, "SELECT count(*) FROM order_outbox").Scan(&rows); err != nil || rows != 0 {
+		t.Fatalf("%d rows left in the outbox table (%v): messages write none, a kept row is deleted", rows, err)
+	}
+}
+
+// Writing messages to an outbox whose table does not exist fails, rather
+// than emitting messages no relay would ever match.
+func TestMessagesNeedTheOutbox(t *testing.T) {
+	t.Parallel()
+	connURL, _ := testdb.PostgresSchema(t)
+	pool, err := pgxpool.New(context.Background(), connURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	d, err := pgstore.New(pool, pgstore.Config{Name: "order_outbox", WALMessages: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := outbox.Event{AggregateType: "order", AggregateID: "o-1", Type: "order.created", Payload: json.RawMessage(`{}`), Sequence: 1}
+	if _, err := outbox.NewClient[pgx.Tx](d).Enqueue(context.Background(), e); err == nil {
+		t.Fatal("a message was written for an outbox that does not exist")
+	}
+	if _, err := pgstore.New(pool, pgstore.Config{Name: "order_outbox", WALMessages: true, DeleteInTx: true}); err == nil {
+		t.Fatal("New accepted both DeleteInTx and WALMessages")
 	}
 }

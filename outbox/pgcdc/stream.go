@@ -283,8 +283,20 @@ func (d *decoder) logical(ctx context.Context, data []byte) error {
 	case *pglogrepl.BeginMessage:
 		d.tx = &txBuild{commit: m.CommitTime}
 	case *pglogrepl.LogicalDecodingMessage:
-		if d.tx != nil && m.Transactional && m.Prefix == parkPrefix {
+		if d.tx == nil || !m.Transactional {
+			return nil
+		}
+		switch m.Prefix {
+		case parkPrefix:
 			d.tx.skip = true
+		case d.s.messages:
+			// An event written as a message (pgstore.Config.WALMessages):
+			// it has no row, as if deleted in its transaction.
+			rec, err := decodeMessage(m.Content)
+			if err != nil {
+				return fmt.Errorf("decode: %w", err)
+			}
+			d.tx.entries = append(d.tx.entries, &entry{rec: rec})
 		}
 	case *pglogrepl.InsertMessage:
 		if d.tx == nil || d.tx.skip {

@@ -12,16 +12,21 @@ import (
 	"github.com/heraldhq/herald/outbox"
 )
 
-// insertSQL bumps the aggregate's counter and inserts the event in one
-// statement. The counter row stays locked until the caller's transaction
-// ends, which orders one aggregate's writers and makes a rollback undo the bump.
-const insertSQL = `
+// bumpSQL bumps the counter of the aggregate $2, $3 and names its new value
+// seq.last_sequence. The counter row stays locked until the caller's
+// transaction ends, which orders one aggregate's writers and makes a
+// rollback undo the bump.
+const bumpSQL = `
 WITH seq AS (
 	INSERT INTO {{sequences}} AS s (aggregate_type, aggregate_id, last_sequence)
 	VALUES ($2, $3, 1)
 	ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET last_sequence = s.last_sequence + 1
 	RETURNING last_sequence
-)
+)`
+
+// insertSQL bumps the aggregate's counter and inserts the event in one
+// statement.
+const insertSQL = bumpSQL + `
 INSERT INTO {{outbox}} (id, aggregate_type, aggregate_id, event_type, payload, headers, idempotency_key, sequence)
 SELECT $1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb, $7, seq.last_sequence FROM seq
 RETURNING sequence`
@@ -35,6 +40,31 @@ VALUES ($1::uuid, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8)`
 // deleteInTxSQL deletes the rows just inserted, in the writing transaction
 // (Config.DeleteInTx): the write-ahead log keeps the inserts for pgcdc.
 const deleteInTxSQL = `DELETE FROM {{outbox}} WHERE id = ANY($1::uuid[])`
+
+// MessagePrefix begins the prefix of the logical decoding messages that
+// carry events (Config.WALMessages); the outbox table's oid ends it, so
+// that a change-data-capture source reads its own outbox's events only,
+// whatever schema or name other outboxes of the database have.
+const MessagePrefix = "herald.outbox."
+
+// messageSQL is insertSQL for Config.WALMessages: the counter is bumped as
+// usual, and the event goes to the write-ahead log as a transactional
+// logical decoding message instead of a row. Naming the table with
+// ::regclass fails the write when the outbox does not exist, instead of
+// emitting a message with a null prefix (which PostgreSQL skips silently).
+const messageSQL = bumpSQL + `
+SELECT seq.last_sequence FROM seq, ` + emitSQL
+
+// messageNumberedSQL is insertNumberedSQL for Config.WALMessages.
+const messageNumberedSQL = `SELECT 1 FROM ` + emitSQL
+
+// emitSQL emits an event's message; its %s is the event's sequence. The
+// content is the event as a JSON object, payload and headers through jsonb
+// as a row stores them; pgcdc decodes it.
+const emitSQL = `pg_logical_emit_message(true, '` + MessagePrefix + `' || '{{outbox}}'::regclass::oid,
+	json_build_object('id', $1::uuid, 'aggregate_type', $2::text, 'aggregate_id', $3::text,
+		'event_type', $4::text, 'payload', $5::jsonb, 'headers', $6::jsonb, 'idempotency_key', $7::text,
+		'sequence', %s, 'created_at', now())::text)`
 
 // InsertTx writes events in tx in one round trip. It sends no wake-up
 // unless Config.NotifyInTx: whoever commits tx calls Notify afterwards.
@@ -139,8 +169,12 @@ func (d *Driver) insertArgs(e *outbox.Event, i int) (string, []any, error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("%w: event %d: headers: %w", outbox.ErrInvalidEvent, i, err)
 	}
-	if e.Sequence > 0 {
-		return d.sql.insertNumbered, []any{e.ID, e.AggregateType, e.AggregateID, e.Type, string(e.Payload), headers, nullText(e.IdempotencyKey), e.Sequence}, nil
+	insert, numbered := d.sql.insert, d.sql.insertNumbered
+	if d.cfg.WALMessages {
+		insert, numbered = d.sql.message, d.sql.messageNumbered
 	}
-	return d.sql.insert, []any{e.ID, e.AggregateType, e.AggregateID, e.Type, string(e.Payload), headers, nullText(e.IdempotencyKey)}, nil
+	if e.Sequence > 0 {
+		return numbered, []any{e.ID, e.AggregateType, e.AggregateID, e.Type, string(e.Payload), headers, nullText(e.IdempotencyKey), e.Sequence}, nil
+	}
+	return insert, []any{e.ID, e.AggregateType, e.AggregateID, e.Type, string(e.Payload), headers, nullText(e.IdempotencyKey)}, nil
 }

@@ -101,6 +101,15 @@ type Config struct {
 	// outbox's own uniqueness checks of idempotency keys and caller-given
 	// sequences, which hold only while a row is in the table.
 	DeleteInTx bool
+	// WALMessages writes each event to the write-ahead log only, as a
+	// transactional logical decoding message (pg_logical_emit_message),
+	// and not as a row: the cheapest write for an outbox relayed by pgcdc,
+	// which reads the messages in commit order. Nothing reaches the table,
+	// so a polling relay never sees such an event, and, as with
+	// DeleteInTx, the outbox's uniqueness checks of idempotency keys and
+	// caller-given sequences do not apply. The aggregates' counters are
+	// kept as usual. Set at most one of DeleteInTx and WALMessages.
+	WALMessages bool
 	// SpreadStart begins the driver's first claim at a random event's
 	// aggregate instead of the first aggregate in key order. Relays in
 	// several processes on one outbox then walk different aggregates
@@ -136,31 +145,36 @@ var _ outbox.Driver[pgx.Tx] = (*Driver)(nil)
 // queries are the driver's statements with its outbox's names, rendered
 // once in New: no statement is built per call on the hot paths.
 type queries struct {
-	insert, insertNumbered string
-	deleteInTx             string
-	claims                 [2][2]string // [parking][wrap]
-	runs                   [2]string    // [parking]
-	claimBegin             string
-	randomAggregate        string
-	retry, deadLetter      string
-	release                string
-	listen                 string
-	dlqSelect              string // SELECT dlqColumns FROM the dead letters, without a condition
-	getDeadLetter          string
-	replay                 string // replaySQL, its %s left for the condition
-	replayOne              string
-	replaySelect           string // SELECT id FROM the dead letters, without a condition
-	discard                string
-	stats                  string
-	prune                  string
+	insert, insertNumbered   string
+	message, messageNumbered string // Config.WALMessages
+	deleteInTx               string
+	claims                   [2][2]string // [parking][wrap]
+	runs                     [2]string    // [parking]
+	claimBegin               string
+	randomAggregate          string
+	retry, deadLetter        string
+	release                  string
+	listen                   string
+	dlqSelect                string // SELECT dlqColumns FROM the dead letters, without a condition
+	getDeadLetter            string
+	replay                   string // replaySQL, its %s left for the condition
+	replayOne                string
+	replaySelect             string // SELECT id FROM the dead letters, without a condition
+	discard                  string
+	stats                    string
+	prune                    string
 }
 
 // New returns a driver of the outbox cfg.Name on pool. Call Migrate before
-// first use. It fails only on a name outbox.NamesOf refuses.
+// first use. It fails on a name outbox.NamesOf refuses, and when both
+// DeleteInTx and WALMessages are set.
 func New(pool *pgxpool.Pool, cfg Config) (*Driver, error) {
 	names, err := outbox.NamesOf(cfg.Name)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: %w", err)
+	}
+	if cfg.DeleteInTx && cfg.WALMessages {
+		return nil, errors.New("pgstore: DeleteInTx and WALMessages exclude each other: an event is written as a row (deleted or not) or as a message")
 	}
 	cfg.Name = names.Name
 	if cfg.ClaimTimeout <= 0 {
@@ -177,9 +191,11 @@ func New(pool *pgxpool.Pool, cfg Config) (*Driver, error) {
 		names:      names,
 		migrations: migrationSetOf(names, r),
 		sql: queries{
-			insert:         render(insertSQL),
-			insertNumbered: render(insertNumberedSQL),
-			deleteInTx:     render(deleteInTxSQL),
+			insert:          render(insertSQL),
+			insertNumbered:  render(insertNumberedSQL),
+			message:         render(fmt.Sprintf(messageSQL, "seq.last_sequence")),
+			messageNumbered: render(fmt.Sprintf(messageNumberedSQL, "$8::bigint")),
+			deleteInTx:      render(deleteInTxSQL),
 			claims: [2][2]string{
 				{render(fmt.Sprintf(claimSQL, "", "")), render(fmt.Sprintf(claimSQL, "", wrapBoundSQL))},
 				{render(fmt.Sprintf(claimSQL, parkedSQL, "")), render(fmt.Sprintf(claimSQL, parkedSQL, wrapBoundSQL))},
