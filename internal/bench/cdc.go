@@ -103,16 +103,22 @@ func (r *CDCResult) WriteSummary(w io.Writer) error {
 	for _, x := range r.Runs {
 		_, _ = fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\n", x.Part, x.Kind, x.Events, x.Seconds, x.EventsPerSec, x.Rate, x.P50ms, x.P99ms, x.Load1)
 	}
+	ratios := r.drainRatios()
 	for _, k := range cdcKinds[1:] {
-		if v, ok := r.drainRatios()["drain_ratio_"+k.kind+"_over_poll"]; ok {
+		if v, ok := ratios[drainRatioKey(k.kind)]; ok {
 			_, _ = fmt.Fprintf(tw, "drain: %s / poll = %v\n", k.kind, v)
 		}
 	}
 	return tw.Flush()
 }
 
-// drainRatios are each CDC drain's rate over the polling relay's, keyed
-// drain_ratio_KIND_over_poll (KIND with "_" for "-").
+// drainRatioKey is the JSON key of kind's drain ratio.
+func drainRatioKey(kind string) string {
+	return "drain_ratio_" + strings.ReplaceAll(kind, "-", "_") + "_over_poll"
+}
+
+// drainRatios are each CDC drain's rate over the polling relay's, keyed by
+// drainRatioKey.
 func (r *CDCResult) drainRatios() map[string]float64 {
 	out := make(map[string]float64)
 	p := r.find("drain", "poll")
@@ -121,7 +127,7 @@ func (r *CDCResult) drainRatios() map[string]float64 {
 	}
 	for _, k := range cdcKinds[1:] {
 		if c := r.find("drain", k.kind); c != nil {
-			out["drain_ratio_"+strings.ReplaceAll(k.kind, "-", "_")+"_over_poll"] = round2(c.EventsPerSec / p.EventsPerSec)
+			out[drainRatioKey(k.kind)] = round2(c.EventsPerSec / p.EventsPerSec)
 		}
 	}
 	return out
@@ -388,6 +394,12 @@ func cdcDrain(ctx context.Context, cfg Config, natsURL, kind string, cdc bool, s
 	case err := <-errs:
 		return CDCRun{}, err
 	default:
+	}
+	// Each drain starts from a fresh checkpoint, so that none pays for
+	// flushing the backlog's writes while it is timed. Only a superuser
+	// (or pg_checkpoint) may; without it the drain runs as it is.
+	if _, err := e.pool.Exec(ctx, "CHECKPOINT"); err != nil && cfg.Logger != nil {
+		cfg.Logger.Warn("bench: CHECKPOINT before the drain", "err", err)
 	}
 	ep := natsEndpoint(natsURL, uniqueStream())
 	defer ep.Close()

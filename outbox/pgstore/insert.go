@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -53,18 +54,41 @@ const MessagePrefix = "herald.outbox."
 // ::regclass fails the write when the outbox does not exist, instead of
 // emitting a message with a null prefix (which PostgreSQL skips silently).
 const messageSQL = bumpSQL + `
-SELECT seq.last_sequence FROM seq, ` + emitSQL
+SELECT seq.last_sequence FROM seq, `
 
 // messageNumberedSQL is insertNumberedSQL for Config.WALMessages.
-const messageNumberedSQL = `SELECT 1 FROM ` + emitSQL
+const messageNumberedSQL = `SELECT 1 FROM `
 
-// emitSQL emits an event's message; its %s is the event's sequence. The
-// content is the event as a JSON object, payload and headers through jsonb
-// as a row stores them; pgcdc decodes it.
-const emitSQL = `pg_logical_emit_message(true, '` + MessagePrefix + `' || '{{outbox}}'::regclass::oid,
-	json_build_object('id', $1::uuid, 'aggregate_type', $2::text, 'aggregate_id', $3::text,
-		'event_type', $4::text, 'payload', $5::jsonb, 'headers', $6::jsonb, 'idempotency_key', $7::text,
-		'sequence', %s, 'created_at', now())::text)`
+// emitSQL follows messageSQL and messageNumberedSQL: it emits an event's
+// message; its %[1]s is the event's sequence.
+//
+// The content is the event's fields as netstrings ("<byte length>:<bytes>,")
+// in a fixed order, beginning with the format's version: what pgcdc reads
+// without scanning the payload, where a JSON envelope had to be scanned
+// whole, payload included, and cost the relay more than anything else in
+// the stream (docs/BENCHMARKS.md). Payload and headers go through jsonb, as
+// a row stores them; the time is the transaction's, in microseconds since
+// the Unix epoch.
+var emitSQL = `LATERAL (SELECT $1::uuid::text AS id, $5::jsonb::text AS payload, $6::jsonb::text AS headers,
+		coalesce($7::text, '') AS idempotency_key, (%[1]s)::text AS sequence,
+		(extract(epoch FROM now()) * 1000000)::bigint::text AS created_us) AS e,
+	pg_logical_emit_message(true, '` + MessagePrefix + `' || '{{outbox}}'::regclass::oid,
+		` + netstrings("'"+MessageVersion+"'", "e.id", "$2::text", "$3::text", "$4::text", "e.sequence", "e.created_us",
+	"e.idempotency_key", "e.headers", "e.payload") + `)`
+
+// MessageVersion is the first field of an event message's content: the
+// version of its format.
+const MessageVersion = "1"
+
+// netstrings is the SQL that concatenates the netstrings of the text
+// expressions exprs.
+func netstrings(exprs ...string) string {
+	parts := make([]string, len(exprs))
+	for i, e := range exprs {
+		parts[i] = "octet_length(" + e + ")::text || ':' || " + e + " || ','"
+	}
+	return strings.Join(parts, "\n\t\t|| ")
+}
 
 // InsertTx writes events in tx in one round trip. It sends no wake-up
 // unless Config.NotifyInTx: whoever commits tx calls Notify afterwards.

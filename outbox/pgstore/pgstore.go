@@ -193,8 +193,8 @@ func New(pool *pgxpool.Pool, cfg Config) (*Driver, error) {
 		sql: queries{
 			insert:          render(insertSQL),
 			insertNumbered:  render(insertNumberedSQL),
-			message:         render(fmt.Sprintf(messageSQL, "seq.last_sequence")),
-			messageNumbered: render(fmt.Sprintf(messageNumberedSQL, "$8::bigint")),
+			message:         render(messageSQL + fmt.Sprintf(emitSQL, "seq.last_sequence")),
+			messageNumbered: render(messageNumberedSQL + fmt.Sprintf(emitSQL, "$8::bigint")),
 			deleteInTx:      render(deleteInTxSQL),
 			claims: [2][2]string{
 				{render(fmt.Sprintf(claimSQL, "", "")), render(fmt.Sprintf(claimSQL, "", wrapBoundSQL))},
