@@ -64,8 +64,9 @@ Modes (--mode):
             request rate over the raw transactions'.
   cdc       PostgreSQL and NATS only: the change-data-capture relay against
             the polling relay, each on a fresh schema and stream (and slot):
-            write (--clients writers for --duration/4 per style: rows kept,
-            rows deleted in their transaction, logical decoding messages),
+            write (--clients writers for --duration/4 per style, each style
+            twice: rows kept, rows deleted in their transaction, logical
+            decoding messages),
             drain (a backlog of --events written by the writers, then timed
             until every event is acknowledged: poll on kept rows, cdc on
             deleted rows, cdc-msg on messages) and latency (commit → broker
@@ -142,7 +143,7 @@ Herald's events where it publishes them (not with a webhook --broker).`,
 	fs.IntVar(&cfg.Events, "events", bench.DefaultEvents, "relay, baseline and compare modes: events to preload")
 	fs.IntVar(&cfg.Aggregates, "aggregates", 0, "relay, baseline and compare modes: aggregates the events are spread over (default events/10)")
 	fs.IntVar(&cfg.Processes, "processes", 0, "relay mode: drain with this many relay processes (this binary re-run) instead of a relay in the bench; PostgreSQL and NATS only")
-	fs.IntVar(&cfg.Clients, "clients", bench.DefaultClients, "enqueue and latency modes: concurrent writers")
+	fs.IntVar(&cfg.Clients, "clients", bench.DefaultClients, "enqueue, latency and cdc modes: concurrent writers")
 	fs.IntVar(&cfg.Repeat, "repeat", 1, "compare mode: baseline/relay pairs to run (the ratio is of the medians); api-compare: api-baseline/full pairs")
 	fs.StringSliceVar(&cfg.Parts, "parts", nil, "cdc mode: the parts to run, of write, drain and latency (default all)")
 	fs.BoolVar(&cfg.NoRelay, "no-relay", false, "api-baseline and api-compare modes: run the raw transactions without the relay and the consumer")

@@ -32,12 +32,13 @@ func decodeMessage(content []byte) (outbox.Record, error) {
 		if f[i], rest, err = netstring(rest); err != nil {
 			return outbox.Record{}, fmt.Errorf("event message: field %s: %w", messageFields[i], err)
 		}
+		// The version first: another version may have other fields.
+		if i == 0 && string(f[0]) != pgstore.MessageVersion {
+			return outbox.Record{}, fmt.Errorf("event message: format version %q, this relay reads %q: upgrade the relay", f[0], pgstore.MessageVersion)
+		}
 	}
 	if len(rest) > 0 {
 		return outbox.Record{}, fmt.Errorf("event message: %d bytes after the last field", len(rest))
-	}
-	if string(f[0]) != pgstore.MessageVersion {
-		return outbox.Record{}, fmt.Errorf("event message: format version %q, this relay reads %q", f[0], pgstore.MessageVersion)
 	}
 	var (
 		rec  outbox.Record

@@ -69,6 +69,7 @@ func TestDecodeMessageRefuses(t *testing.T) {
 		{"a field missing", content(goodFields[:9]...), "field payload"},
 		{"a field too many", good + "1:x,", "bytes after the last field"},
 		{"another version", content(with(0, "2")...), `format version "2"`},
+		{"another version with more fields", content(append(with(0, "2"), "x")...), `format version "2"`},
 		{"a bad id", content(with(1, "not-a-uuid")...), "id:"},
 		{"the nil id", content(with(1, uuid.Nil.String())...), "no id"},
 		{"no aggregate", content(with(3, "")...), "no aggregate_id"},

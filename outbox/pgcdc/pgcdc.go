@@ -41,7 +41,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -137,10 +136,7 @@ type Source struct {
 	cfg   Config
 	names outbox.Names
 	table string // the outbox table, schema-qualified
-	// messages is the prefix of the logical decoding messages that carry
-	// the outbox's events (pgstore.Config.WALMessages).
-	messages string
-	sql      statements
+	sql   statements
 
 	mu     sync.Mutex
 	q      queue
@@ -251,19 +247,15 @@ func (s *Source) Setup(ctx context.Context) error {
 	if err := s.Check(ctx); err != nil {
 		return err
 	}
-	var (
-		schema string
-		oid    uint32
-	)
-	if err := s.pool.QueryRow(ctx, `SELECT n.nspname, c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.oid = to_regclass($1)`, s.names.Name).Scan(&schema, &oid); err != nil {
+	var schema string
+	if err := s.pool.QueryRow(ctx, `SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.oid = to_regclass($1)`, s.names.Name).Scan(&schema); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("pgcdc: the outbox table %s does not exist: migrate first", s.names.Name)
 		}
 		return pgstore.Unavailable(fmt.Errorf("pgcdc: find the outbox table: %w", err))
 	}
 	s.table = pgx.Identifier{schema, s.names.Name}.Sanitize()
-	s.messages = pgstore.MessagePrefix + strconv.FormatUint(uint64(oid), 10)
 	create := fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s WITH (publish = 'insert, delete')",
 		pgx.Identifier{s.cfg.Publication}.Sanitize(), s.table)
 	var exists bool

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/heraldhq/herald/outbox"
+	"github.com/heraldhq/herald/outbox/pgstore"
 )
 
 // errSlotBusy is a session's end when another connection streams the slot.
@@ -63,6 +64,16 @@ func (s *Source) Streaming() bool { return s.streaming.Load() }
 
 // session streams the slot on one connection until it fails.
 func (s *Source) session(ctx context.Context, wake func(), waiting *bool) error {
+	// The prefix of the messages that carry the outbox's events
+	// (pgstore.Config.WALMessages) ends with the table's oid, looked up
+	// for each session: a table made again since the last one has another.
+	var oid *uint32
+	if err := s.pool.QueryRow(ctx, "SELECT to_regclass($1)::oid", s.names.Name).Scan(&oid); err != nil {
+		return fmt.Errorf("look up the outbox table: %w", err)
+	}
+	if oid == nil {
+		return fmt.Errorf("the outbox table %s does not exist: migrate first", s.names.Name)
+	}
 	conn, err := pgconn.ConnectConfig(ctx, s.repl)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
@@ -131,7 +142,7 @@ func (s *Source) session(ctx context.Context, wake func(), waiting *bool) error 
 			cancel()
 		}
 	})
-	d := decoder{s: s, wake: wake, status: st}
+	d := decoder{s: s, wake: wake, status: st, messages: pgstore.MessagePrefix + strconv.FormatUint(uint64(*oid), 10)}
 	for {
 		msg, err := conn.ReceiveMessage(sctx)
 		if err != nil {
@@ -211,11 +222,12 @@ func (st *statusSender) run(ctx context.Context, s *Source) error {
 
 // decoder turns pgoutput messages into entries.
 type decoder struct {
-	s      *Source
-	wake   func()
-	status *statusSender
-	rels   map[uint32]*relation
-	tx     *txBuild
+	s        *Source
+	wake     func()
+	status   *statusSender
+	messages string // the prefix of the outbox's event messages
+	rels     map[uint32]*relation
+	tx       *txBuild
 }
 
 // relation is the column layout of the outbox table.
@@ -289,9 +301,12 @@ func (d *decoder) logical(ctx context.Context, data []byte) error {
 		switch m.Prefix {
 		case parkPrefix:
 			d.tx.skip = true
-		case d.s.messages:
+		case d.messages:
 			// An event written as a message (pgstore.Config.WALMessages):
 			// it has no row, as if deleted in its transaction.
+			if d.tx.skip {
+				return nil // never so today: parking writes rows only
+			}
 			rec, err := decodeMessage(m.Content)
 			if err != nil {
 				return fmt.Errorf("decode: %w", err)
