@@ -6,7 +6,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/heraldhq/herald/internal/app"
 	"github.com/heraldhq/herald/internal/testdb"
@@ -69,7 +68,7 @@ func TestServeCDC(t *testing.T) {
 			}
 			t.Cleanup(func() {
 				_ = a.Shutdown(context.Background())
-				dropSlot(t, slot)
+				testdb.DropSlot(t, slot)
 			})
 			createOrderPublished(t, a, events)
 			conn, err := pgx.Connect(ctx, url)
@@ -97,29 +96,5 @@ func TestServeCDC(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// dropSlot drops a test's replication slot and publication.
-func dropSlot(t *testing.T, slot string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, testdb.PostgresURL())
-	if err != nil {
-		t.Errorf("drop slot %s: %v", slot, err)
-		return
-	}
-	defer func() { _ = conn.Close(ctx) }()
-	for ctx.Err() == nil {
-		if _, err = conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, slot); err == nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond) // the walsender may still be going away
-	}
-	if err != nil {
-		t.Errorf("drop slot %s: %v", slot, err)
-	}
-	if _, err := conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{slot}.Sanitize()); err != nil {
-		t.Errorf("drop publication %s: %v", slot, err)
 	}
 }

@@ -56,7 +56,7 @@ func cdcBackend(t *testing.T, writes cdcWrites) (b *backend, slot string) {
 		t.Fatal(err)
 	}
 	slot = cdcSlotPrefix + u.Query().Get("search_path")
-	t.Cleanup(func() { dropCDCSlot(t, slot) })
+	t.Cleanup(func() { testdb.DropSlot(t, slot) })
 	if writes != keepRows {
 		pool, err := pgxpool.New(context.Background(), b.url)
 		if err != nil {
@@ -108,35 +108,6 @@ func newCDCSource(t *testing.T, b *backend, slot, appName string, cfg pgcdc.Conf
 		t.Fatal(err)
 	}
 	return src
-}
-
-// dropCDCSlot drops a test's slot and publication, waiting for a walsender
-// that is still going away (a killed child's) to let go of the slot.
-func dropCDCSlot(t *testing.T, slot string) {
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, testdb.PostgresURL())
-	if err != nil {
-		t.Errorf("drop slot %s: %v", slot, err)
-		return
-	}
-	defer func() { _ = conn.Close(ctx) }()
-	for {
-		_, err = conn.Exec(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, slot)
-		if err == nil {
-			_, err = conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, slot)
-		}
-		if err == nil || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if err != nil {
-		t.Errorf("drop slot %s: %v", slot, err)
-	}
-	if _, err := conn.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{slot}.Sanitize()); err != nil {
-		t.Errorf("drop publication %s: %v", slot, err)
-	}
 }
 
 var dropStaleOnce sync.Once

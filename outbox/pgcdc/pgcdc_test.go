@@ -30,15 +30,22 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// newDriver migrates an outbox in a fresh schema; the slot of the test is
-// named after the schema and dropped at cleanup.
-func newDriver(t *testing.T, connURL string) (*pgstore.Driver, string) {
+// newPool opens a pool on connURL, closed at cleanup.
+func newPool(t *testing.T, connURL string) *pgxpool.Pool {
 	t.Helper()
 	pool, err := pgxpool.New(context.Background(), connURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
+	return pool
+}
+
+// newDriver migrates an outbox in a fresh schema; the slot of the test is
+// named after the schema and dropped at cleanup.
+func newDriver(t *testing.T, connURL string) (*pgstore.Driver, string) {
+	t.Helper()
+	pool := newPool(t, connURL)
 	d, err := pgstore.New(pool, pgstore.Config{Name: "order_outbox"})
 	if err != nil {
 		t.Fatal(err)
@@ -110,11 +117,7 @@ func TestCheckRefusesARoleWithoutReplication(t *testing.T) {
 	t.Cleanup(func() { _, _ = d.Pool().Exec(context.Background(), "DROP ROLE IF EXISTS "+role) })
 	u, _ := url.Parse(connURL)
 	u.User = url.User(role)
-	pool, err := pgxpool.New(ctx, u.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := newPool(t, u.String())
 	limited, err := pgstore.New(pool, pgstore.Config{Name: "order_outbox"})
 	if err != nil {
 		t.Fatal(err)
@@ -151,11 +154,7 @@ func TestNewRefusesBadNames(t *testing.T) {
 func TestSetupNeedsTheTables(t *testing.T) {
 	t.Parallel()
 	connURL, _ := testdb.PostgresSchema(t)
-	pool, err := pgxpool.New(context.Background(), connURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := newPool(t, connURL)
 	d, err := pgstore.New(pool, pgstore.Config{Name: "order_outbox"})
 	if err != nil {
 		t.Fatal(err)
@@ -299,11 +298,7 @@ func TestMessagesCarryTheEvent(t *testing.T) {
 func TestMessagesNeedTheOutbox(t *testing.T) {
 	t.Parallel()
 	connURL, _ := testdb.PostgresSchema(t)
-	pool, err := pgxpool.New(context.Background(), connURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := newPool(t, connURL)
 	d, err := pgstore.New(pool, pgstore.Config{Name: "order_outbox", WALMessages: true})
 	if err != nil {
 		t.Fatal(err)
