@@ -169,3 +169,74 @@ func TestSecurityHeaders(t *testing.T) {
 		t.Errorf("app.js: %d %q", r.Code, r.Header.Get("Content-Type"))
 	}
 }
+
+// Guessing the admin token is slowed down per client address: after
+// loginBurst attempts the form answers 429 with Retry-After, even to the
+// right token, until the address has waited; other addresses are not held.
+func TestLoginIsRateLimitedPerAddress(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	now := time.Now()
+	b.ui.logins.now = func() time.Time { return now }
+	attempt := func(addr, token string) resp {
+		req := newRequest(http.MethodPost, Prefix+"login", url.Values{"token": {token}})
+		req.RemoteAddr = addr
+		return b.serve(req)
+	}
+	const guesser = "198.51.100.7:40000"
+	for i := range loginBurst {
+		attempt(guesser, "guess-"+itoa(int64(i))).expect(t, http.StatusUnauthorized, "That is not the admin token.")
+	}
+	r := attempt("198.51.100.7:40001", testToken) // another port of the same host
+	r.expect(t, http.StatusTooManyRequests, "Too many login attempts from your address. Try again in 10 seconds.")
+	if r.Header.Get("Retry-After") != "10" || len(r.Header.Values("Set-Cookie")) != 0 {
+		t.Errorf("limited login: Retry-After %q, cookies %v; want 10 and none", r.Header.Get("Retry-After"), r.Header.Values("Set-Cookie"))
+	}
+	if r := attempt("203.0.113.9:5000", testToken); r.Code != http.StatusSeeOther {
+		t.Errorf("another address: %d, want 303 (logged in)", r.Code)
+	}
+	// An IPv6 client is one /64: changing the interface id gains nothing.
+	for i := range loginBurst {
+		attempt("[2001:db8:1:2::"+itoa(int64(i+1))+"]:443", "guess").expect(t, http.StatusUnauthorized)
+	}
+	attempt("[2001:db8:1:2::ff]:443", testToken).expect(t, http.StatusTooManyRequests)
+
+	now = now.Add(loginEvery)
+	if r := attempt(guesser, testToken); r.Code != http.StatusSeeOther {
+		t.Errorf("after waiting %s: %d, want 303", loginEvery, r.Code)
+	}
+	attempt(guesser, testToken).expect(t, http.StatusTooManyRequests)
+}
+
+// The addresses tracked are bounded: idle ones are forgotten, and when
+// none is idle new addresses share one budget.
+func TestLoginLimiterIsBounded(t *testing.T) {
+	t.Parallel()
+	l := newLoginLimiter()
+	now := time.Now()
+	l.now = func() time.Time { return now }
+	addr := func(i int) string { return "10." + itoa(int64(i>>16&255)) + "." + itoa(int64(i>>8&255)) + "." + itoa(int64(i&255)) + ":1" }
+	for i := range maxLoginClients {
+		l.allow(addr(i))
+	}
+	// Every budget has one attempt taken: none idle, so the next addresses share one.
+	for i := range loginBurst {
+		if ok, _ := l.allow(addr(maxLoginClients + i)); !ok {
+			t.Fatalf("overflow attempt %d refused, want %d allowed", i, loginBurst)
+		}
+	}
+	if ok, _ := l.allow(addr(maxLoginClients + loginBurst)); ok {
+		t.Errorf("a new address past the bound got a budget of its own")
+	}
+	if len(l.clients) != maxLoginClients+1 {
+		t.Errorf("%d addresses tracked, want %d", len(l.clients), maxLoginClients+1)
+	}
+	// Once the budgets are full again, the idle addresses are forgotten.
+	now = now.Add(loginBurst * loginEvery)
+	if ok, _ := l.allow(addr(2 * maxLoginClients)); !ok {
+		t.Errorf("after the budgets refilled, a new address was refused")
+	}
+	if len(l.clients) != 1 {
+		t.Errorf("%d addresses tracked after pruning, want 1", len(l.clients))
+	}
+}

@@ -45,7 +45,7 @@ func TestOverview(t *testing.T) {
 	t.Parallel()
 	relay := &fakeRelay{workers: []outbox.WorkerStatus{
 		{Worker: 0, LastClaim: time.Now(), Claims: 7, LastEvents: time.Now(), LastEventsClaimed: 3},
-		{Worker: 1, LastClaim: time.Now(), Claims: 2, LastError: "claim: <db> gone"},
+		{Worker: 1, LastClaim: time.Now(), Claims: 2, LastClaimed: 1, LastError: "claim: <db> gone"},
 	}}
 	live := NewLive(relay)
 	b := setup(t, func(c *Config) { c.Live = live })
@@ -66,7 +66,7 @@ func TestOverview(t *testing.T) {
 		`<a href="/ui/dead-letters">1</a>`,
 		"Health: <span class=\"verdict\">degraded</span>", "3 pending events parked behind open dead letters",
 		`<polyline class="line" points="`, "latest 1.0/s", `<span id="fig-published">300</span> published`,
-		"claim: &lt;db&gt; gone", "(3 events)", `data-stream="/ui/events"`)
+		"claim: &lt;db&gt; gone", "(3 events)", "(1 event)", `data-stream="/ui/events"`)
 	if strings.Contains(r.Body, "No relay runs") {
 		t.Error("the overview says no relay runs")
 	}

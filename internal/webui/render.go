@@ -33,6 +33,7 @@ var funcs = template.FuncMap{
 	"duration": formatDuration,
 	"prefix":   func() string { return Prefix },
 	"slug":     func(s string) string { return strings.ReplaceAll(s, " ", "-") },
+	"count":    count,
 }
 
 func parsePages() (map[string]*template.Template, error) {
@@ -173,4 +174,13 @@ func prettyJSON(raw []byte) string {
 		return string(raw)
 	}
 	return strings.TrimSpace(buf.String())
+}
+
+// count is n with noun, in the plural unless n is 1: "1 event", "3 events".
+func count(n any, noun string) string {
+	s := fmt.Sprint(n)
+	if s == "1" {
+		return s + " " + noun
+	}
+	return s + " " + noun + "s"
 }

@@ -6,8 +6,11 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
+	"math"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -255,6 +258,14 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		h.startSession(w, r)
 		http.Redirect(w, r, next, http.StatusSeeOther) //nolint:gosec // next passed safeNext: a path of the UI
 
+		return
+	}
+	if ok, wait := h.logins.allow(r.RemoteAddr); !ok {
+		secs := int(math.Ceil(wait.Seconds()))
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		h.log.WarnContext(r.Context(), "webui: login refused: too many attempts", "remote", r.RemoteAddr)
+		h.render(w, r, http.StatusTooManyRequests, "login", nil, loginData{Next: next, Closed: h.closed(),
+			Error: fmt.Sprintf("Too many login attempts from your address. Try again in %d seconds.", secs)})
 		return
 	}
 	if !h.adminTokenOK(r.PostFormValue("token")) {

@@ -14,7 +14,8 @@
 // that expires). Every state-changing request is a POST that must carry the
 // session's CSRF token and pass net/http's cross-origin protection
 // (Sec-Fetch-Site, Origin). Responses carry a strict Content-Security-Policy
-// (no inline script or style) and refuse framing. Everything shown is
+// (no inline script or style) and refuse framing. Login attempts are
+// limited per client address. Everything shown is
 // escaped by html/template: payloads and error texts are attacker-shaped.
 // With no token configured at all the UI is open, as the API is, and
 // Herald listens on loopback only (httpapi.CheckListenAddr).
@@ -96,6 +97,7 @@ type Handler struct {
 	mux      *http.ServeMux
 	pages    map[string]*template.Template
 	sessions *sessions
+	logins   *loginLimiter
 	csrf     *http.CrossOriginProtection
 	static   http.Handler
 }
@@ -129,6 +131,7 @@ func New(cfg Config) *Handler {
 		mux:      http.NewServeMux(),
 		pages:    pages,
 		sessions: newSessions(cfg.SessionTTL),
+		logins:   newLoginLimiter(),
 		csrf:     http.NewCrossOriginProtection(),
 		static:   http.StripPrefix(Prefix+"static/", http.FileServerFS(static)),
 	}
