@@ -215,7 +215,9 @@ func TestLoginLimiterIsBounded(t *testing.T) {
 	l := newLoginLimiter()
 	now := time.Now()
 	l.now = func() time.Time { return now }
-	addr := func(i int) string { return "10." + itoa(int64(i>>16&255)) + "." + itoa(int64(i>>8&255)) + "." + itoa(int64(i&255)) + ":1" }
+	addr := func(i int) string {
+		return "10." + itoa(int64(i>>16&255)) + "." + itoa(int64(i>>8&255)) + "." + itoa(int64(i&255)) + ":1"
+	}
 	for i := range maxLoginClients {
 		l.allow(addr(i))
 	}
