@@ -21,6 +21,11 @@ lint: ## gofmt, go vet and golangci-lint
 bench: ## Go benchmarks of the outbox engine (see docs/BENCHMARKS.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./... | tee bench.out
 
+.PHONY: bench-watermill
+bench-watermill: ## Watermill's SQL → NATS forwarder on a 200k backlog, to compare with herald bench --mode relay
+	cd benchmarks/watermill && $(GO) run . --events 200000 --schema default
+	cd benchmarks/watermill && $(GO) run . --events 200000 --schema queue
+
 .PHONY: tidy
 tidy: ## go mod tidy and fail if it changed anything
 	$(GO) mod tidy && git diff --exit-code go.mod go.sum
