@@ -107,13 +107,23 @@ func appendData(b, payload []byte) ([]byte, error) {
 		return nil, fmt.Errorf("cloudevent: data: %w", err)
 	}
 	b = buf.Bytes()
-	if data := b[start:]; bytes.ContainsAny(data, "<>&\u2028\u2029") {
+	if data := b[start:]; needsHTMLEscape(data) {
 		data = bytes.Clone(data)
 		buf = bytes.NewBuffer(b[:start])
 		json.HTMLEscape(buf, data)
 		b = buf.Bytes()
 	}
 	return b, nil
+}
+
+// needsHTMLEscape reports whether compacted JSON holds a character that
+// json.Marshal escapes in a RawMessage: <, >, & or U+2028/U+2029 (E2 80 A8/A9
+// in UTF-8). Byte searches, unlike bytes.ContainsAny with a non-ASCII set,
+// run vectorised.
+func needsHTMLEscape(data []byte) bool {
+	return bytes.IndexByte(data, '<') >= 0 || bytes.IndexByte(data, '>') >= 0 ||
+		bytes.IndexByte(data, '&') >= 0 || bytes.Contains(data, []byte("\xe2\x80\xa8")) ||
+		bytes.Contains(data, []byte("\xe2\x80\xa9"))
 }
 
 // appendUUID appends id in its canonical 8-4-4-4-12 form, as id.String().

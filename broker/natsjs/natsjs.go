@@ -521,7 +521,7 @@ func validSubjectSuffix(eventType string) error {
 	if strings.ContainsAny(eventType, " \t\r\n*>") {
 		return fmt.Errorf("natsjs: event type %q is not a valid NATS subject (whitespace or wildcard)", eventType)
 	}
-	if slices.Contains(strings.Split(eventType, "."), "") {
+	if eventType[0] == '.' || eventType[len(eventType)-1] == '.' || strings.Contains(eventType, "..") {
 		return fmt.Errorf("natsjs: event type %q is not a valid NATS subject (empty token)", eventType)
 	}
 	return nil

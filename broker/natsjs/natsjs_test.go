@@ -142,7 +142,7 @@ func TestPermanentErrors(t *testing.T) {
 	huge := publishertest.NewMessage(t, publishertest.NewRecord("huge", 1))
 	huge.Body = []byte(`{"data":"` + strings.Repeat("x", 2<<20) + `"}`) // over the 1 MiB max payload
 	var bad []outbox.Message
-	for i, typ := range []string{"order created", "order.*", "order.>", "order..x", ""} {
+	for i, typ := range []string{"order created", "order.*", "order.>", "order..x", ".order", "order.", ""} {
 		// Distinct aggregates: one aggregate's events after a failed one
 		// would not be sent (outbox.ErrRunBroken).
 		m := publishertest.NewMessage(t, publishertest.NewRecord(fmt.Sprintf("bad-%d", i), 1))

@@ -1,8 +1,10 @@
 package pgstore
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -87,6 +89,9 @@ WHERE ctid = ANY (ARRAY(
 		) n WHERE n.runs) r
 	LIMIT $1))
 RETURNING ` + claimReturning
+
+// emptyHeaders is how PostgreSQL writes a jsonb object without keys.
+var emptyHeaders = []byte("{}")
 
 // claimReturning is what both claim statements return of an event.
 const claimReturning = `id, aggregate_type, aggregate_id, event_type, payload, headers,
@@ -324,12 +329,20 @@ func claimPass(ctx context.Context, tx pgx.Tx, query string, limit int, records 
 		var (
 			r       outbox.Record
 			payload []byte
+			headers []byte
 			first   pgtype.Timestamptz
 			p       int64
 		)
-		if err := rows.Scan(&r.ID, &r.AggregateType, &r.AggregateID, &r.Type, &payload, &r.Headers,
+		if err := rows.Scan(&r.ID, &r.AggregateType, &r.AggregateID, &r.Type, &payload, &headers,
 			&r.IdempotencyKey, &r.Sequence, &r.Attempts, &r.LastError, &r.CreatedAt, &first, &p); err != nil {
 			return nil, nil, fmt.Errorf("pgstore: claim: scan: %w", err)
+		}
+		// Most events carry no headers: "{}" needs no decoding (it was a
+		// tenth of the relay's CPU in a drain).
+		if !bytes.Equal(headers, emptyHeaders) {
+			if err := json.Unmarshal(headers, &r.Headers); err != nil {
+				return nil, nil, fmt.Errorf("pgstore: claim: headers of event %s: %w", r.ID, err)
+			}
 		}
 		r.Payload = payload
 		if first.Valid {
