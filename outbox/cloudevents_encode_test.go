@@ -15,6 +15,10 @@ func FuzzAppendCloudEvent(f *testing.F) {
 	f.Add("order.created", "o-1", "order", "/herald/orders", `{"a": [1, 2.5, "x<y>&z\u2028"], "b": null}`, int64(1), "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "", int64(1732900000123456789))
 	f.Add("t\"\\\n\t\x01<>&\u2029", "\xff\xfe", "", "", ``, int64(-5), "", "k=v", int64(0))
 	f.Add("t", "a", "b", "s", `{"a":`, int64(9), "x", "y", int64(-1))
+	// Raw U+2028 and U+2029 (E2 80 A8, E2 80 A9) in the payload, and a
+	// truncated sequence: only the whole characters are escaped.
+	f.Add("t", "a", "b", "s", "{\"a\":\"x\u2028y\u2029\"}", int64(2), "", "", int64(0))
+	f.Add("t", "a", "b", "s", "{\"a\":\"x\xe2\x80\"}", int64(3), "", "", int64(0))
 	f.Fuzz(func(t *testing.T, typ, aggID, aggType, source, payload string, seq int64, traceparent, tracestate string, nanos int64) {
 		r := Record{
 			Event: Event{

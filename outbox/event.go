@@ -30,7 +30,8 @@ type Event struct {
 	Type          string
 	// Payload is the event's JSON data; it must be a valid JSON value.
 	Payload json.RawMessage
-	// Headers carry context such as the W3C traceparent. Optional.
+	// Headers carry context such as the W3C traceparent. Optional; an
+	// event read back without headers has a nil map.
 	Headers map[string]string
 	// IdempotencyKey, when set, is unique across the outbox: a second event
 	// with the same key is refused with ErrDuplicate.

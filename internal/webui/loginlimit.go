@@ -11,28 +11,32 @@ import (
 
 // Login attempts allowed per client address: loginBurst at once, then one
 // every loginEvery. An operator who mistypes the token a few times is not
-// slowed down; guessing a token is limited to about 360 tries an hour per
-// address.
+// slowed down; guessing a token through the form is limited to about 360
+// tries an hour per address.
 const (
 	loginBurst = 5
 	loginEvery = 10 * time.Second
-	// maxLoginClients bounds the addresses tracked. Past it, idle
-	// addresses are forgotten first; if none is idle, new addresses share
-	// one bucket, so many addresses cannot buy many more guesses.
+	// maxLoginClients bounds the addresses tracked (memory). Past it,
+	// idle addresses are forgotten first; if none is idle, new addresses
+	// share one budget, so that the table cannot grow without bound. An
+	// attacker with that many addresses can then use up the shared budget
+	// and hold new logins back; sessions already open are not affected.
 	maxLoginClients = 4096
 )
 
 // overflowKey is the bucket shared by addresses past maxLoginClients.
 const overflowKey = "overflow"
 
-// loginLimiter limits login attempts per client address. It keys by the
-// connection's address, not a forwarded header a client can write: behind
-// a reverse proxy every operator shares the proxy's budget.
+// loginLimiter limits attempts at the web UI's login form per client
+// address (the API's bearer tokens are checked per request, without it).
+// It keys by the connection's address, not a forwarded header a client can
+// write: behind a reverse proxy every operator shares the proxy's budget.
 type loginLimiter struct {
 	now func() time.Time
 
-	mu      sync.Mutex
-	clients map[string]*rate.Limiter
+	mu        sync.Mutex
+	clients   map[string]*rate.Limiter
+	lastPrune time.Time // a full table is swept at most once per loginEvery
 }
 
 func newLoginLimiter() *loginLimiter {
@@ -61,9 +65,12 @@ func (l *loginLimiter) limiterFor(key string, now time.Time) *rate.Limiter {
 		return lim
 	}
 	if len(l.clients) >= maxLoginClients {
-		for k, lim := range l.clients {
-			if lim.TokensAt(now) >= loginBurst {
-				delete(l.clients, k) // idle: its budget is full again
+		if now.Sub(l.lastPrune) >= loginEvery {
+			l.lastPrune = now
+			for k, lim := range l.clients {
+				if lim.TokensAt(now) >= loginBurst {
+					delete(l.clients, k) // idle: its budget is full again
+				}
 			}
 		}
 		if len(l.clients) >= maxLoginClients {
