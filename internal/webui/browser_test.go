@@ -307,6 +307,12 @@ func TestBrowser(t *testing.T) {
 		updated, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS("#live"), "data-updated"))
 		return err == nil && updated.Exists
 	})
+	// A second after the relay started, the chart has its first point (the
+	// rate since the first sample), sent by a live update.
+	waitFor(t, "the chart's first point", func() bool {
+		n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#live circle.dot").length`))
+		return err == nil && n == 1
+	})
 	shoot(t, ctx, "overview")
 
 	// The dead letters: both listed, the error text escaped (shown as text).

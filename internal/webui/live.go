@@ -85,8 +85,12 @@ type point struct {
 }
 
 // rates returns the published-per-second rate between consecutive samples
-// taken within ChartWindow of now, oldest first.
+// taken within ChartWindow of now, oldest first, and then the rate from the
+// last sample until now (when that is a second or more), so that the
+// chart's latest point is current rather than up to SampleInterval old,
+// and a relay that has just started shows at once.
 func (l *Live) rates(now time.Time) []point {
+	published := l.relay.Counters().Published
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	samples := make([]sample, 0, l.count)
@@ -100,6 +104,12 @@ func (l *Live) rates(now time.Time) []point {
 			continue
 		}
 		out = append(out, point{at: cur.at, rate: float64(cur.published-prev.published) / cur.at.Sub(prev.at).Seconds()})
+	}
+	if n := len(samples); n > 0 {
+		last := samples[n-1]
+		if d := now.Sub(last.at); d >= time.Second && published >= last.published {
+			out = append(out, point{at: now, rate: float64(published-last.published) / d.Seconds()})
+		}
 	}
 	return out
 }

@@ -28,6 +28,7 @@ type overviewData struct {
 // chart is the published-per-second line as SVG coordinates.
 type chart struct {
 	Width, Height int
+	ViewBox       string // the plot with a margin, so that the latest point's mark shows whole
 	Points        string // the polyline's "x,y x,y …"
 	Peak          string // the y axis' top, events per second
 	Latest        string
@@ -39,10 +40,12 @@ type chart struct {
 const (
 	chartWidth  = 600
 	chartHeight = 120
+	chartMargin = 5
 )
 
 func newChart(points []point, now time.Time) chart {
-	c := chart{Width: chartWidth, Height: chartHeight, Samples: len(points), Peak: "0", Latest: "0"}
+	c := chart{Width: chartWidth, Height: chartHeight, Samples: len(points), Peak: "0", Latest: "0",
+		ViewBox: fmt.Sprintf("-%d -%d %d %d", chartMargin, chartMargin, chartWidth+2*chartMargin, chartHeight+2*chartMargin)}
 	if len(points) == 0 {
 		return c
 	}

@@ -50,8 +50,8 @@ func TestOverview(t *testing.T) {
 	live := NewLive(relay)
 	b := setup(t, func(c *Config) { c.Live = live })
 	b.login(t)
-	start := time.Now().Add(-5 * time.Minute)
-	for i := range 30 { // 10 events per 10 s: 1/s
+	start := time.Now().Add(-29 * SampleInterval) // the last sample now: no point after it yet
+	for i := range 30 {                           // 10 events per 10 s: 1/s
 		relay.publish(10)
 		live.sample(start.Add(time.Duration(i) * SampleInterval))
 	}
@@ -125,6 +125,15 @@ func TestLiveRates(t *testing.T) {
 	}
 	if got := l.rates(last.Add(ChartWindow / 2)); len(got) >= ringSize-1 || len(got) == 0 {
 		t.Errorf("half a window later: %d points, want about half", len(got))
+	}
+	// Between samples the latest point is the rate since the last one.
+	relay.publish(30)
+	at := last.Add(15 * time.Second)
+	if cur := l.rates(at); len(cur) == 0 || !cur[len(cur)-1].at.Equal(at) || cur[len(cur)-1].rate != 2 {
+		t.Errorf("15 s after the last sample, 30 more published: the points end %+v, want 2/s at %v", cur[len(cur)-1], at)
+	}
+	if cur := l.rates(last.Add(500 * time.Millisecond)); len(cur) != ringSize-1 {
+		t.Errorf("half a second after the last sample: %d points, want no point for it", len(cur))
 	}
 	c := newChart(got, last)
 	if c.Peak != "2.0" || c.Samples != ringSize-1 || strings.Count(c.Points, ",") != ringSize-1 {
