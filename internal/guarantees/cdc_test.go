@@ -165,10 +165,17 @@ func waitReceived(t *testing.T, br eventBroker, l *ledger) (verdict, []outbox.Cl
 // starts from the slot's confirmed position.
 func TestCDCNoLossWhenRelayIsKilled(t *testing.T) {
 	t.Parallel()
+	forEachLogOnlyWrite(t, cdcNoLossWhenRelayIsKilled)
+}
+
+// forEachLogOnlyWrite runs test, in parallel, for each way of writing
+// events that leaves them in the log only: rows deleted in their
+// transaction, and logical decoding messages.
+func forEachLogOnlyWrite(t *testing.T, test func(*testing.T, cdcWrites)) {
 	for _, w := range []cdcWrites{deleteRows, walMessages} {
 		t.Run(w.String(), func(t *testing.T) {
 			t.Parallel()
-			cdcNoLossWhenRelayIsKilled(t, w)
+			test(t, w)
 		})
 	}
 }
@@ -357,12 +364,7 @@ func (p *poisonPublisher) Publish(ctx context.Context, msgs []outbox.Message) []
 // written as messages have no row until they are parked.
 func TestCDCPoisonIsParkedAndReplayedInOrder(t *testing.T) {
 	t.Parallel()
-	for _, w := range []cdcWrites{deleteRows, walMessages} {
-		t.Run(w.String(), func(t *testing.T) {
-			t.Parallel()
-			cdcPoisonIsParkedAndReplayedInOrder(t, w)
-		})
-	}
+	forEachLogOnlyWrite(t, cdcPoisonIsParkedAndReplayedInOrder)
 }
 
 func cdcPoisonIsParkedAndReplayedInOrder(t *testing.T, writes cdcWrites) {

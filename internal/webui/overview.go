@@ -43,9 +43,11 @@ const (
 	chartMargin = 5
 )
 
+// chartViewBox is the plot with chartMargin around it.
+var chartViewBox = fmt.Sprintf("-%d -%d %d %d", chartMargin, chartMargin, chartWidth+2*chartMargin, chartHeight+2*chartMargin)
+
 func newChart(points []point, now time.Time) chart {
-	c := chart{Width: chartWidth, Height: chartHeight, Samples: len(points), Peak: "0", Latest: "0",
-		ViewBox: fmt.Sprintf("-%d -%d %d %d", chartMargin, chartMargin, chartWidth+2*chartMargin, chartHeight+2*chartMargin)}
+	c := chart{Width: chartWidth, Height: chartHeight, ViewBox: chartViewBox, Samples: len(points), Peak: "0", Latest: "0"}
 	if len(points) == 0 {
 		return c
 	}
